@@ -1,0 +1,273 @@
+//! The conformance suite: one set of checks that every driver passes
+//! against its real backend.
+//!
+//! A driver crate implements [`Harness`] for its backend and calls [`run`]
+//! from an integration test:
+//!
+//! ```ignore
+//! #[tokio::test]
+//! async fn conformance() {
+//!     let backend = MyBackend::spawn().await;
+//!     gosd_driver::conformance::run(&backend).await;
+//! }
+//! ```
+//!
+//! Each check starts by wiping the backend, so they run one after another on
+//! one backend. A check panics with its own name on failure. A check a
+//! driver cannot pass is a finding about the trait: fix the trait, don't
+//! skip the check.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::{Driver, DriverError, InstanceName, Renewal, Snapshot};
+
+/// What the suite needs to do to a backend besides driving it.
+pub trait Harness: Sync {
+    /// The driver under test.
+    type Driver: Driver;
+
+    /// A new driver handle on the shared backend, as a second process
+    /// would have.
+    fn driver(&self) -> Self::Driver;
+
+    /// A driver whose backend is down (e.g. a free port with no server).
+    fn unreachable(&self) -> Self::Driver;
+
+    /// Loses every entry, as a backend restarted without persistence would.
+    fn wipe(&self) -> impl Future<Output = ()> + Send;
+
+    /// Writes `field → value` with no lease, as Go gosd or a person would.
+    fn write_raw(&self, field: &str, value: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs every check, in order.
+pub async fn run<H: Harness>(h: &H) {
+    register_is_unique(h).await;
+    snapshot_shows_leased_and_leaseless_entries(h).await;
+    deregister_removes_only_own_entry(h).await;
+    expired_lease_is_reaped(h).await;
+    renew_restores_after_data_loss(h).await;
+    revision_tracks_changes_only(h).await;
+    concurrent_registrations_of_one_name(h).await;
+    garbage_is_returned_not_fatal(h).await;
+    remove_stale_spares_live_leases(h).await;
+    unreachable_backend_fails_fast(h).await;
+    deregister_works_from_a_fresh_runtime(h).await;
+}
+
+const TTL: Duration = Duration::from_secs(30);
+
+fn name(s: &str) -> InstanceName {
+    InstanceName::parse(s).expect("test names are valid")
+}
+
+async fn snap<D: Driver>(d: &D) -> Snapshot {
+    d.snapshot().await.expect("snapshot")
+}
+
+fn url_of<'a>(s: &'a Snapshot, field: &str) -> Option<&'a str> {
+    s.entries
+        .iter()
+        .find(|e| e.field == field)
+        .map(|e| e.url.as_str())
+}
+
+/// A second registration of a taken name is refused and changes nothing.
+pub async fn register_is_unique<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    let n = name("svc-1");
+    assert!(d.register(&n, "http://a:1", TTL).await.unwrap(), "register_is_unique: first");
+    assert!(!d.register(&n, "http://b:2", TTL).await.unwrap(), "register_is_unique: second must be refused");
+    let s = snap(&d).await;
+    assert_eq!(url_of(&s, "svc-1"), Some("http://a:1"), "register_is_unique: first URL kept");
+}
+
+/// Leased entries report time left within their TTL; lease-less ones report none.
+pub async fn snapshot_shows_leased_and_leaseless_entries<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    d.register(&name("a-1"), "http://a1", TTL).await.unwrap();
+    d.register(&name("a-2"), "http://a2", TTL).await.unwrap();
+    d.register(&name("b-1"), "http://b1", TTL).await.unwrap();
+    h.write_raw("go-20160315122936.17256541", "http://go").await;
+    let s = h.driver().snapshot().await.unwrap();
+    assert_eq!(s.entries.len(), 4, "snapshot: {s:?}");
+    for e in &s.entries {
+        if e.field.starts_with("go-") {
+            assert_eq!(e.lease, None, "snapshot: raw entry has no lease");
+        } else {
+            let left = e.lease.expect("snapshot: registered entry has a lease");
+            assert!(left <= TTL && left > TTL / 2, "snapshot: lease {left:?} for TTL {TTL:?}");
+        }
+    }
+}
+
+/// Deregistering removes the entry once, and never someone else's.
+pub async fn deregister_removes_only_own_entry<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    let n = name("svc-1");
+    d.register(&n, "http://a", TTL).await.unwrap();
+    assert!(!d.deregister(&n, "http://other").await.unwrap(), "deregister: wrong URL must not remove");
+    assert_eq!(url_of(&snap(&d).await, "svc-1"), Some("http://a"));
+    assert!(d.deregister(&n, "http://a").await.unwrap(), "deregister: own entry");
+    assert!(!d.deregister(&n, "http://a").await.unwrap(), "deregister: second time is a no-op");
+    assert!(snap(&d).await.entries.is_empty(), "deregister: gone");
+}
+
+/// A lease that runs out takes its entry with it; lease-less entries stay.
+pub async fn expired_lease_is_reaped<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    let ttl = Duration::from_millis(300);
+    d.register(&name("svc-1"), "http://a", ttl).await.unwrap();
+    h.write_raw("svc-2", "http://static").await;
+    let left = snap(&d).await.entries.iter().find_map(|e| e.lease).expect("leased");
+    // The lease itself is what we wait for: expiry is the behaviour under test.
+    tokio::time::sleep(left + Duration::from_millis(20)).await;
+    let s = snap(&d).await;
+    assert_eq!(url_of(&s, "svc-1"), None, "expired lease must be reaped: {s:?}");
+    assert_eq!(url_of(&s, "svc-2"), Some("http://static"), "lease-less entry must stay");
+}
+
+/// Renewing extends a lease, rewrites an entry the backend lost, and refuses
+/// a name that now belongs to another URL.
+pub async fn renew_restores_after_data_loss<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    let n = name("svc-1");
+    d.register(&n, "http://a", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(d.renew(&n, "http://a", TTL).await.unwrap(), Renewal::Renewed);
+    let lease = snap(&d).await.entries[0].lease.unwrap();
+    assert!(lease > Duration::from_secs(5), "renew must extend the lease to the new TTL: {lease:?}");
+    h.wipe().await;
+    assert_eq!(d.renew(&n, "http://a", TTL).await.unwrap(), Renewal::Restored);
+    assert_eq!(url_of(&snap(&d).await, "svc-1"), Some("http://a"), "restored");
+    h.wipe().await;
+    h.write_raw("svc-1", "http://intruder").await;
+    assert_eq!(d.renew(&n, "http://a", TTL).await.unwrap(), Renewal::Conflict);
+    assert_eq!(url_of(&snap(&d).await, "svc-1"), Some("http://intruder"), "conflict writes nothing");
+}
+
+/// The revision moves on every change a driver makes, and only then.
+pub async fn revision_tracks_changes_only<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    let n = name("svc-1");
+    let r0 = snap(&d).await.revision;
+    d.register(&n, "http://a", TTL).await.unwrap();
+    let r1 = snap(&d).await.revision;
+    assert_ne!(r0, r1, "revision: register");
+    assert_eq!(snap(&d).await.revision, r1, "revision: a read is no change");
+    d.renew(&n, "http://a", TTL).await.unwrap();
+    assert_eq!(snap(&d).await.revision, r1, "revision: a renewal is no change");
+    d.deregister(&n, "http://a").await.unwrap();
+    let r2 = snap(&d).await.revision;
+    assert_ne!(r1, r2, "revision: deregister");
+    d.register(&name("svc-2"), "http://b", Duration::from_millis(100)).await.unwrap();
+    let r3 = snap(&d).await.revision;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_ne!(snap(&d).await.revision, r3, "revision: reaping is a change");
+}
+
+/// Of many concurrent registrations of one name, exactly one wins.
+pub async fn concurrent_registrations_of_one_name<H: Harness>(h: &H) {
+    h.wipe().await;
+    let n = name("svc-same");
+    let tries = (0..16).map(|i| {
+        let d = h.driver();
+        let n = n.clone();
+        async move { d.register(&n, &format!("http://h{i}"), TTL).await }
+    });
+    let mut wins = 0;
+    for r in join_all(tries).await {
+        wins += usize::from(r.expect("concurrent register"));
+    }
+    assert_eq!(wins, 1, "exactly one concurrent registration wins");
+    assert_eq!(snap(&h.driver()).await.entries.len(), 1);
+}
+
+/// Garbage in the registry is handed over raw, never an error or a panic:
+/// the facade decides what to skip.
+pub async fn garbage_is_returned_not_fatal<H: Harness>(h: &H) {
+    h.wipe().await;
+    h.write_raw("nodash", "http://x").await;
+    h.write_raw("svc-1", "not a url").await;
+    h.write_raw("", "").await;
+    h.write_raw("svc-2", "http://ok").await;
+    let s = snap(&h.driver()).await;
+    assert_eq!(url_of(&s, "svc-2"), Some("http://ok"), "garbage: good entry survives");
+    assert_eq!(url_of(&s, "nodash"), Some("http://x"), "garbage: handed over raw");
+}
+
+/// `remove_stale` removes lease-less and expired entries with that URL only.
+pub async fn remove_stale_spares_live_leases<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    d.register(&name("svc-1"), "http://dup", TTL).await.unwrap();
+    h.write_raw("svc-2", "http://dup").await;
+    h.write_raw("svc-3", "http://other").await;
+    assert_eq!(d.remove_stale("http://dup").await.unwrap(), 1, "remove_stale: only the lease-less one");
+    let s = snap(&d).await;
+    assert_eq!(url_of(&s, "svc-1"), Some("http://dup"), "remove_stale: live lease stays");
+    assert_eq!(url_of(&s, "svc-2"), None);
+    assert_eq!(url_of(&s, "svc-3"), Some("http://other"));
+}
+
+/// A driver whose backend is down fails with a transient error, promptly.
+pub async fn unreachable_backend_fails_fast<H: Harness>(h: &H) {
+    let d = h.unreachable();
+    let r = tokio::time::timeout(Duration::from_secs(20), d.snapshot()).await;
+    match r {
+        Err(_) => panic!("unreachable backend: snapshot hung"),
+        Ok(Ok(_)) => panic!("unreachable backend: snapshot succeeded"),
+        Ok(Err(e @ DriverError::Unavailable { .. })) => {
+            assert!(e.to_string().contains(&d.backend()), "error names the backend: {e}")
+        }
+        Ok(Err(e)) => panic!("unreachable backend: wrong error {e:?}"),
+    }
+    let n = name("svc-1");
+    let r = tokio::time::timeout(Duration::from_secs(20), d.register(&n, "http://a", TTL)).await;
+    assert!(matches!(r, Ok(Err(DriverError::Unavailable { .. }))), "register: {r:?}");
+}
+
+/// Deregistration completes on a fresh runtime on another thread while the
+/// runtime that made the driver is blocked, as it is in `Drop`.
+pub async fn deregister_works_from_a_fresh_runtime<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    let n = name("svc-1");
+    d.register(&n, "http://a", TTL).await.unwrap();
+    snap(&d).await; // warm up whatever connection the driver keeps
+    let removed = std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), d.deregister(&n, "http://a")).await
+            })
+        })
+        .join()
+        .expect("thread")
+    });
+    assert!(matches!(removed, Ok(Ok(true))), "deregister from a fresh runtime: {removed:?}");
+    assert!(snap(&d).await.entries.is_empty());
+}
+
+/// Polls every future to completion concurrently, keeping order.
+async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}

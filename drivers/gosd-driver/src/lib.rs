@@ -1,0 +1,312 @@
+//! The driver contract of [gosd](https://docs.rs/gosd).
+//!
+//! A driver stores the registry: which instance (`<service>-<id>`) serves at
+//! which URL, and until when its lease runs. This crate holds only the
+//! contract, so that driver crates (`gosd-redis`, `gosd-memory`, your own)
+//! depend on it alone and the `gosd` facade can depend on all of them without
+//! a cycle — the same split as `sqlx-core` and its drivers.
+//!
+//! # The contract in one paragraph
+//! Names are unique: [`Driver::register`] writes an entry only if the name is
+//! free. A registered entry carries a lease of `ttl`; [`Driver::renew`]
+//! extends it and writes the entry again if the backend lost it. An entry
+//! whose lease ran out is removed by the next [`Driver::snapshot`] (or by any
+//! other write), so a crashed instance disappears within its TTL. Entries
+//! that have no lease at all (written by Go gosd or by hand) are never
+//! reaped. Lease times are the backend's own clock, reported as time
+//! *remaining*, so clients never compare clocks.
+//!
+//! The `conformance` feature adds [`conformance`], the test suite every driver
+//! runs against its real backend.
+
+#![warn(missing_docs)]
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+/// The name of one instance: `<service>-<id>`, as Go gosd writes it.
+///
+/// The id is everything after the **last** `-`, so service names may contain
+/// `-` themselves and ids never do.
+///
+/// ```
+/// use gosd_driver::InstanceName;
+/// let name = InstanceName::parse("order-api-20160315122936.17256541").unwrap();
+/// assert_eq!(name.service(), "order-api");
+/// assert_eq!(name.id(), "20160315122936.17256541");
+/// assert!(InstanceName::parse("no_dash").is_none());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceName {
+    full: Box<str>,
+    split: usize,
+}
+
+impl InstanceName {
+    /// Parses a registry field. `None` when it has no `-`, or when the
+    /// service or the id part is empty.
+    pub fn parse(field: &str) -> Option<Self> {
+        let split = field.rfind('-')?;
+        if split == 0 || split + 1 == field.len() {
+            return None;
+        }
+        Some(Self {
+            full: field.into(),
+            split,
+        })
+    }
+
+    /// Joins a service name and an id. `None` when either is empty or the id
+    /// contains `-` (it could not be parsed back).
+    pub fn new(service: &str, id: &str) -> Option<Self> {
+        if service.is_empty() || id.is_empty() || id.contains('-') {
+            return None;
+        }
+        Some(Self {
+            full: format!("{service}-{id}").into(),
+            split: service.len(),
+        })
+    }
+
+    /// The whole name, `<service>-<id>`: the registry field.
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+
+    /// The service part: everything before the last `-`.
+    pub fn service(&self) -> &str {
+        &self.full[..self.split]
+    }
+
+    /// The id part: everything after the last `-`.
+    pub fn id(&self) -> &str {
+        &self.full[self.split + 1..]
+    }
+}
+
+impl fmt::Display for InstanceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+impl fmt::Debug for InstanceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.full, f)
+    }
+}
+
+/// One raw registry entry, as the backend holds it. The facade validates it;
+/// a driver hands over whatever is stored, garbage included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The field, normally `<service>-<id>`.
+    pub field: String,
+    /// The value, normally a URL.
+    pub url: String,
+    /// Time left on the entry's lease, by the backend's clock; `None` for an
+    /// entry without a lease (written by Go gosd or by hand), which is never
+    /// reaped.
+    pub lease: Option<Duration>,
+}
+
+/// The whole registry at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Every entry, live leases and lease-less ones; expired ones are gone.
+    pub entries: Vec<Entry>,
+    /// A number that changes whenever a driver registers, deregisters, reaps
+    /// or restores an entry. Writers that do not know of it (Go gosd) do not
+    /// change it.
+    pub revision: u64,
+}
+
+/// What [`Driver::renew`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// The entry was there with this URL; its lease now runs `ttl` from now.
+    Renewed,
+    /// The entry was gone (reaped, or the backend lost its data) and has been
+    /// written again with a fresh lease.
+    Restored,
+    /// The name now belongs to another URL. Nothing was written; the caller
+    /// should register under a new name.
+    Conflict,
+}
+
+/// A boxed error source, for driver errors that wrap a client library's own.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What a driver operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    /// The backend could not be reached or did not answer in time. Worth
+    /// retrying.
+    #[error("{backend} is unreachable: {source}")]
+    Unavailable {
+        /// Where the backend is, without credentials (e.g. `redis at 127.0.0.1:6379/0`).
+        backend: String,
+        /// What the client library said.
+        #[source]
+        source: BoxError,
+    },
+    /// The backend answered, but with something this driver did not expect
+    /// (a wrong reply shape, an error reply, a key of the wrong type).
+    #[error("{backend} answered unexpectedly: {message}")]
+    Protocol {
+        /// Where the backend is, without credentials.
+        backend: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl DriverError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// A registry backend.
+///
+/// Methods return `impl Future + Send`, so an implementation can simply write
+/// `async fn`. The `gosd` facade holds drivers as `Arc<dyn DynDriver>`; every
+/// `Driver` is a [`DynDriver`] for free.
+///
+/// Every method must be safe to call concurrently from many tasks, and every
+/// method must fail with an error, never panic, on whatever the backend
+/// holds or answers.
+pub trait Driver: Send + Sync + 'static {
+    /// Where the backend is, for errors and logs, never with credentials:
+    /// e.g. `redis at 127.0.0.1:6379/0`.
+    fn backend(&self) -> String;
+
+    /// Writes `name → url` with a lease of `ttl`, only if `name` is free.
+    /// `Ok(false)` when the name is taken: the caller picks another id.
+    fn register(
+        &self,
+        name: &InstanceName,
+        url: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, DriverError>> + Send;
+
+    /// Extends the lease of `name` to `ttl` from now, writing the entry
+    /// again if it is gone. See [`Renewal`].
+    fn renew(
+        &self,
+        name: &InstanceName,
+        url: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Renewal, DriverError>> + Send;
+
+    /// Removes `name` and its lease if it still maps to `url`. `Ok(false)`
+    /// when there was nothing of ours to remove.
+    ///
+    /// This is called on shutdown: from `Drop`, a signal handler or a fresh
+    /// runtime on another thread while the runtime that created the driver
+    /// is blocked or shutting down. It must complete there too (for a
+    /// networked backend: use a connection of its own, not a pooled one
+    /// driven by the original runtime).
+    fn deregister(
+        &self,
+        name: &InstanceName,
+        url: &str,
+    ) -> impl Future<Output = Result<bool, DriverError>> + Send;
+
+    /// Removes expired entries, then returns the whole registry.
+    fn snapshot(&self) -> impl Future<Output = Result<Snapshot, DriverError>> + Send;
+
+    /// Removes the entries that map to `url` **and have no live lease**
+    /// (expired, or none at all); returns how many. Entries with a live
+    /// lease belong to a healthy instance and stay.
+    fn remove_stale(&self, url: &str) -> impl Future<Output = Result<usize, DriverError>> + Send;
+}
+
+/// A boxed, sendable future: what [`DynDriver`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe form of [`Driver`], implemented for every `Driver`. Use it
+/// to hold a driver chosen at run time as `Arc<dyn DynDriver>`.
+#[allow(missing_docs)] // each method is documented on `Driver`
+pub trait DynDriver: Send + Sync + 'static {
+    fn backend(&self) -> String;
+    fn register<'a>(
+        &'a self,
+        name: &'a InstanceName,
+        url: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, DriverError>>;
+    fn renew<'a>(
+        &'a self,
+        name: &'a InstanceName,
+        url: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Renewal, DriverError>>;
+    fn deregister<'a>(
+        &'a self,
+        name: &'a InstanceName,
+        url: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DriverError>>;
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, DriverError>>;
+    fn remove_stale<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<usize, DriverError>>;
+}
+
+impl<D: Driver> DynDriver for D {
+    fn backend(&self) -> String {
+        Driver::backend(self)
+    }
+    fn register<'a>(
+        &'a self,
+        name: &'a InstanceName,
+        url: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, DriverError>> {
+        Box::pin(Driver::register(self, name, url, ttl))
+    }
+    fn renew<'a>(
+        &'a self,
+        name: &'a InstanceName,
+        url: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Renewal, DriverError>> {
+        Box::pin(Driver::renew(self, name, url, ttl))
+    }
+    fn deregister<'a>(
+        &'a self,
+        name: &'a InstanceName,
+        url: &'a str,
+    ) -> BoxFuture<'a, Result<bool, DriverError>> {
+        Box::pin(Driver::deregister(self, name, url))
+    }
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, DriverError>> {
+        Box::pin(Driver::snapshot(self))
+    }
+    fn remove_stale<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<usize, DriverError>> {
+        Box::pin(Driver::remove_stale(self, url))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InstanceName;
+
+    #[test]
+    fn name_round_trips_and_rejects_ambiguous_parts() {
+        let n = InstanceName::new("a-b", "1.2").unwrap();
+        assert_eq!(n.as_str(), "a-b-1.2");
+        assert_eq!(InstanceName::parse(n.as_str()), Some(n));
+        assert!(InstanceName::new("svc", "1-2").is_none());
+        assert!(InstanceName::new("", "1").is_none());
+        assert!(InstanceName::parse("-1").is_none());
+        assert!(InstanceName::parse("svc-").is_none());
+        assert!(InstanceName::parse("").is_none());
+    }
+}
