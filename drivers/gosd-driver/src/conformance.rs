@@ -78,10 +78,20 @@ pub async fn register_is_unique<H: Harness>(h: &H) {
     h.wipe().await;
     let d = h.driver();
     let n = name("svc-1");
-    assert!(d.register(&n, "http://a:1", TTL).await.unwrap(), "register_is_unique: first");
-    assert!(!d.register(&n, "http://b:2", TTL).await.unwrap(), "register_is_unique: second must be refused");
+    assert!(
+        d.register(&n, "http://a:1", TTL).await.unwrap(),
+        "register_is_unique: first"
+    );
+    assert!(
+        !d.register(&n, "http://b:2", TTL).await.unwrap(),
+        "register_is_unique: second must be refused"
+    );
     let s = snap(&d).await;
-    assert_eq!(url_of(&s, "svc-1"), Some("http://a:1"), "register_is_unique: first URL kept");
+    assert_eq!(
+        url_of(&s, "svc-1"),
+        Some("http://a:1"),
+        "register_is_unique: first URL kept"
+    );
 }
 
 /// Leased entries report time left within their TTL; lease-less ones report none.
@@ -99,7 +109,10 @@ pub async fn snapshot_shows_leased_and_leaseless_entries<H: Harness>(h: &H) {
             assert_eq!(e.lease, None, "snapshot: raw entry has no lease");
         } else {
             let left = e.lease.expect("snapshot: registered entry has a lease");
-            assert!(left <= TTL && left > TTL / 2, "snapshot: lease {left:?} for TTL {TTL:?}");
+            assert!(
+                left <= TTL && left > TTL / 2,
+                "snapshot: lease {left:?} for TTL {TTL:?}"
+            );
         }
     }
 }
@@ -110,10 +123,19 @@ pub async fn deregister_removes_only_own_entry<H: Harness>(h: &H) {
     let d = h.driver();
     let n = name("svc-1");
     d.register(&n, "http://a", TTL).await.unwrap();
-    assert!(!d.deregister(&n, "http://other").await.unwrap(), "deregister: wrong URL must not remove");
+    assert!(
+        !d.deregister(&n, "http://other").await.unwrap(),
+        "deregister: wrong URL must not remove"
+    );
     assert_eq!(url_of(&snap(&d).await, "svc-1"), Some("http://a"));
-    assert!(d.deregister(&n, "http://a").await.unwrap(), "deregister: own entry");
-    assert!(!d.deregister(&n, "http://a").await.unwrap(), "deregister: second time is a no-op");
+    assert!(
+        d.deregister(&n, "http://a").await.unwrap(),
+        "deregister: own entry"
+    );
+    assert!(
+        !d.deregister(&n, "http://a").await.unwrap(),
+        "deregister: second time is a no-op"
+    );
     assert!(snap(&d).await.entries.is_empty(), "deregister: gone");
 }
 
@@ -124,12 +146,25 @@ pub async fn expired_lease_is_reaped<H: Harness>(h: &H) {
     let ttl = Duration::from_millis(300);
     d.register(&name("svc-1"), "http://a", ttl).await.unwrap();
     h.write_raw("svc-2", "http://static").await;
-    let left = snap(&d).await.entries.iter().find_map(|e| e.lease).expect("leased");
+    let left = snap(&d)
+        .await
+        .entries
+        .iter()
+        .find_map(|e| e.lease)
+        .expect("leased");
     // The lease itself is what we wait for: expiry is the behaviour under test.
     tokio::time::sleep(left + Duration::from_millis(20)).await;
     let s = snap(&d).await;
-    assert_eq!(url_of(&s, "svc-1"), None, "expired lease must be reaped: {s:?}");
-    assert_eq!(url_of(&s, "svc-2"), Some("http://static"), "lease-less entry must stay");
+    assert_eq!(
+        url_of(&s, "svc-1"),
+        None,
+        "expired lease must be reaped: {s:?}"
+    );
+    assert_eq!(
+        url_of(&s, "svc-2"),
+        Some("http://static"),
+        "lease-less entry must stay"
+    );
 }
 
 /// Renewing extends a lease, rewrites an entry the backend lost, and refuses
@@ -138,17 +173,39 @@ pub async fn renew_restores_after_data_loss<H: Harness>(h: &H) {
     h.wipe().await;
     let d = h.driver();
     let n = name("svc-1");
-    d.register(&n, "http://a", Duration::from_secs(5)).await.unwrap();
-    assert_eq!(d.renew(&n, "http://a", TTL).await.unwrap(), Renewal::Renewed);
+    d.register(&n, "http://a", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        d.renew(&n, "http://a", TTL).await.unwrap(),
+        Renewal::Renewed
+    );
     let lease = snap(&d).await.entries[0].lease.unwrap();
-    assert!(lease > Duration::from_secs(5), "renew must extend the lease to the new TTL: {lease:?}");
+    assert!(
+        lease > Duration::from_secs(5),
+        "renew must extend the lease to the new TTL: {lease:?}"
+    );
     h.wipe().await;
-    assert_eq!(d.renew(&n, "http://a", TTL).await.unwrap(), Renewal::Restored);
-    assert_eq!(url_of(&snap(&d).await, "svc-1"), Some("http://a"), "restored");
+    assert_eq!(
+        d.renew(&n, "http://a", TTL).await.unwrap(),
+        Renewal::Restored
+    );
+    assert_eq!(
+        url_of(&snap(&d).await, "svc-1"),
+        Some("http://a"),
+        "restored"
+    );
     h.wipe().await;
     h.write_raw("svc-1", "http://intruder").await;
-    assert_eq!(d.renew(&n, "http://a", TTL).await.unwrap(), Renewal::Conflict);
-    assert_eq!(url_of(&snap(&d).await, "svc-1"), Some("http://intruder"), "conflict writes nothing");
+    assert_eq!(
+        d.renew(&n, "http://a", TTL).await.unwrap(),
+        Renewal::Conflict
+    );
+    assert_eq!(
+        url_of(&snap(&d).await, "svc-1"),
+        Some("http://intruder"),
+        "conflict writes nothing"
+    );
 }
 
 /// The revision moves on every change a driver makes, and only then.
@@ -162,11 +219,17 @@ pub async fn revision_tracks_changes_only<H: Harness>(h: &H) {
     assert_ne!(r0, r1, "revision: register");
     assert_eq!(snap(&d).await.revision, r1, "revision: a read is no change");
     d.renew(&n, "http://a", TTL).await.unwrap();
-    assert_eq!(snap(&d).await.revision, r1, "revision: a renewal is no change");
+    assert_eq!(
+        snap(&d).await.revision,
+        r1,
+        "revision: a renewal is no change"
+    );
     d.deregister(&n, "http://a").await.unwrap();
     let r2 = snap(&d).await.revision;
     assert_ne!(r1, r2, "revision: deregister");
-    d.register(&name("svc-2"), "http://b", Duration::from_millis(100)).await.unwrap();
+    d.register(&name("svc-2"), "http://b", Duration::from_millis(100))
+        .await
+        .unwrap();
     let r3 = snap(&d).await.revision;
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_ne!(snap(&d).await.revision, r3, "revision: reaping is a change");
@@ -198,8 +261,16 @@ pub async fn garbage_is_returned_not_fatal<H: Harness>(h: &H) {
     h.write_raw("", "").await;
     h.write_raw("svc-2", "http://ok").await;
     let s = snap(&h.driver()).await;
-    assert_eq!(url_of(&s, "svc-2"), Some("http://ok"), "garbage: good entry survives");
-    assert_eq!(url_of(&s, "nodash"), Some("http://x"), "garbage: handed over raw");
+    assert_eq!(
+        url_of(&s, "svc-2"),
+        Some("http://ok"),
+        "garbage: good entry survives"
+    );
+    assert_eq!(
+        url_of(&s, "nodash"),
+        Some("http://x"),
+        "garbage: handed over raw"
+    );
 }
 
 /// `remove_stale` removes lease-less and expired entries with that URL only.
@@ -209,9 +280,17 @@ pub async fn remove_stale_spares_live_leases<H: Harness>(h: &H) {
     d.register(&name("svc-1"), "http://dup", TTL).await.unwrap();
     h.write_raw("svc-2", "http://dup").await;
     h.write_raw("svc-3", "http://other").await;
-    assert_eq!(d.remove_stale("http://dup").await.unwrap(), 1, "remove_stale: only the lease-less one");
+    assert_eq!(
+        d.remove_stale("http://dup").await.unwrap(),
+        1,
+        "remove_stale: only the lease-less one"
+    );
     let s = snap(&d).await;
-    assert_eq!(url_of(&s, "svc-1"), Some("http://dup"), "remove_stale: live lease stays");
+    assert_eq!(
+        url_of(&s, "svc-1"),
+        Some("http://dup"),
+        "remove_stale: live lease stays"
+    );
     assert_eq!(url_of(&s, "svc-2"), None);
     assert_eq!(url_of(&s, "svc-3"), Some("http://other"));
 }
@@ -224,13 +303,19 @@ pub async fn unreachable_backend_fails_fast<H: Harness>(h: &H) {
         Err(_) => panic!("unreachable backend: snapshot hung"),
         Ok(Ok(_)) => panic!("unreachable backend: snapshot succeeded"),
         Ok(Err(e @ DriverError::Unavailable { .. })) => {
-            assert!(e.to_string().contains(&d.backend()), "error names the backend: {e}")
+            assert!(
+                e.to_string().contains(&d.backend()),
+                "error names the backend: {e}"
+            )
         }
         Ok(Err(e)) => panic!("unreachable backend: wrong error {e:?}"),
     }
     let n = name("svc-1");
     let r = tokio::time::timeout(Duration::from_secs(20), d.register(&n, "http://a", TTL)).await;
-    assert!(matches!(r, Ok(Err(DriverError::Unavailable { .. }))), "register: {r:?}");
+    assert!(
+        matches!(r, Ok(Err(DriverError::Unavailable { .. }))),
+        "register: {r:?}"
+    );
 }
 
 /// Deregistration completes on a fresh runtime on another thread while the
@@ -254,7 +339,10 @@ pub async fn deregister_works_from_a_fresh_runtime<H: Harness>(h: &H) {
         .join()
         .expect("thread")
     });
-    assert!(matches!(removed, Ok(Ok(true))), "deregister from a fresh runtime: {removed:?}");
+    assert!(
+        matches!(removed, Ok(Ok(true))),
+        "deregister from a fresh runtime: {removed:?}"
+    );
     assert!(snap(&d).await.entries.is_empty());
 }
 

@@ -1,1 +1,464 @@
+//! Redis driver for [gosd](https://docs.rs/gosd), wire-compatible with Go gosd.
+//!
+//! # Data model
+//! | key | type | content |
+//! |---|---|---|
+//! | `gosd` | hash | field `<service>-<id>` → URL: exactly Go gosd's layout |
+//! | `{gosd}:leases` | sorted set | member `<service>-<id>`, score = lease expiry (ms, Redis clock) |
+//! | `{gosd}:rev` | string | revision, incremented on every register, deregister, reap and restore |
+//!
+//! (`gosd` is the default key; the others follow it.) The extra keys carry
+//! the hash key as a hash tag, so all three live in one Redis Cluster slot.
+//!
+//! Every write is one Lua script, so it is atomic, and every script reads
+//! the time from Redis (`TIME`), so clients never compare clocks. Each
+//! script first reaps the expired leases: their hash fields and leases go,
+//! and the revision moves. Fields with no lease (written by Go gosd or by
+//! hand) are never reaped: they behave as static routes.
+//!
+//! Requires Redis 5 or newer (scripts that call `TIME` before writing need
+//! effect replication, the default since 5).
+//!
+//! # Connections
+//! - Commands share one multiplexed connection ([`ConnectionManager`]),
+//!   opened on first use, so constructing a driver never blocks or fails on
+//!   a down server.
+//! - A command that fails because the connection dropped returns
+//!   [`DriverError::Unavailable`]; the manager reconnects in the background
+//!   and the caller (the gosd client) decides when to retry.
+//! - Connecting and every reply are bounded by timeouts (2 s each), so a
+//!   wedged server is an error, not a hang.
+//! - Deregistration opens a connection of its own: it runs at shutdown,
+//!   possibly on a fresh runtime while the one that drove the shared
+//!   connection is blocked.
 
+#![warn(missing_docs)]
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use gosd_driver::{Driver, DriverError, Entry, InstanceName, Renewal, Snapshot};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script, Value};
+use tokio::sync::OnceCell;
+
+/// The redis crate, re-exported so callers can build a
+/// [`redis::ConnectionInfo`] without depending on it directly.
+pub use redis;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A gosd registry in Redis. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisDriver {
+    client: Client,
+    conn: std::sync::Arc<OnceCell<ConnectionManager>>,
+    keys: Keys,
+    backend: String,
+}
+
+impl std::fmt::Debug for RedisDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the client: its connection info holds the password.
+        f.debug_struct("RedisDriver")
+            .field("backend", &self.backend)
+            .field("key", &self.keys.hash)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Keys {
+    hash: String,
+    leases: String,
+    revision: String,
+}
+
+impl RedisDriver {
+    /// A driver for the registry at `key` (gosd's is `"gosd"`) on the Redis
+    /// that `info` names: a `redis://[user:pass@]host:port/db` URL or a
+    /// [`redis::ConnectionInfo`]. Nothing is connected until first use.
+    ///
+    /// `key` should not contain `{` or `}`: the extra keys are
+    /// `{<key>}:leases` and `{<key>}:rev`, and a brace in `key` would move
+    /// them to another Cluster slot.
+    ///
+    /// ```
+    /// use gosd_redis::RedisDriver;
+    /// let driver = RedisDriver::new("redis://:secret@127.0.0.1:6379/2", "gosd")?;
+    /// assert_eq!(gosd_driver::Driver::backend(&driver), "redis at 127.0.0.1:6379/2");
+    /// # Ok::<_, gosd_driver::DriverError>(())
+    /// ```
+    pub fn new(info: impl IntoConnectionInfo, key: &str) -> Result<Self, DriverError> {
+        let info = info
+            .into_connection_info()
+            .map_err(|e| DriverError::Protocol {
+                backend: "redis".to_owned(),
+                message: format!("invalid connection info: {:?}", e.kind()),
+            })?;
+        let backend = format!("redis at {}/{}", info.addr(), info.redis_settings().db());
+        let client = Client::open(info).map_err(|e| DriverError::Protocol {
+            backend: backend.clone(),
+            message: format!("invalid connection info: {:?}", e.kind()),
+        })?;
+        Ok(Self {
+            client,
+            conn: Default::default(),
+            keys: Keys {
+                hash: key.to_owned(),
+                leases: format!("{{{key}}}:leases"),
+                revision: format!("{{{key}}}:rev"),
+            },
+            backend,
+        })
+    }
+
+    /// The name of the hash that holds the routes (`gosd` by default).
+    pub fn key(&self) -> &str {
+        &self.keys.hash
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, DriverError> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(TIMEOUT))
+                    .set_response_timeout(Some(TIMEOUT))
+                    // The gosd client retries with its own backoff; the
+                    // manager's own retries would only hide the outage.
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(conn.clone())
+    }
+
+    /// Runs one of the scripts with the three keys and `args`.
+    async fn run<C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        script: &Script,
+        args: &[&[u8]],
+    ) -> Result<Value, DriverError> {
+        let mut call = script.key(&self.keys.hash);
+        call.key(&self.keys.leases).key(&self.keys.revision);
+        for a in args {
+            call.arg(*a);
+        }
+        call.invoke_async(conn).await.map_err(|e| self.error(e))
+    }
+
+    async fn call(&self, script: &Script, args: &[&[u8]]) -> Result<Value, DriverError> {
+        self.run(&mut self.conn().await?, script, args).await
+    }
+
+    fn error(&self, e: RedisError) -> DriverError {
+        let transient = e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_unrecoverable_error()
+            // A server that is loading its data or failing over is down for now.
+            || matches!(e.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN"));
+        if transient {
+            DriverError::Unavailable {
+                backend: self.backend.clone(),
+                source: Box::new(e),
+            }
+        } else {
+            DriverError::Protocol {
+                backend: self.backend.clone(),
+                message: e.to_string(),
+            }
+        }
+    }
+
+    fn unexpected(&self, what: &str, got: &Value) -> DriverError {
+        DriverError::Protocol {
+            backend: self.backend.clone(),
+            message: format!("{what}: unexpected reply {got:?}"),
+        }
+    }
+
+    fn int(&self, what: &str, v: Value) -> Result<i64, DriverError> {
+        match v {
+            Value::Int(i) => Ok(i),
+            other => Err(self.unexpected(what, &other)),
+        }
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> Vec<u8> {
+    // At least 1 ms: a zero lease would be reaped by the very script that writes it.
+    ttl.as_millis()
+        .clamp(1, u64::MAX as u128)
+        .to_string()
+        .into_bytes()
+}
+
+impl Driver for RedisDriver {
+    fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    async fn register(
+        &self,
+        name: &InstanceName,
+        url: &str,
+        ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        let v = self
+            .call(
+                &REGISTER,
+                &[name.as_str().as_bytes(), url.as_bytes(), &ttl_ms(ttl)],
+            )
+            .await?;
+        Ok(self.int("register", v)? == 1)
+    }
+
+    async fn renew(
+        &self,
+        name: &InstanceName,
+        url: &str,
+        ttl: Duration,
+    ) -> Result<Renewal, DriverError> {
+        let v = self
+            .call(
+                &RENEW,
+                &[name.as_str().as_bytes(), url.as_bytes(), &ttl_ms(ttl)],
+            )
+            .await?;
+        match self.int("renew", v)? {
+            1 => Ok(Renewal::Renewed),
+            2 => Ok(Renewal::Restored),
+            _ => Ok(Renewal::Conflict),
+        }
+    }
+
+    async fn deregister(&self, name: &InstanceName, url: &str) -> Result<bool, DriverError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT));
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.error(e))?;
+        let v = self
+            .run(
+                &mut conn,
+                &DEREGISTER,
+                &[name.as_str().as_bytes(), url.as_bytes()],
+            )
+            .await?;
+        Ok(self.int("deregister", v)? == 1)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, DriverError> {
+        let v = self.call(&SNAPSHOT, &[]).await?;
+        parse_snapshot(v).map_err(|got| self.unexpected("snapshot", &got))
+    }
+
+    async fn remove_stale(&self, url: &str) -> Result<usize, DriverError> {
+        let v = self.call(&REMOVE_STALE, &[url.as_bytes()]).await?;
+        Ok(usize::try_from(self.int("remove_stale", v)?).unwrap_or(0))
+    }
+}
+
+/// Turns the snapshot script's reply into a [`Snapshot`]; on a reply of the
+/// wrong shape, returns the offending value.
+fn parse_snapshot(v: Value) -> Result<Snapshot, Value> {
+    let Value::Array(parts) = v else {
+        return Err(v);
+    };
+    let [fields, leases, revision, now] = <[Value; 4]>::try_from(parts).map_err(Value::Array)?;
+    let now = number(&now).ok_or(now)?;
+    let revision = number(&revision).ok_or(revision)?;
+    let leases: std::collections::HashMap<Vec<u8>, f64> = pairs(leases)?
+        .filter_map(|(member, score)| Some((bytes(member)?, number(&score)?)))
+        .collect();
+    let entries = pairs(fields)?
+        .filter_map(|(field, url)| {
+            let field = bytes(field)?;
+            let lease = leases
+                .get(&field)
+                .map(|expiry| Duration::from_millis((expiry - now).max(0.0) as u64));
+            Some(Entry {
+                field: String::from_utf8_lossy(&field).into_owned(),
+                url: String::from_utf8_lossy(&bytes(url)?).into_owned(),
+                lease,
+            })
+        })
+        .collect();
+    Ok(Snapshot {
+        entries,
+        revision: revision as u64,
+    })
+}
+
+fn pairs(v: Value) -> Result<impl Iterator<Item = (Value, Value)>, Value> {
+    let Value::Array(items) = v else {
+        return Err(v);
+    };
+    let mut it = items.into_iter();
+    Ok(std::iter::from_fn(move || Some((it.next()?, it.next()?))))
+}
+
+fn bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        _ => None,
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        Value::Double(d) => Some(*d),
+        _ => None,
+    }
+}
+
+/// Helpers every script starts with. KEYS: hash, leases, revision.
+macro_rules! script {
+    ($body:expr) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function reap(now)
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+  if #dead == 0 then return end
+  for i = 1, #dead, 1000 do
+    redis.call('HDEL', KEYS[1], unpack(dead, i, math.min(i + 999, #dead)))
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('INCR', KEYS[3])
+end
+local now = now_ms()
+"#,
+                $body
+            ))
+        })
+    };
+}
+
+/// ARGV: name, url, ttl_ms. Returns 1 if written, 0 if the name is taken.
+static REGISTER: LazyLock<Script> = script!(
+    r#"
+reap(now)
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('INCR', KEYS[3])
+return 1
+"#
+);
+
+/// ARGV: name, url, ttl_ms. Returns 1 renewed, 2 restored, 0 conflict.
+static RENEW: LazyLock<Script> = script!(
+    r#"
+reap(now)
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current == ARGV[2] then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+  return 1
+end
+if current then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('INCR', KEYS[3])
+return 2
+"#
+);
+
+/// ARGV: name, url. Returns 1 if removed, 0 if it was not ours.
+static DEREGISTER: LazyLock<Script> = script!(
+    r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('INCR', KEYS[3])
+return 1
+"#
+);
+
+/// Returns {HGETALL hash, ZRANGE leases WITHSCORES, revision, now}.
+static SNAPSHOT: LazyLock<Script> = script!(
+    r#"
+reap(now)
+return {
+  redis.call('HGETALL', KEYS[1]),
+  redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES'),
+  redis.call('GET', KEYS[3]) or '0',
+  tostring(now),
+}
+"#
+);
+
+/// ARGV: url. Removes lease-less fields with that URL (expired ones were
+/// just reaped); returns how many.
+static REMOVE_STALE: LazyLock<Script> = script!(
+    r#"
+reap(now)
+local all = redis.call('HGETALL', KEYS[1])
+local removed = 0
+for i = 1, #all, 2 do
+  if all[i + 1] == ARGV[1] and not redis.call('ZSCORE', KEYS[2], all[i]) then
+    redis.call('HDEL', KEYS[1], all[i])
+    removed = removed + 1
+  end
+end
+if removed > 0 then redis.call('INCR', KEYS[3]) end
+return removed
+"#
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_reply_of_wrong_shape_is_an_error_not_a_panic() {
+        assert!(parse_snapshot(Value::Nil).is_err());
+        assert!(parse_snapshot(Value::Array(vec![Value::Nil])).is_err());
+        let odd = Value::Array(vec![
+            Value::Array(vec![Value::BulkString(b"svc-1".to_vec())]),
+            Value::Array(vec![]),
+            Value::BulkString(b"3".to_vec()),
+            Value::BulkString(b"1000".to_vec()),
+        ]);
+        let s = parse_snapshot(odd).expect("odd field list is tolerated");
+        assert!(s.entries.is_empty());
+        assert_eq!(s.revision, 3);
+    }
+
+    #[test]
+    fn lease_is_time_left_by_the_server_clock() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                Value::BulkString(b"svc-1".to_vec()),
+                Value::BulkString(b"http://a".to_vec()),
+                Value::BulkString(b"go-2".to_vec()),
+                Value::BulkString(b"http://b".to_vec()),
+            ]),
+            Value::Array(vec![
+                Value::BulkString(b"svc-1".to_vec()),
+                Value::BulkString(b"1732000001500".to_vec()),
+            ]),
+            Value::BulkString(b"7".to_vec()),
+            Value::BulkString(b"1732000000000".to_vec()),
+        ]);
+        let s = parse_snapshot(reply).unwrap();
+        assert_eq!(s.entries[0].lease, Some(Duration::from_millis(1500)));
+        assert_eq!(s.entries[1].lease, None);
+    }
+}

@@ -1,0 +1,47 @@
+//! The shared driver conformance suite, against a real redis-server.
+
+#[path = "../../../tests/support/redis_server.rs"]
+mod redis_server;
+
+use gosd_driver::conformance::{self, Harness};
+use gosd_redis::RedisDriver;
+use redis_server::{RedisServer, free_port};
+
+struct Redis {
+    server: RedisServer,
+}
+
+impl Harness for Redis {
+    type Driver = RedisDriver;
+
+    fn driver(&self) -> RedisDriver {
+        RedisDriver::new(self.server.url(), "gosd").expect("driver")
+    }
+
+    fn unreachable(&self) -> RedisDriver {
+        RedisDriver::new(format!("redis://127.0.0.1:{}/0", free_port()), "gosd").expect("driver")
+    }
+
+    async fn wipe(&self) {
+        let _: () = redis::cmd("FLUSHALL")
+            .query(&mut self.server.connection())
+            .expect("FLUSHALL");
+    }
+
+    async fn write_raw(&self, field: &str, value: &str) {
+        let _: () = redis::cmd("HSET")
+            .arg("gosd")
+            .arg(field)
+            .arg(value)
+            .query(&mut self.server.connection())
+            .expect("HSET");
+    }
+}
+
+#[tokio::test]
+async fn redis_driver_passes_the_conformance_suite() {
+    let harness = Redis {
+        server: RedisServer::start(),
+    };
+    conformance::run(&harness).await;
+}
