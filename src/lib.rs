@@ -1,1 +1,89 @@
+//! Service discovery through Redis, the way Go's gosd does it — and safer.
+//!
+//! A service calls [`start`] at boot and is registered under a unique name
+//! `<service>-<id>`; callers ask [`iterate_service_route`] for the next URL
+//! of a service, round-robin; the route table refreshes itself in the
+//! background. On SIGINT/SIGTERM, on [`finish`], or when the
+//! [`Registration`] drops, the instance deregisters.
+//!
+//! ```no_run
+//! #[tokio::main]
+//! async fn main() -> Result<(), gosd::Error> {
+//!     let me = gosd::start("provider", "http://localhost:3333").await?; // config from env
+//!     println!("registered as {me}");              // provider-20261121190255.46985214
+//!     let url = gosd::iterate_service_route("provider").await?;
+//!     gosd::update_by_cron();                      // from middleware; cheap when not due
+//!     Ok(())                                       // `me` dropped: deregistered
+//! }
+//! ```
+//!
+//! # Why it is built this way
+//! - **Never route to a dead instance.** Go gosd keeps a `kill -9`ed
+//!   provider in Redis forever. Here every instance holds a lease (TTL,
+//!   10 s by default) renewed by a heartbeat; an expired lease is removed
+//!   from Redis, and each client refreshes exactly when the earliest lease
+//!   it knows of runs out, so a crashed instance leaves every table within
+//!   its TTL without any polling cadence. A heartbeat that finds its entry
+//!   gone (Redis restarted empty) writes it again.
+//! - **Picks never wait.** The route table is an immutable snapshot behind
+//!   an [`arc_swap::ArcSwap`]: a pick loads it without a lock, bumps one
+//!   atomic counter and clones an `Arc<str>`. Refreshes build a new table
+//!   and swap it in whole; readers never see half of one. (Go gosd's
+//!   concurrent picks race on one map.)
+//! - **Nothing is lost.** A failed refresh keeps the last good table; bad
+//!   configuration is an [`Error::Config`] naming the variable, never a
+//!   silent zero.
+//! - **Go and Rust share one Redis.** The hash `gosd` holds
+//!   `<service>-<id>` → URL exactly as Go gosd writes it; leases live
+//!   beside it in `{gosd}:leases`. Entries without a lease (Go gosd's)
+//!   are routed to and never reaped.
+//!
+//! # Drivers
+//! The registry is a [`Driver`]: [`RedisDriver`] (feature `redis`, on by
+//! default), [`MemoryDriver`] for tests and the quickstart, or your own,
+//! passed to [`start_with`] or [`ClientBuilder::driver`]. The contract and
+//! its conformance suite live in the `gosd-driver` crate.
+//!
+//! # Global or instance
+//! The free functions act on one process-wide [`Client`] set by [`start`],
+//! [`start_with`] or [`connect`]; before that they return
+//! [`Error::NotStarted`]. Tests and libraries use a [`Client`] directly.
 
+#![warn(missing_docs)]
+
+mod backoff;
+mod client;
+mod config;
+mod error;
+mod global;
+mod naming;
+mod registration;
+mod signals;
+mod table;
+
+pub use client::{Client, ClientBuilder};
+pub use config::{Config, Cron, DriverKind, RedisTarget};
+pub use error::{Error, Result};
+pub use global::{
+    add_service_manually, client, connect, delete_service_with_url, finish, get,
+    iterate_service_route, shutdown_signal, start, start_with, update_by_cron,
+};
+pub use registration::Registration;
+pub use table::Route;
+
+pub use gosd_driver::{Driver, DriverError, DynDriver, InstanceName};
+pub use gosd_memory::MemoryDriver;
+#[cfg(feature = "redis")]
+pub use gosd_redis::RedisDriver;
+
+/// The driver contract, for writing a driver of your own.
+pub mod driver {
+    pub use gosd_driver::*;
+}
+
+/// The in-process registry that `GOSD_DRIVER=memory` selects: one per
+/// process, shared by every client in it.
+pub fn shared_memory_registry() -> MemoryDriver {
+    static SHARED: std::sync::OnceLock<MemoryDriver> = std::sync::OnceLock::new();
+    SHARED.get_or_init(MemoryDriver::new).clone()
+}

@@ -347,9 +347,9 @@ pub async fn deregister_works_from_a_fresh_runtime<H: Harness>(h: &H) {
 }
 
 /// Polls every future to completion concurrently, keeping order.
-async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+async fn join_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();

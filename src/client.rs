@@ -1,0 +1,744 @@
+//! The instance-level client: everything the global functions do, on a
+//! value you own.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use gosd_driver::{Driver, DriverError, DynDriver, InstanceName, Renewal};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::backoff::backoff;
+use crate::config::{Config, DriverKind};
+use crate::error::{Error, Result};
+use crate::naming::{check_service, check_url, new_instance_name};
+use crate::registration::Registration;
+use crate::table::{Route, RouteTable, Sources};
+
+/// How long deregistration may take at shutdown before gosd gives up and
+/// lets the lease expire instead.
+pub(crate) const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A lease is checked a little after it should have run out, so that the
+/// registry has certainly reaped it.
+const EXPIRY_GRACE: Duration = Duration::from_millis(15);
+
+/// How many fresh names registration tries before giving up.
+const NAME_ATTEMPTS: u32 = 10;
+
+/// A discovery client: a route table kept fresh in the background, and at
+/// most one registered instance.
+///
+/// The global functions ([`gosd::start`](crate::start) and friends) are thin
+/// wrappers over one `Client`; use a `Client` directly in tests, in
+/// libraries, or to run several in one process. Clones share everything.
+///
+/// What it does in the background, on the Tokio runtime it was built on:
+/// - renews its instance's lease every [`Config::heartbeat`], writing the
+///   entry again if the registry lost it;
+/// - refreshes the table when the earliest lease of another instance runs
+///   out, so a crashed instance leaves the table within its TTL;
+/// - refreshes the table on the [`Config::cron`] cadence;
+/// - after a failure, retries with capped exponential backoff and jitter,
+///   logging once when the registry is lost and once when it is back.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), gosd::Error> {
+/// let registry = gosd::MemoryDriver::new();
+/// let provider = gosd::Client::builder().driver(registry.clone()).build().await?;
+/// let me = provider.register("provider", "http://localhost:3333").await?;
+///
+/// let consumer = gosd::Client::builder().driver(registry).build().await?;
+/// let route = consumer.iterate_service_route("provider").await?;
+/// assert_eq!(&*route, "http://localhost:3333");
+/// drop(me); // deregisters
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("backend", &self.inner.driver.backend())
+            .field("registered", &self.inner.own().map(|o| o.name.to_string()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`]: from [`Config::default`] unless you pass a config,
+/// with the driver the config names unless you pass one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), gosd::Error> {
+/// let mut config = gosd::Config::from_env()?;
+/// config.cron = None; // refresh on lease expiry and on demand only
+/// let client = gosd::Client::builder()
+///     .config(config)
+///     .driver(gosd::MemoryDriver::new())
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until .build().await"]
+pub struct ClientBuilder {
+    config: Option<Config>,
+    driver: Option<Arc<dyn DynDriver>>,
+    handle_signals: bool,
+}
+
+impl ClientBuilder {
+    /// Uses these settings instead of [`Config::default`].
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Uses this driver instead of the one [`Config::driver`] names.
+    pub fn driver(mut self, driver: impl Driver) -> Self {
+        self.driver = Some(Arc::new(driver));
+        self
+    }
+
+    /// On SIGINT/SIGTERM, deregister and exit the process with status 130
+    /// or 143 (unless the app called [`Client::shutdown_signal`]). Off by
+    /// default for a `Client`; [`gosd::start`](crate::start) turns it on.
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    /// Connects: loads the route table (retrying `TryRefreshAmount` times
+    /// with backoff) and starts the background refresher on the current
+    /// Tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] naming the registry's address when it cannot
+    /// be reached; [`Error::Config`] when the config cannot be used.
+    pub async fn build(self) -> Result<Client> {
+        let config = self.config.unwrap_or_default();
+        let driver = match self.driver {
+            Some(d) => d,
+            None => driver_for(&config)?,
+        };
+        let client = Client::with_parts(config, driver);
+        client.inner.refresh().await?;
+        client.inner.spawn(maintain(Arc::downgrade(&client.inner)));
+        if self.handle_signals {
+            crate::signals::install(&client.inner);
+        }
+        Ok(client)
+    }
+}
+
+/// The driver a config names.
+fn driver_for(config: &Config) -> Result<Arc<dyn DynDriver>> {
+    match config.driver {
+        DriverKind::Memory => Ok(Arc::new(crate::shared_memory_registry())),
+        DriverKind::Redis => redis_driver(config),
+    }
+}
+
+#[cfg(feature = "redis")]
+fn redis_driver(config: &Config) -> Result<Arc<dyn DynDriver>> {
+    use gosd_redis::redis::{ConnectionAddr, IntoConnectionInfo};
+
+    let r = &config.redis;
+    let bad = |var: &str, value: String, reason: String| Error::Config {
+        var: var.to_owned(),
+        value,
+        reason,
+    };
+    let info = match &r.url {
+        Some(url) => url.as_str().into_connection_info().map_err(|e| {
+            bad(
+                "GOSD_REDIS_URL",
+                crate::config::redact_url(url),
+                e.to_string(),
+            )
+        })?,
+        None => {
+            let addr = r.addr.as_deref().unwrap_or("localhost:6379");
+            let (host, port) = crate::config::check_addr(addr)
+                .map_err(|e| bad("gosdRedisAddr", addr.to_owned(), e))?;
+            let info = ConnectionAddr::Tcp(host, port)
+                .into_connection_info()
+                .map_err(|e| bad("gosdRedisAddr", addr.to_owned(), e.to_string()))?;
+            let mut settings = info.redis_settings().clone().set_db(r.db);
+            if let Some(p) = &r.password {
+                settings = settings.set_password(p);
+            }
+            info.set_redis_settings(settings)
+        }
+    };
+    Ok(Arc::new(gosd_redis::RedisDriver::new(info, &config.key)?))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_driver(_: &Config) -> Result<Arc<dyn DynDriver>> {
+    Err(Error::Config {
+        var: "GOSD_DRIVER".into(),
+        value: "redis".into(),
+        reason: "gosd was built without its `redis` feature; enable it or use GOSD_DRIVER=memory"
+            .into(),
+    })
+}
+
+pub(crate) struct Inner {
+    pub(crate) driver: Arc<dyn DynDriver>,
+    pub(crate) config: Config,
+    table: ArcSwap<RouteTable>,
+    sources: Mutex<Sources>,
+    /// Refreshes apply in the order they read the registry.
+    refresh_lock: tokio::sync::Mutex<()>,
+    epoch: Instant,
+    /// Milliseconds after `epoch` when the next cron refresh is due;
+    /// `u64::MAX` when the cron is off.
+    cron_due_ms: AtomicU64,
+    runtime: Handle,
+    /// Wakes the maintenance loop when the table changed.
+    wake: Arc<Notify>,
+    own: Mutex<Option<Own>>,
+    heartbeat: Mutex<Option<JoinHandle<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Whether the last registry call failed: logs state changes only.
+    registry_down: AtomicBool,
+    pub(crate) signals_installed: AtomicBool,
+    pub(crate) app_owns_shutdown: AtomicBool,
+    pub(crate) signalled: watch::Sender<bool>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Own {
+    pub(crate) name: InstanceName,
+    pub(crate) url: String,
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Client {
+    /// A builder; see [`ClientBuilder`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            config: None,
+            driver: None,
+            handle_signals: false,
+        }
+    }
+
+    /// A client configured from the environment ([`Config::from_env`]),
+    /// connected, registering nothing.
+    pub async fn from_env() -> Result<Self> {
+        Self::builder().config(Config::from_env()?).build().await
+    }
+
+    fn with_parts(config: Config, driver: Arc<dyn DynDriver>) -> Self {
+        let inner = Arc::new(Inner {
+            driver,
+            table: ArcSwap::from_pointee(RouteTable::default()),
+            sources: Mutex::default(),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            epoch: Instant::now(),
+            cron_due_ms: AtomicU64::new(u64::MAX),
+            runtime: Handle::current(),
+            wake: Arc::default(),
+            own: Mutex::default(),
+            heartbeat: Mutex::default(),
+            tasks: Mutex::default(),
+            registry_down: AtomicBool::new(false),
+            signals_installed: AtomicBool::new(false),
+            app_owns_shutdown: AtomicBool::new(false),
+            signalled: watch::Sender::new(false),
+            config,
+        });
+        inner
+            .cron_due_ms
+            .store(inner.next_cron_ms(), Ordering::Relaxed);
+        Self { inner }
+    }
+
+    /// Registers this instance as `service` at `url` under a fresh unique
+    /// name `<service>-<id>`, and keeps its lease alive until the returned
+    /// [`Registration`] is dropped or [`finish`](Self::finish) is called.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidUrl`], [`Error::AlreadyRegistered`];
+    /// [`Error::Unreachable`] when the registry cannot be reached after
+    /// `TryRefreshAmount` attempts.
+    pub async fn register(&self, service: &str, url: &str) -> Result<Registration> {
+        check_service(service)?;
+        check_url(url)?;
+        if let Some(own) = self.inner.own() {
+            return Err(Error::AlreadyRegistered(own.name.to_string()));
+        }
+        let name = self.inner.register_fresh(service, url).await?;
+        *lock(&self.inner.own) = Some(Own {
+            name: name.clone(),
+            url: url.to_owned(),
+        });
+        let heartbeat = self
+            .inner
+            .runtime
+            .spawn(heartbeat(Arc::downgrade(&self.inner)));
+        *lock(&self.inner.heartbeat) = Some(heartbeat);
+        tracing::info!(instance = %name, url, "registered");
+        self.inner.refresh().await?;
+        Ok(Registration::new(self.inner.clone(), name))
+    }
+
+    /// Refreshes the route table now, retrying `TryRefreshAmount` times
+    /// with backoff. If every try fails it returns the error and keeps the
+    /// last good table.
+    pub async fn get(&self) -> Result<()> {
+        self.inner.refresh().await
+    }
+
+    /// Starts one background refresh if the cron cadence says one is due;
+    /// otherwise returns at once, with no I/O. Never blocks. Call it from
+    /// middleware on every request: concurrent callers start at most one
+    /// refresh per tick.
+    pub fn update_by_cron(&self) {
+        if self.inner.claim_cron() {
+            let inner = self.inner.clone();
+            self.inner
+                .runtime
+                .spawn(async move { inner.refresh_once().await });
+        }
+    }
+
+    /// The next URL of `service`, round-robin over its instances.
+    ///
+    /// When it has none, refreshes and looks again, up to
+    /// `TryFindServiceAmount` times, `TryFindServiceDelay` apart (other
+    /// services may still be starting).
+    ///
+    /// # Errors
+    /// [`Error::NoRoute`] naming the service.
+    pub async fn iterate_service_route(&self, service: &str) -> Result<Route> {
+        if let Some(route) = self.inner.table.load().pick(service) {
+            return Ok(route);
+        }
+        let attempts = self.inner.config.try_find_service_amount.max(1);
+        for attempt in 1..=attempts {
+            if let Err(e) = self.inner.refresh().await {
+                tracing::debug!(service, error = %e, "refresh while looking for a route failed");
+            }
+            if let Some(route) = self.inner.table.load().pick(service) {
+                return Ok(route);
+            }
+            if attempt < attempts {
+                tokio::time::sleep(self.inner.config.try_find_service_delay).await;
+            }
+        }
+        Err(Error::NoRoute(service.to_owned()))
+    }
+
+    /// Every route `service` has now, in rotation order.
+    pub fn routes(&self, service: &str) -> Vec<Route> {
+        self.inner.table.load().routes(service).to_vec()
+    }
+
+    /// The services that have at least one route now, sorted.
+    pub fn services(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .table
+            .load()
+            .services()
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Stops routing to `url` now, in this client.
+    ///
+    /// In the registry, it removes entries with that URL **only** when they
+    /// have no live lease (expired, or written by Go gosd or by hand): a
+    /// consumer cannot take a healthy provider out for everyone. A healthy
+    /// one comes back into this client's table with the next refresh.
+    pub async fn delete_service_with_url(&self, url: &str) -> Result<()> {
+        {
+            let mut sources = lock(&self.inner.sources);
+            sources.remove_url(url);
+            self.inner.rebuild(&sources);
+        }
+        let removed = self.inner.driver.remove_stale(url).await?;
+        if removed > 0 {
+            tracing::info!(url, removed, "removed stale registry entries");
+        }
+        Ok(())
+    }
+
+    /// Adds a local route that every refresh keeps. It is not written to
+    /// the registry.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] or [`Error::InvalidUrl`].
+    pub fn add_service_manually(&self, service: &str, url: &str) -> Result<()> {
+        check_service(service)?;
+        check_url(url)?;
+        let mut sources = lock(&self.inner.sources);
+        sources.add_manual(service, Route::new(url));
+        self.inner.rebuild(&sources);
+        Ok(())
+    }
+
+    /// Deregisters this client's instance now, if it has one. Idempotent.
+    ///
+    /// # Errors
+    /// [`Error::Driver`] when the registry could not be told; the lease
+    /// then runs out within the TTL.
+    pub async fn finish(&self) -> Result<()> {
+        self.inner.finish().await
+    }
+
+    /// Resolves on SIGINT or SIGTERM, after this client's instance has
+    /// deregistered. Calling it hands the exit to the app: gosd then does
+    /// not exit the process on a signal. Made for graceful shutdown, e.g.
+    /// axum's `with_graceful_shutdown(client.shutdown_signal())`.
+    pub async fn shutdown_signal(&self) {
+        self.inner.app_owns_shutdown.store(true, Ordering::SeqCst);
+        crate::signals::install(&self.inner);
+        let mut signalled = self.inner.signalled.subscribe();
+        let _ = signalled.wait_for(|s| *s).await;
+    }
+
+    /// The instance this client registered, if any: `<service>-<id>`.
+    pub fn instance_name(&self) -> Option<String> {
+        self.inner.own().map(|o| o.name.to_string())
+    }
+}
+
+impl Inner {
+    pub(crate) fn own(&self) -> Option<Own> {
+        lock(&self.own).clone()
+    }
+
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        lock(&self.tasks).push(self.runtime.spawn(task));
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn next_cron_ms(&self) -> u64 {
+        self.config
+            .cron
+            .as_ref()
+            .and_then(|c| c.until_next())
+            .map_or(u64::MAX, |d| self.now_ms() + d.as_millis() as u64)
+    }
+
+    fn cron_due(&self) -> Option<Instant> {
+        match self.cron_due_ms.load(Ordering::Acquire) {
+            u64::MAX => None,
+            ms => Some(self.epoch + Duration::from_millis(ms)),
+        }
+    }
+
+    /// True for exactly one caller per due cron tick.
+    fn claim_cron(&self) -> bool {
+        let due = self.cron_due_ms.load(Ordering::Acquire);
+        if due == u64::MAX || self.now_ms() < due {
+            return false;
+        }
+        let next = self.next_cron_ms();
+        self.cron_due_ms
+            .compare_exchange(due, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// One refresh attempt; logs registry loss and recovery once each.
+    async fn refresh_once(&self) -> Result<(), DriverError> {
+        let _serial = self.refresh_lock.lock().await;
+        let snapshot = self.driver.snapshot().await;
+        match snapshot {
+            Ok(s) => {
+                self.registry_ok();
+                let mut sources = lock(&self.sources);
+                sources.set_registry(s, Instant::now());
+                self.rebuild(&sources);
+                Ok(())
+            }
+            Err(e) => {
+                self.registry_failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// A refresh retried `TryRefreshAmount` times with backoff.
+    pub(crate) async fn refresh(&self) -> Result<()> {
+        self.retry(|| self.refresh_once()).await
+    }
+
+    fn rebuild(&self, sources: &Sources) {
+        let own = lock(&self.own).as_ref().map(|o| o.name.clone());
+        let table = sources.build(&self.table.load(), own.as_ref());
+        self.table.store(Arc::new(table));
+        self.wake.notify_one();
+    }
+
+    /// Runs `op` up to `TryRefreshAmount` times while it fails transiently.
+    async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DriverError>>,
+    {
+        let attempts = self.config.try_refresh_amount.max(1);
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if !e.is_transient() => return Err(e.into()),
+                Err(e) if attempt >= attempts => {
+                    return Err(Error::Unreachable {
+                        backend: self.driver.backend(),
+                        attempts,
+                        source: e,
+                    });
+                }
+                Err(_) => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Registers under fresh names until one is free.
+    async fn register_fresh(&self, service: &str, url: &str) -> Result<InstanceName> {
+        for _ in 0..NAME_ATTEMPTS {
+            let name = new_instance_name(service).ok_or_else(|| Error::InvalidName {
+                name: service.to_owned(),
+                reason: "cannot form an instance name from it".into(),
+            })?;
+            let ttl = self.config.ttl;
+            if self.retry(|| self.driver.register(&name, url, ttl)).await? {
+                return Ok(name);
+            }
+            tracing::debug!(instance = %name, "instance name taken; trying another");
+        }
+        Err(Error::NamesExhausted {
+            service: service.to_owned(),
+            attempts: NAME_ATTEMPTS,
+        })
+    }
+
+    fn registry_failed(&self, e: &DriverError) {
+        if !self.registry_down.swap(true, Ordering::AcqRel) {
+            tracing::warn!(error = %e, "registry lost; serving the last good route table and retrying");
+        }
+    }
+
+    fn registry_ok(&self) {
+        if self.registry_down.swap(false, Ordering::AcqRel) {
+            tracing::info!(backend = %self.driver.backend(), "registry restored");
+        }
+    }
+
+    /// Takes our registration out of the client so that nothing renews it
+    /// any more; whoever gets `Some` deregisters it.
+    fn take_own(&self) -> (Option<Own>, Option<JoinHandle<()>>) {
+        let own = lock(&self.own).take();
+        let heartbeat = lock(&self.heartbeat).take();
+        if let Some(h) = &heartbeat {
+            h.abort();
+        }
+        (own, heartbeat)
+    }
+
+    pub(crate) async fn finish(&self) -> Result<()> {
+        let (own, heartbeat) = self.take_own();
+        let Some(own) = own else { return Ok(()) };
+        if let Some(h) = heartbeat {
+            // Aborted: wait until no renewal can be in flight.
+            let _ = h.await;
+        }
+        {
+            let mut sources = lock(&self.sources);
+            sources.remove_url(&own.url);
+            self.rebuild(&sources);
+        }
+        deregister(&*self.driver, &own).await
+    }
+
+    /// Deregisters from synchronous code (`Drop`), bounded by
+    /// [`DEREGISTER_TIMEOUT`]. It runs on a thread of its own with a
+    /// runtime of its own, so it works inside or outside a runtime, on any
+    /// flavour, and while the caller's runtime is shutting down.
+    pub(crate) fn finish_blocking(&self) {
+        let (Some(own), _) = self.take_own() else {
+            return;
+        };
+        let driver = self.driver.clone();
+        let worker = std::thread::Builder::new()
+            .name("gosd-deregister".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => {
+                        let _ = rt.block_on(deregister(&*driver, &own));
+                    }
+                    Err(e) => tracing::warn!(instance = %own.name, error = %e, "could not deregister: no runtime; the lease will expire"),
+                }
+            });
+        match worker {
+            Ok(w) => {
+                let _ = w.join();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not deregister: no thread; the lease will expire")
+            }
+        }
+    }
+}
+
+/// Removes `own` from the registry, within [`DEREGISTER_TIMEOUT`].
+async fn deregister(driver: &dyn DynDriver, own: &Own) -> Result<()> {
+    let started = Instant::now();
+    match tokio::time::timeout(DEREGISTER_TIMEOUT, driver.deregister(&own.name, &own.url)).await {
+        Ok(Ok(_)) => {
+            tracing::info!(instance = %own.name, elapsed = ?started.elapsed(), "deregistered");
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(instance = %own.name, error = %e, "could not deregister; the lease will expire");
+            Err(e.into())
+        }
+        Err(_) => {
+            tracing::warn!(instance = %own.name, "deregistration timed out; the lease will expire");
+            Err(Error::Unreachable {
+                backend: driver.backend(),
+                attempts: 1,
+                source: DriverError::Unavailable {
+                    backend: driver.backend(),
+                    source: format!("no answer within {DEREGISTER_TIMEOUT:?}").into(),
+                },
+            })
+        }
+    }
+}
+
+/// Keeps the table fresh: at the earliest foreign lease expiry, on the cron
+/// cadence, and (after a failure) with backoff. Holds only a weak handle
+/// while waiting, so dropping the last `Client` ends it.
+async fn maintain(weak: Weak<Inner>) {
+    let mut failures = 0u32;
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let (wake, next) = {
+            let Some(inner) = weak.upgrade() else { return };
+            let expiry = inner.table.load().next_expiry.map(|t| t + EXPIRY_GRACE);
+            // While failing, the backoff decides, not the (past) expiry.
+            let lease_or_retry = retry_at.or(expiry);
+            let next = [lease_or_retry, inner.cron_due()]
+                .into_iter()
+                .flatten()
+                .min();
+            (inner.wake.clone(), next)
+        };
+        let sleep = async {
+            match next {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = wake.notified() => continue,
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let now = Instant::now();
+        let lease_due = retry_at
+            .or(inner.table.load().next_expiry)
+            .is_some_and(|t| t <= now);
+        let cron_due = inner.claim_cron();
+        if !(lease_due || cron_due) {
+            continue;
+        }
+        match inner.refresh_once().await {
+            Ok(()) => {
+                failures = 0;
+                retry_at = None;
+            }
+            Err(_) => {
+                failures += 1;
+                retry_at = Some(Instant::now() + backoff(failures));
+            }
+        }
+    }
+}
+
+/// Renews our lease every heartbeat; restores the entry if the registry
+/// lost it; retries sooner (with backoff) after a failure.
+async fn heartbeat(weak: Weak<Inner>) {
+    let mut failures = 0u32;
+    loop {
+        let delay = {
+            let Some(inner) = weak.upgrade() else { return };
+            let every = inner.config.heartbeat;
+            if failures == 0 {
+                every
+            } else {
+                backoff(failures).min(every)
+            }
+        };
+        tokio::time::sleep(delay).await;
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(own) = inner.own() else { return };
+        match inner
+            .driver
+            .renew(&own.name, &own.url, inner.config.ttl)
+            .await
+        {
+            Ok(Renewal::Renewed) => {
+                failures = 0;
+                inner.registry_ok();
+            }
+            Ok(Renewal::Restored) => {
+                failures = 0;
+                inner.registry_ok();
+                tracing::info!(instance = %own.name, "registered again: the registry had lost this instance");
+            }
+            Ok(Renewal::Conflict) => {
+                tracing::warn!(instance = %own.name, "another URL took this instance's name; registering under a new one");
+                match inner.register_fresh(own.name.service(), &own.url).await {
+                    Ok(name) => {
+                        if let Some(o) = lock(&inner.own).as_mut() {
+                            o.name = name;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not register under a new name"),
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                inner.registry_failed(&e);
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+        if let Some(h) = lock(&self.heartbeat).take() {
+            h.abort();
+        }
+    }
+}

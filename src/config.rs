@@ -1,0 +1,659 @@
+//! Configuration from the environment, 12-factor style.
+//!
+//! Go gosd's variable names work exactly as spelled there (`gosdRedisAddr`),
+//! and so do conventional upper-case ones (`GOSD_REDIS_ADDR`). A small
+//! pre-pass maps both spellings onto one key, because envy lowercases keys
+//! and could not tell `gosdRedisAddr` from anything else; envy then fills
+//! the raw struct, and each value is parsed here so that an error names the
+//! variable exactly as the user spelled it.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Which registry backend to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DriverKind {
+    /// Redis (the default): needs the `redis` feature, on by default.
+    Redis,
+    /// The in-process registry: every client in this process shares it.
+    /// For tests and the quickstart; nothing crosses process boundaries.
+    Memory,
+}
+
+/// Where Redis is. The password never shows in `Debug` or in errors.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// `GOSD_REDIS_URL`: `redis://[user:pass@]host:port/db`. Wins over the
+    /// other three when set.
+    pub url: Option<String>,
+    /// `gosdRedisAddr` / `GOSD_REDIS_ADDR`: `host:port`, default `localhost:6379`.
+    pub addr: Option<String>,
+    /// `gosdRedisPassword` / `GOSD_REDIS_PASSWORD`.
+    pub password: Option<String>,
+    /// `gosdRedisDB` / `GOSD_REDIS_DB`, default 0.
+    pub db: i64,
+}
+
+impl RedisTarget {
+    /// Whether any Redis setting was given at all (as opposed to defaults).
+    pub fn is_configured(&self) -> bool {
+        self.url.is_some() || self.addr.is_some() || self.password.is_some() || self.db != 0
+    }
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("addr", &self.addr)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+/// The client's settings. [`Config::from_env`] reads them; `Default` gives
+/// gosd's defaults. Change fields freely and pass the result to
+/// [`ClientBuilder::config`](crate::ClientBuilder::config).
+///
+/// | setting | variables | default |
+/// |---|---|---|
+/// | [`driver`](Self::driver) | `GOSD_DRIVER` (`redis` or `memory`) | `redis` |
+/// | [`redis`](Self::redis) | `GOSD_REDIS_URL`, `gosdRedisAddr`/`GOSD_REDIS_ADDR`, `gosdRedisPassword`/`GOSD_REDIS_PASSWORD`, `gosdRedisDB`/`GOSD_REDIS_DB` | `localhost:6379`, db 0 |
+/// | [`try_refresh_amount`](Self::try_refresh_amount) | `gosdTryRefreshAmount`/`GOSD_TRY_REFRESH_AMOUNT` | 3 |
+/// | [`try_find_service_amount`](Self::try_find_service_amount) | `gosdTryFindServiceAmount`/`GOSD_TRY_FIND_SERVICE_AMOUNT` | 5 |
+/// | [`try_find_service_delay`](Self::try_find_service_delay) | `gosdTryFindServiceDelay`/`GOSD_TRY_FIND_SERVICE_DELAY` | 3 s |
+/// | [`ttl`](Self::ttl) | `GOSD_TTL` | 10 s |
+/// | [`heartbeat`](Self::heartbeat) | `GOSD_HEARTBEAT` | TTL / 3 |
+/// | [`cron`](Self::cron) | `GOSD_CRON` (`off` disables) | every 30 s |
+/// | [`key`](Self::key) | `GOSD_KEY` | `gosd` |
+///
+/// Durations are a bare integer meaning seconds (as in Go gosd) or a
+/// humantime value such as `250ms`, `2s` or `1m 30s`.
+///
+/// ```
+/// let config = gosd::Config::from_vars([
+///     ("gosdTryRefreshAmount", "5"),
+///     ("GOSD_TTL", "2s"),
+/// ])?;
+/// assert_eq!(config.try_refresh_amount, 5);
+/// assert_eq!(config.heartbeat, std::time::Duration::from_secs(2) / 3); // TTL/3 unless set
+///
+/// let err = gosd::Config::from_vars([("gosdTryRefreshAmount", "abc")]).unwrap_err();
+/// assert!(err.to_string().contains("gosdTryRefreshAmount"));
+/// # Ok::<_, gosd::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The registry backend.
+    pub driver: DriverKind,
+    /// Where Redis is, for [`DriverKind::Redis`].
+    pub redis: RedisTarget,
+    /// How many times a refresh (and a registration at start) is tried
+    /// before it fails. At least 1.
+    pub try_refresh_amount: u32,
+    /// How many times [`iterate_service_route`](crate::Client::iterate_service_route)
+    /// refreshes and looks again for a service with no route. At least 1.
+    pub try_find_service_amount: u32,
+    /// The wait between those looks.
+    pub try_find_service_delay: Duration,
+    /// How long a registration lives without a heartbeat: a crashed
+    /// instance disappears within this.
+    pub ttl: Duration,
+    /// How often the lease is renewed; shorter than `ttl`.
+    pub heartbeat: Duration,
+    /// When the route table is refreshed in the background (and by
+    /// [`update_by_cron`](crate::update_by_cron)); `None` disables it.
+    pub cron: Option<Cron>,
+    /// The Redis hash holding the routes. Go gosd's is `gosd`.
+    pub key: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let ttl = Duration::from_secs(10);
+        Self {
+            driver: DriverKind::Redis,
+            redis: RedisTarget::default(),
+            try_refresh_amount: 3,
+            try_find_service_amount: 5,
+            try_find_service_delay: Duration::from_secs(3),
+            ttl,
+            heartbeat: ttl / 3,
+            cron: Some(Cron::every_30_seconds()),
+            key: "gosd".to_owned(),
+        }
+    }
+}
+
+/// A refresh cadence: a cron expression.
+///
+/// Accepted: the `cron` crate's format with a **seconds** field first —
+/// `sec min hour day-of-month month day-of-week [year]`, e.g. `*/30 * * * * *`
+/// (every 30 s) or `0 */5 * * * *` (every 5 min). A classic five-field
+/// expression (`*/5 * * * *`) is taken as having `0` seconds. Prefer
+/// weekday names (`Mon-Fri`): in numbers, 1 is Sunday.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cron {
+    expr: String,
+    schedule: cron::Schedule,
+}
+
+impl Cron {
+    fn every_30_seconds() -> Self {
+        Self::from_str("*/30 * * * * *").expect("the default cron expression is valid") // ok: constant
+    }
+
+    /// The expression as given.
+    pub fn as_str(&self) -> &str {
+        &self.expr
+    }
+
+    /// Time from now until the next tick, if any.
+    pub(crate) fn until_next(&self) -> Option<Duration> {
+        let now = chrono::Utc::now();
+        let next = self.schedule.after(&now).next()?;
+        (next - now).to_std().ok()
+    }
+}
+
+impl FromStr for Cron {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expr = s.trim();
+        let full = if expr.split_whitespace().count() == 5 {
+            format!("0 {expr}")
+        } else {
+            expr.to_owned()
+        };
+        let schedule = cron::Schedule::from_str(&full).map_err(|e| {
+            format!("not a cron expression ({e}); expected e.g. `*/30 * * * * *` (with seconds) or `off`")
+        })?;
+        if schedule.upcoming(chrono::Utc).next().is_none() {
+            return Err("this cron expression never fires; use `off` to disable refreshing".into());
+        }
+        Ok(Self {
+            expr: s.to_owned(),
+            schedule,
+        })
+    }
+}
+
+/// Every setting, with the spellings that set it.
+struct Var {
+    key: &'static str,
+    go: Option<&'static str>,
+    upper: &'static str,
+}
+
+const VARS: &[Var] = &[
+    Var {
+        key: "redis_addr",
+        go: Some("gosdRedisAddr"),
+        upper: "GOSD_REDIS_ADDR",
+    },
+    Var {
+        key: "redis_password",
+        go: Some("gosdRedisPassword"),
+        upper: "GOSD_REDIS_PASSWORD",
+    },
+    Var {
+        key: "redis_db",
+        go: Some("gosdRedisDB"),
+        upper: "GOSD_REDIS_DB",
+    },
+    Var {
+        key: "try_refresh_amount",
+        go: Some("gosdTryRefreshAmount"),
+        upper: "GOSD_TRY_REFRESH_AMOUNT",
+    },
+    Var {
+        key: "try_find_service_amount",
+        go: Some("gosdTryFindServiceAmount"),
+        upper: "GOSD_TRY_FIND_SERVICE_AMOUNT",
+    },
+    Var {
+        key: "try_find_service_delay",
+        go: Some("gosdTryFindServiceDelay"),
+        upper: "GOSD_TRY_FIND_SERVICE_DELAY",
+    },
+    Var {
+        key: "redis_url",
+        go: None,
+        upper: "GOSD_REDIS_URL",
+    },
+    Var {
+        key: "driver",
+        go: None,
+        upper: "GOSD_DRIVER",
+    },
+    Var {
+        key: "ttl",
+        go: None,
+        upper: "GOSD_TTL",
+    },
+    Var {
+        key: "heartbeat",
+        go: None,
+        upper: "GOSD_HEARTBEAT",
+    },
+    Var {
+        key: "cron",
+        go: None,
+        upper: "GOSD_CRON",
+    },
+    Var {
+        key: "key",
+        go: None,
+        upper: "GOSD_KEY",
+    },
+];
+
+/// The settings as strings, filled by envy from the pre-pass.
+#[derive(Deserialize, Default)]
+struct Raw {
+    redis_addr: Option<String>,
+    redis_password: Option<String>,
+    redis_db: Option<String>,
+    try_refresh_amount: Option<String>,
+    try_find_service_amount: Option<String>,
+    try_find_service_delay: Option<String>,
+    redis_url: Option<String>,
+    driver: Option<String>,
+    ttl: Option<String>,
+    heartbeat: Option<String>,
+    cron: Option<String>,
+    key: Option<String>,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    /// Reads the configuration from the given variables, as if they were the
+    /// whole environment. Unrelated variables are ignored; an unknown
+    /// `GOSD_*` one is logged as a likely typo.
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        // key -> (spelling, value)
+        let mut seen: Vec<(&'static str, String, String)> = Vec::new();
+        for (k, v) in vars {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            let Some(var) = VARS.iter().find(|var| var.go == Some(k) || var.upper == k) else {
+                if k.starts_with("GOSD_") || k.starts_with("gosd") {
+                    tracing::warn!(
+                        variable = k,
+                        "unknown gosd setting ignored; is it misspelled?"
+                    );
+                }
+                continue;
+            };
+            if let Some((_, other, before)) = seen.iter().find(|(key, ..)| *key == var.key) {
+                if before != v {
+                    return Err(Error::Config {
+                        var: k.to_owned(),
+                        value: shown(var.key, v),
+                        reason: format!(
+                            "{other} is also set, to {:?}; set one of them",
+                            shown(var.key, before)
+                        ),
+                    });
+                }
+                continue;
+            }
+            seen.push((var.key, k.to_owned(), v.to_owned()));
+        }
+        let raw: Raw = envy::from_iter(
+            seen.iter()
+                .map(|(key, _, v)| ((*key).to_owned(), v.clone())),
+        )
+        .map_err(|e| Error::Config {
+            var: "GOSD_*".into(),
+            value: String::new(),
+            reason: e.to_string(),
+        })?;
+        let spelled = |key: &str| -> String {
+            seen.iter()
+                .find(|(k, ..)| *k == key)
+                .map(|(_, spelling, _)| spelling.clone())
+                .unwrap_or_else(|| key.to_owned())
+        };
+        let bad = |key: &str, value: &str, reason: String| Error::Config {
+            var: spelled(key),
+            value: shown(key, value),
+            reason,
+        };
+
+        let mut c = Config::default();
+        if let Some(v) = &raw.driver {
+            c.driver = match v.trim().to_ascii_lowercase().as_str() {
+                "redis" => DriverKind::Redis,
+                "memory" => DriverKind::Memory,
+                _ => return Err(bad("driver", v, "expected `redis` or `memory`".into())),
+            };
+        }
+        if let Some(v) = &raw.redis_url {
+            check_redis_url(v).map_err(|r| bad("redis_url", v, r))?;
+            c.redis.url = Some(v.clone());
+        }
+        if let Some(v) = &raw.redis_addr {
+            check_addr(v).map_err(|r| bad("redis_addr", v, r))?;
+            c.redis.addr = Some(v.trim().to_owned());
+        }
+        c.redis.password = raw.redis_password.clone().filter(|p| !p.is_empty());
+        if let Some(v) = &raw.redis_db {
+            c.redis.db = v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| {
+                    bad(
+                        "redis_db",
+                        v,
+                        "expected a database number, 0 or more".into(),
+                    )
+                })?;
+        }
+        let count = |key: &str, v: &str| -> Result<u32> {
+            v.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| bad(key, v, "expected a whole number, 1 or more".into()))
+        };
+        if let Some(v) = &raw.try_refresh_amount {
+            c.try_refresh_amount = count("try_refresh_amount", v)?;
+        }
+        if let Some(v) = &raw.try_find_service_amount {
+            c.try_find_service_amount = count("try_find_service_amount", v)?;
+        }
+        if let Some(v) = &raw.try_find_service_delay {
+            c.try_find_service_delay =
+                parse_duration(v).map_err(|r| bad("try_find_service_delay", v, r))?;
+        }
+        if let Some(v) = &raw.ttl {
+            c.ttl = parse_duration(v)
+                .and_then(at_least_1ms)
+                .map_err(|r| bad("ttl", v, r))?;
+        }
+        c.heartbeat = c.ttl / 3;
+        if let Some(v) = &raw.heartbeat {
+            c.heartbeat = parse_duration(v)
+                .and_then(at_least_1ms)
+                .map_err(|r| bad("heartbeat", v, r))?;
+        }
+        if c.heartbeat >= c.ttl {
+            let v = raw.heartbeat.as_deref().unwrap_or_default();
+            return Err(bad(
+                "heartbeat",
+                v,
+                format!(
+                    "the heartbeat must be shorter than the TTL ({}), or leases expire between heartbeats",
+                    humantime::format_duration(c.ttl)
+                ),
+            ));
+        }
+        if let Some(v) = &raw.cron {
+            c.cron = if v.trim().eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(v.parse().map_err(|r| bad("cron", v, r))?)
+            };
+        }
+        if let Some(v) = &raw.key {
+            check_key(v).map_err(|r| bad("key", v, r))?;
+            c.key = v.clone();
+        }
+        Ok(c)
+    }
+}
+
+/// The value as it may appear in an error: passwords never do.
+fn shown(key: &str, value: &str) -> String {
+    match key {
+        "redis_password" => "***".to_owned(),
+        "redis_url" => redact_url(value),
+        _ => value.to_owned(),
+    }
+}
+
+/// `redis://user:secret@host` → `redis://user:***@host`, also for strings
+/// that are not valid URLs.
+pub(crate) fn redact_url(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_owned();
+    };
+    let Some(at) = rest.rfind('@') else {
+        return s.to_owned();
+    };
+    let (userinfo, host) = rest.split_at(at);
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{host}"),
+        None => format!("{scheme}://***{host}"),
+    }
+}
+
+fn check_redis_url(v: &str) -> Result<(), String> {
+    let url = url::Url::parse(v.trim())
+        .map_err(|e| format!("not a URL ({e}); expected redis://[user:pass@]host:port/db"))?;
+    match url.scheme() {
+        "redis" | "rediss" | "redis+unix" | "unix" | "valkey" | "valkeys" => {}
+        other => {
+            return Err(format!(
+                "unsupported scheme `{other}`; expected redis:// or rediss://"
+            ));
+        }
+    }
+    if matches!(url.scheme(), "redis" | "rediss" | "valkey" | "valkeys")
+        && url.host_str().is_none_or(str::is_empty)
+    {
+        return Err("the URL has no host".into());
+    }
+    Ok(())
+}
+
+/// `host:port`, with a non-empty host and a port from 1 to 65535.
+pub(crate) fn check_addr(v: &str) -> Result<(String, u16), String> {
+    let v = v.trim();
+    let (host, port) = v
+        .rsplit_once(':')
+        .ok_or("expected host:port, e.g. localhost:6379")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("the host is empty; expected host:port, e.g. localhost:6379".into());
+    }
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or("the port must be a number from 1 to 65535")?;
+    Ok((host.to_owned(), port))
+}
+
+fn check_key(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        return Err("the key must not be empty".into());
+    }
+    if v.contains(['{', '}']) {
+        return Err(
+            "the key must not contain `{` or `}`: gosd hash-tags its other keys with it".into(),
+        );
+    }
+    Ok(())
+}
+
+/// A bare integer is seconds (Go gosd's form); anything else is humantime.
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(v)
+        .map_err(|e| format!("{e}; expected seconds (`3`) or a duration such as `250ms` or `2s`"))
+}
+
+fn at_least_1ms(d: Duration) -> Result<Duration, String> {
+    if d < Duration::from_millis(1) {
+        Err("must be at least 1ms".into())
+    } else {
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn err_var(vars: &[(&str, &str)]) -> String {
+        match Config::from_vars(vars.iter().copied()) {
+            Err(Error::Config { var, .. }) => var,
+            other => panic!("expected a config error for {vars:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_go_gosd() {
+        let c = Config::from_vars(Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(c.try_refresh_amount, 3);
+        assert_eq!(c.try_find_service_amount, 5);
+        assert_eq!(c.try_find_service_delay, Duration::from_secs(3));
+        assert_eq!(c.ttl, Duration::from_secs(10));
+        assert_eq!(c.heartbeat, Duration::from_secs(10) / 3);
+        assert_eq!(c.key, "gosd");
+        assert_eq!(c.driver, DriverKind::Redis);
+        assert!(!c.redis.is_configured());
+        assert_eq!(c.cron.unwrap().as_str(), "*/30 * * * * *");
+    }
+
+    #[test]
+    fn both_spellings_work() {
+        for (k, v) in [("gosdRedisAddr", "r:1"), ("GOSD_REDIS_ADDR", "r:1")] {
+            let c = Config::from_vars([(k, v), ("gosdRedisDB", "2")]).unwrap();
+            assert_eq!(c.redis.addr.as_deref(), Some("r:1"));
+            assert_eq!(c.redis.db, 2);
+        }
+        let c = Config::from_vars([
+            ("GOSD_TRY_REFRESH_AMOUNT", "7"),
+            ("gosdTryFindServiceAmount", "2"),
+            ("GOSD_TRY_FIND_SERVICE_DELAY", "250ms"),
+        ])
+        .unwrap();
+        assert_eq!((c.try_refresh_amount, c.try_find_service_amount), (7, 2));
+        assert_eq!(c.try_find_service_delay, Duration::from_millis(250));
+        // Same value twice is fine; different values are a clear error.
+        Config::from_vars([("gosdRedisDB", "1"), ("GOSD_REDIS_DB", "1")]).unwrap();
+        let e = Config::from_vars([("gosdRedisDB", "1"), ("GOSD_REDIS_DB", "2")]).unwrap_err();
+        assert!(e.to_string().contains("gosdRedisDB"), "{e}");
+    }
+
+    #[test]
+    fn every_invalid_value_names_its_variable() {
+        let cases = [
+            ("gosdTryRefreshAmount", "abc"),
+            ("gosdTryRefreshAmount", "0"),
+            ("GOSD_TRY_REFRESH_AMOUNT", "-1"),
+            ("gosdTryFindServiceAmount", "1.5"),
+            ("gosdTryFindServiceDelay", "soon"),
+            ("gosdRedisDB", "x"),
+            ("gosdRedisAddr", "nohostport"),
+            ("GOSD_REDIS_ADDR", ":6379"),
+            ("gosdRedisAddr", "host:99999"),
+            ("GOSD_REDIS_URL", "http://x"),
+            ("GOSD_DRIVER", "etcd2"),
+            ("GOSD_TTL", "0"),
+            ("GOSD_TTL", "ten"),
+            ("GOSD_HEARTBEAT", "20s"),
+            ("GOSD_CRON", "every minute"),
+            ("GOSD_KEY", "{x}"),
+            ("GOSD_KEY", ""),
+        ];
+        for (k, v) in cases {
+            assert_eq!(err_var(&[(k, v)]), k, "for {k}={v}");
+        }
+    }
+
+    #[test]
+    fn heartbeat_must_be_shorter_than_ttl() {
+        let e = Config::from_vars([("GOSD_TTL", "2s"), ("GOSD_HEARTBEAT", "2s")]).unwrap_err();
+        assert!(e.to_string().contains("GOSD_HEARTBEAT"), "{e}");
+        let c = Config::from_vars([("GOSD_TTL", "2s"), ("GOSD_HEARTBEAT", "500ms")]).unwrap();
+        assert_eq!(c.heartbeat, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let e = Config::from_vars([("GOSD_REDIS_URL", "ftp://user:hunter2@host/0")]).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.to_string().contains("GOSD_REDIS_URL"), "{e}");
+        let e = Config::from_vars([
+            ("gosdRedisPassword", "hunter2"),
+            ("GOSD_REDIS_PASSWORD", "other"),
+        ])
+        .unwrap_err();
+        assert!(
+            !e.to_string().contains("hunter2") && !e.to_string().contains("other"),
+            "{e}"
+        );
+        let c = Config::from_vars([
+            ("gosdRedisPassword", "hunter2"),
+            ("GOSD_REDIS_URL", "redis://:hunter2@h:1/0"),
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        assert_eq!(redact_url("redis://u:p@h:1"), "redis://u:***@h:1");
+        assert_eq!(redact_url("redis://p@h:1"), "redis://***@h:1");
+    }
+
+    #[test]
+    fn cron_forms() {
+        assert!(
+            Config::from_vars([("GOSD_CRON", "off")])
+                .unwrap()
+                .cron
+                .is_none()
+        );
+        let c = Config::from_vars([("GOSD_CRON", "*/5 * * * *")]).unwrap();
+        assert!(c.cron.unwrap().until_next().unwrap() <= Duration::from_secs(300));
+        let c = Config::from_vars([("GOSD_CRON", "*/2 * * * * *")]).unwrap();
+        assert!(c.cron.unwrap().until_next().unwrap() <= Duration::from_secs(2));
+    }
+
+    proptest! {
+        #[test]
+        fn any_env_value_gives_a_value_or_an_error(
+            k in prop::sample::select(VARS.iter().flat_map(|v| [v.go.unwrap_or(v.upper), v.upper]).collect::<Vec<_>>()),
+            v in ".*",
+        ) {
+            let _ = Config::from_vars([(k, v.as_str())]);
+        }
+
+        #[test]
+        fn durations_never_panic(v in ".*") {
+            let _ = parse_duration(&v);
+        }
+
+        #[test]
+        fn redaction_never_leaks_the_password(user in "[a-z]{1,8}", pass in "[0-9]{6,12}", host in "[a-z]{1,8}") {
+            let shown = redact_url(&format!("redis://{user}:{pass}@{host}:6379/0"));
+            prop_assert!(!shown.contains(&pass));
+        }
+    }
+}

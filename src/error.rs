@@ -1,0 +1,87 @@
+use gosd_driver::DriverError;
+
+/// Everything gosd can fail with.
+///
+/// Messages name what was wrong (the variable, the value, the service, the
+/// backend's address) and never contain a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A global function was called before [`start`](crate::start),
+    /// [`start_with`](crate::start_with) or [`connect`](crate::connect).
+    #[error("gosd is not started: call gosd::start, gosd::start_with or gosd::connect first")]
+    NotStarted,
+
+    /// [`start`](crate::start), [`start_with`](crate::start_with) or
+    /// [`connect`](crate::connect) was called a second time in this process.
+    #[error("gosd is already started in this process")]
+    AlreadyStarted,
+
+    /// This client already registered an instance; a client registers one.
+    #[error("this client is already registered as {0}")]
+    AlreadyRegistered(String),
+
+    /// An environment variable (or a [`Config`](crate::Config) field) has a
+    /// value gosd cannot use.
+    #[error("invalid {var}={value:?}: {reason}")]
+    Config {
+        /// The variable as it was spelled in the environment, e.g. `gosdTryRefreshAmount`.
+        var: String,
+        /// The value, with any password replaced by `***`.
+        value: String,
+        /// What is wrong with it, and what would be accepted.
+        reason: String,
+    },
+
+    /// A URL to register or route to is not usable.
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A service name is not usable.
+    #[error("invalid service name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it, and what would be accepted.
+        reason: String,
+    },
+
+    /// No instance of the service could be found, even after refreshing
+    /// and retrying `TryFindServiceAmount` times.
+    #[error("no route to service {0:?}: no registered instance was found")]
+    NoRoute(String),
+
+    /// The registry could not be reached, after every retry.
+    #[error("could not reach {backend} after {attempts} attempt(s): {source}")]
+    Unreachable {
+        /// Where the registry is, e.g. `redis at 127.0.0.1:6379/0`.
+        backend: String,
+        /// How many times it was tried.
+        attempts: u32,
+        /// The last error.
+        #[source]
+        source: DriverError,
+    },
+
+    /// A registry operation failed in a way retrying will not fix (the
+    /// backend answered something unexpected).
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+
+    /// Every generated instance name was already taken.
+    #[error("no free instance name for service {service:?} after {attempts} attempts")]
+    NamesExhausted {
+        /// The service being registered.
+        service: String,
+        /// How many names were tried.
+        attempts: u32,
+    },
+}
+
+/// `Result<T, gosd::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
