@@ -10,17 +10,22 @@ use std::time::Instant;
 
 use crate::client::Inner;
 
+/// Starts listening. The handlers are registered before this returns, so
+/// no signal can slip in between and kill the process underegistered.
 pub(crate) fn install(inner: &Arc<Inner>) {
     if inner.signals_installed.swap(true, Ordering::SeqCst) {
         return;
     }
-    inner.spawn(listen(Arc::downgrade(inner)));
+    match Signals::new() {
+        Ok(signals) => inner.spawn(listen(signals, Arc::downgrade(inner))),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for signals; deregistration on signal is off")
+        }
+    }
 }
 
-async fn listen(weak: Weak<Inner>) {
-    let Some(code) = next_signal().await else {
-        return;
-    };
+async fn listen(mut signals: Signals, weak: Weak<Inner>) {
+    let code = signals.next().await;
     let Some(inner) = weak.upgrade() else {
         std::process::exit(code)
     };
@@ -33,26 +38,42 @@ async fn listen(weak: Weak<Inner>) {
     }
 }
 
-/// Waits for SIGINT or SIGTERM; returns the exit status it calls for.
 #[cfg(unix)]
-async fn next_signal() -> Option<i32> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let listeners =
-        signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
-    let (mut term, mut int) = match listeners {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for signals; deregistration on signal is off");
-            return None;
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the next signal; returns the exit status it calls for.
+    async fn next(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.term.recv() => 143,
+            _ = self.int.recv() => 130,
         }
-    };
-    tokio::select! {
-        _ = term.recv() => Some(143),
-        _ = int.recv() => Some(130),
     }
 }
 
 #[cfg(not(unix))]
-async fn next_signal() -> Option<i32> {
-    tokio::signal::ctrl_c().await.ok().map(|()| 130)
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn next(&mut self) -> i32 {
+        let _ = tokio::signal::ctrl_c().await;
+        130
+    }
 }

@@ -1,0 +1,160 @@
+//! Shared test helpers: a real redis-server, the example binaries as real
+//! processes, and clients configured for fast tests.
+#![allow(dead_code)] // each test binary uses a different part
+
+pub mod redis_server;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+pub use redis_server::{RedisServer, free_port};
+
+/// How long a test waits for something that should take milliseconds
+/// before calling it a failure (a hang guard, not a performance claim).
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A config for `server`, tuned so failures show fast: few retries, no
+/// cron (tests that need a refresh ask for it, or rely on lease expiry).
+pub fn config(server: &RedisServer) -> gosd::Config {
+    let mut c = gosd::Config::default();
+    c.redis.addr = Some(server.addr());
+    c.try_refresh_amount = 2;
+    c.try_find_service_amount = 1;
+    c.try_find_service_delay = Duration::ZERO;
+    c.cron = None;
+    c
+}
+
+pub async fn client(server: &RedisServer) -> gosd::Client {
+    gosd::Client::builder()
+        .config(config(server))
+        .build()
+        .await
+        .expect("client")
+}
+
+/// `HGETALL gosd`, sorted.
+pub fn registry(server: &RedisServer) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = redis::cmd("HGETALL")
+        .arg("gosd")
+        .query(&mut server.connection())
+        .expect("HGETALL");
+    all.sort();
+    all
+}
+
+/// Polls `done` every 10 ms until it holds; panics after [`PATIENCE`].
+/// For state in another process or in Redis, which offers no event to await.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// The path of an example binary; `cargo test` builds the examples.
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// A running example process, its stdout delivered line by line.
+pub struct Proc {
+    pub child: Child,
+    lines: Receiver<String>,
+}
+
+impl Proc {
+    /// Runs an example against `server` with extra environment.
+    pub fn spawn(name: &str, args: &[&str], server: &RedisServer, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(example(name));
+        cmd.args(args)
+            .env("gosdRedisAddr", server.addr())
+            .env("RUST_LOG", "gosd=debug,info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn example");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// A provider on a free port; returns it with its instance name once
+    /// it has registered.
+    pub fn provider(server: &RedisServer, n: &str, env: &[(&str, &str)]) -> (Self, String, String) {
+        let port = free_port();
+        let mut p = Self::spawn("provider", &[&format!(":{port}"), n], server, env);
+        let line = p
+            .next_line()
+            .expect("provider printed nothing; see its stderr above");
+        let name = line
+            .strip_prefix("registered as ")
+            .unwrap_or_else(|| panic!("unexpected provider output {line:?}"))
+            .to_owned();
+        (p, name, format!("http://localhost:{port}"))
+    }
+
+    pub fn next_line(&mut self) -> Option<String> {
+        self.lines.recv_timeout(PATIENCE).ok()
+    }
+
+    pub fn lines(self) -> Vec<String> {
+        self.lines.iter().collect()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for exit (bounded by [`PATIENCE`]); returns the exit code.
+    pub fn wait(&mut self) -> Option<i32> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(started.elapsed() < PATIENCE, "process did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
