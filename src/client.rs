@@ -326,15 +326,22 @@ impl Client {
     /// # Errors
     /// [`Error::NoRoute`] naming the service.
     pub async fn iterate_service_route(&self, service: &str) -> Result<Route> {
-        if let Some(route) = self.inner.table.load().pick(service) {
+        if let Some(route) = self.next_route(service) {
             return Ok(route);
         }
+        // Out of line and boxed: inlined, the refresh machinery would make
+        // this future large, and every pick would pay to move it.
+        Box::pin(self.find_route(service)).await
+    }
+
+    /// The slow path: refresh and look again, `TryFindServiceAmount` times.
+    async fn find_route(&self, service: &str) -> Result<Route> {
         let attempts = self.inner.config.try_find_service_amount.max(1);
         for attempt in 1..=attempts {
             if let Err(e) = self.inner.refresh().await {
                 tracing::debug!(service, error = %e, "refresh while looking for a route failed");
             }
-            if let Some(route) = self.inner.table.load().pick(service) {
+            if let Some(route) = self.next_route(service) {
                 return Ok(route);
             }
             if attempt < attempts {
@@ -342,6 +349,14 @@ impl Client {
             }
         }
         Err(Error::NoRoute(service.to_owned()))
+    }
+
+    /// The next URL of `service` from the table as it is now, round-robin;
+    /// `None` when it has none. Never waits, never refreshes, never
+    /// allocates: for synchronous code and hot paths.
+    #[inline]
+    pub fn next_route(&self, service: &str) -> Option<Route> {
+        self.inner.table.load().pick(service)
     }
 
     /// Every route `service` has now, in rotation order.
