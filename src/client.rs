@@ -757,3 +757,63 @@ impl Drop for Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cadence whose next tick is months away, so no real tick can fall
+    /// inside the test.
+    fn yearly() -> Config {
+        Config {
+            cron: Some("0 0 0 1 1 *".parse().unwrap()),
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_due_tick_is_claimed_exactly_once_by_concurrent_callers() {
+        let client = Client::builder()
+            .config(yearly())
+            .driver(gosd_memory::MemoryDriver::new())
+            .build()
+            .await
+            .unwrap();
+        let inner = &client.inner;
+        assert!(!inner.claim_cron(), "not due yet: no claim, no I/O");
+        inner.cron_due_ms.store(0, Ordering::Release); // the tick is due now
+        let claims = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        if inner.claim_cron() {
+                            claims.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(claims.into_inner(), 1);
+        assert!(
+            inner.cron_due().unwrap() > Instant::now(),
+            "the next tick is scheduled"
+        );
+    }
+
+    #[tokio::test]
+    async fn cron_off_never_claims() {
+        let config = Config {
+            cron: None,
+            ..Config::default()
+        };
+        let client = Client::builder()
+            .config(config)
+            .driver(gosd_memory::MemoryDriver::new())
+            .build()
+            .await
+            .unwrap();
+        assert!(client.inner.cron_due().is_none());
+        assert!(!client.inner.claim_cron());
+    }
+}
