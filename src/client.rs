@@ -293,7 +293,12 @@ impl Client {
             .spawn(heartbeat(Arc::downgrade(&self.inner)));
         *lock(&self.inner.heartbeat) = Some(heartbeat);
         tracing::info!(instance = %name, url, "registered");
-        self.inner.refresh().await?;
+        // The registration stands even if this first refresh fails: the
+        // background refresher retries, and failing here would leave an
+        // instance registered with no Registration to deregister it.
+        if let Err(e) = self.inner.refresh().await {
+            tracing::warn!(error = %e, "registered, but the first refresh failed; retrying in the background");
+        }
         Ok(Registration::new(self.inner.clone(), name))
     }
 

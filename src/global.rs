@@ -54,8 +54,11 @@ async fn start_global(service: &str, url: &str, builder: ClientBuilder) -> Resul
     check_service(service)?;
     check_url(url)?;
     let claim = Claim::take()?;
-    let client = builder.handle_signals(true).build().await?;
+    let client = builder.build().await?;
     let registration = client.register(service, url).await?;
+    // Only now: a Tokio signal handler, once installed, stays for the life
+    // of the process, and a failed start must leave SIGTERM's default alone.
+    crate::signals::install(&client.inner);
     claim.keep(client);
     Ok(registration)
 }
