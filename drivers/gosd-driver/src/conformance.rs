@@ -48,6 +48,7 @@ pub async fn run<H: Harness>(h: &H) {
     deregister_removes_only_own_entry(h).await;
     expired_lease_is_reaped(h).await;
     renew_restores_after_data_loss(h).await;
+    renew_after_deregister_stays_gone(h).await;
     revision_tracks_changes_only(h).await;
     concurrent_registrations_of_one_name(h).await;
     garbage_is_returned_not_fatal(h).await;
@@ -205,6 +206,25 @@ pub async fn renew_restores_after_data_loss<H: Harness>(h: &H) {
         url_of(&snap(&d).await, "svc-1"),
         Some("http://intruder"),
         "conflict writes nothing"
+    );
+}
+
+/// A renewal that arrives after deregistration (it was in flight) must not
+/// bring the instance back.
+pub async fn renew_after_deregister_stays_gone<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    let n = name("svc-1");
+    d.register(&n, "http://a", TTL).await.unwrap();
+    assert!(d.deregister(&n, "http://a").await.unwrap());
+    assert_eq!(
+        d.renew(&n, "http://a", TTL).await.unwrap(),
+        Renewal::Gone,
+        "late renewal"
+    );
+    assert!(
+        snap(&d).await.entries.is_empty(),
+        "a deregistered instance stays gone"
     );
 }
 

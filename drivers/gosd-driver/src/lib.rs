@@ -138,6 +138,10 @@ pub enum Renewal {
     /// The name now belongs to another URL. Nothing was written; the caller
     /// should register under a new name.
     Conflict,
+    /// The name was deregistered (its lease had not run out yet). Nothing
+    /// was written: a renewal that was in flight during deregistration must
+    /// not bring the instance back.
+    Gone,
 }
 
 /// A boxed error source, for driver errors that wrap a client library's own.
@@ -199,7 +203,8 @@ pub trait Driver: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, DriverError>> + Send;
 
     /// Extends the lease of `name` to `ttl` from now, writing the entry
-    /// again if it is gone. See [`Renewal`].
+    /// again if the backend lost it (but not if it was deregistered). See
+    /// [`Renewal`].
     fn renew(
         &self,
         name: &InstanceName,
@@ -209,6 +214,9 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Removes `name` and its lease if it still maps to `url`. `Ok(false)`
     /// when there was nothing of ours to remove.
+    ///
+    /// Until the removed lease would have run out, [`Driver::renew`] of
+    /// `name` answers [`Renewal::Gone`] and writes nothing.
     ///
     /// This is called on shutdown: from `Drop`, a signal handler or a fresh
     /// runtime on another thread while the runtime that created the driver

@@ -48,6 +48,8 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     entries: BTreeMap<String, Stored>,
+    /// Deregistered names, until their lease would have run out.
+    gone: BTreeMap<String, Instant>,
     revision: u64,
 }
 
@@ -61,6 +63,7 @@ struct Stored {
 impl State {
     /// Drops expired entries, bumping the revision if any went.
     fn reap(&mut self, now: Instant) {
+        self.gone.retain(|_, until| *until > now);
         let before = self.entries.len();
         self.entries
             .retain(|_, s| s.expires.is_none_or(|t| t > now));
@@ -82,6 +85,7 @@ impl MemoryDriver {
     pub fn wipe(&self) {
         let mut s = self.lock();
         s.entries.clear();
+        s.gone.clear();
         s.revision += 1;
     }
 
@@ -126,6 +130,12 @@ impl MemoryDriver {
     }
 }
 
+/// `now + ttl`, with absurd TTLs cut to a century so the sum cannot overflow.
+fn expiry(now: Instant, ttl: Duration) -> Option<Instant> {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(ttl.min(CENTURY))
+}
+
 impl Driver for MemoryDriver {
     fn backend(&self) -> String {
         "the in-process memory registry".to_owned()
@@ -145,7 +155,7 @@ impl Driver for MemoryDriver {
             name.as_str().to_owned(),
             Stored {
                 url: url.to_owned(),
-                expires: Some(now + ttl),
+                expires: expiry(now, ttl),
             },
         );
         s.revision += 1;
@@ -159,18 +169,20 @@ impl Driver for MemoryDriver {
         ttl: Duration,
     ) -> Result<Renewal, DriverError> {
         let (mut s, now) = self.live()?;
+        let deregistered = s.gone.contains_key(name.as_str());
         match s.entries.get_mut(name.as_str()) {
             Some(stored) if stored.url == url => {
-                stored.expires = Some(now + ttl);
+                stored.expires = expiry(now, ttl);
                 Ok(Renewal::Renewed)
             }
             Some(_) => Ok(Renewal::Conflict),
+            None if deregistered => Ok(Renewal::Gone),
             None => {
                 s.entries.insert(
                     name.as_str().to_owned(),
                     Stored {
                         url: url.to_owned(),
-                        expires: Some(now + ttl),
+                        expires: expiry(now, ttl),
                     },
                 );
                 s.revision += 1;
@@ -182,7 +194,13 @@ impl Driver for MemoryDriver {
     async fn deregister(&self, name: &InstanceName, url: &str) -> Result<bool, DriverError> {
         let (mut s, _) = self.live()?;
         if s.entries.get(name.as_str()).is_some_and(|e| e.url == url) {
-            s.entries.remove(name.as_str());
+            if let Some(Stored {
+                expires: Some(until),
+                ..
+            }) = s.entries.remove(name.as_str())
+            {
+                s.gone.insert(name.as_str().to_owned(), until);
+            }
             s.revision += 1;
             return Ok(true);
         }

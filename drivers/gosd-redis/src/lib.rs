@@ -6,15 +6,18 @@
 //! | `gosd` | hash | field `<service>-<id>` → URL: exactly Go gosd's layout |
 //! | `{gosd}:leases` | sorted set | member `<service>-<id>`, score = lease expiry (ms, Redis clock) |
 //! | `{gosd}:rev` | string | revision, incremented on every register, deregister, reap and restore |
+//! | `{gosd}:gone` | sorted set | deregistered names, score = when their lease would have run out |
 //!
 //! (`gosd` is the default key; the others follow it.) The extra keys carry
 //! the hash key as a hash tag, so all three live in one Redis Cluster slot.
 //!
-//! Every write is one Lua script, so it is atomic, and every script reads
-//! the time from Redis (`TIME`), so clients never compare clocks. Each
-//! script first reaps the expired leases: their hash fields and leases go,
-//! and the revision moves. Fields with no lease (written by Go gosd or by
-//! hand) are never reaped: they behave as static routes.
+//! Every operation is one Lua script, so it is atomic, and every script
+//! reads the time from Redis (`TIME`), so clients never compare clocks.
+//! Each script first reaps the expired leases: their hash fields and leases
+//! go, and the revision moves. Fields with no lease (written by Go gosd or
+//! by hand) are never reaped: they behave as static routes. A deregistered
+//! name stays in `{gosd}:gone` for the rest of its lease, so that a renewal
+//! already in flight cannot write it back.
 //!
 //! Requires Redis 5 or newer (scripts that call `TIME` before writing need
 //! effect replication, the default since 5).
@@ -72,6 +75,7 @@ struct Keys {
     hash: String,
     leases: String,
     revision: String,
+    gone: String,
 }
 
 impl RedisDriver {
@@ -80,8 +84,8 @@ impl RedisDriver {
     /// [`redis::ConnectionInfo`]. Nothing is connected until first use.
     ///
     /// `key` should not contain `{` or `}`: the extra keys are
-    /// `{<key>}:leases` and `{<key>}:rev`, and a brace in `key` would move
-    /// them to another Cluster slot.
+    /// `{<key>}:leases`, `{<key>}:rev` and `{<key>}:gone`, and a brace in
+    /// `key` would move them to another Cluster slot.
     ///
     /// ```
     /// use gosd_redis::RedisDriver;
@@ -108,6 +112,7 @@ impl RedisDriver {
                 hash: key.to_owned(),
                 leases: format!("{{{key}}}:leases"),
                 revision: format!("{{{key}}}:rev"),
+                gone: format!("{{{key}}}:gone"),
             },
             backend,
         })
@@ -136,7 +141,7 @@ impl RedisDriver {
         Ok(conn.clone())
     }
 
-    /// Runs one of the scripts with the three keys and `args`.
+    /// Runs one of the scripts with the four keys and `args`.
     async fn run<C: redis::aio::ConnectionLike>(
         &self,
         conn: &mut C,
@@ -144,7 +149,9 @@ impl RedisDriver {
         args: &[&[u8]],
     ) -> Result<Value, DriverError> {
         let mut call = script.key(&self.keys.hash);
-        call.key(&self.keys.leases).key(&self.keys.revision);
+        call.key(&self.keys.leases)
+            .key(&self.keys.revision)
+            .key(&self.keys.gone);
         for a in args {
             call.arg(*a);
         }
@@ -234,6 +241,7 @@ impl Driver for RedisDriver {
         match self.int("renew", v)? {
             1 => Ok(Renewal::Renewed),
             2 => Ok(Renewal::Restored),
+            3 => Ok(Renewal::Gone),
             _ => Ok(Renewal::Conflict),
         }
     }
@@ -325,7 +333,10 @@ fn number(v: &Value) -> Option<f64> {
     }
 }
 
-/// Helpers every script starts with. KEYS: hash, leases, revision.
+/// Helpers every script starts with. KEYS: hash, leases, revision, gone.
+///
+/// Writes come after every command that can fail on a key of the wrong
+/// type (the `INCR`), so a script that errors has written nothing.
 macro_rules! script {
     ($body:expr) => {
         LazyLock::new(|| {
@@ -336,15 +347,17 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function reap(now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
   local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
   if #dead == 0 then return end
+  redis.call('INCR', KEYS[3])
   for i = 1, #dead, 1000 do
     redis.call('HDEL', KEYS[1], unpack(dead, i, math.min(i + 999, #dead)))
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  redis.call('INCR', KEYS[3])
 end
 local now = now_ms()
+reap(now)
 "#,
                 $body
             ))
@@ -355,38 +368,42 @@ local now = now_ms()
 /// ARGV: name, url, ttl_ms. Returns 1 if written, 0 if the name is taken.
 static REGISTER: LazyLock<Script> = script!(
     r#"
-reap(now)
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('INCR', KEYS[3])
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 return 1
 "#
 );
 
-/// ARGV: name, url, ttl_ms. Returns 1 renewed, 2 restored, 0 conflict.
+/// ARGV: name, url, ttl_ms. Returns 1 renewed, 2 restored, 3 gone
+/// (deregistered), 0 conflict.
 static RENEW: LazyLock<Script> = script!(
     r#"
-reap(now)
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current == ARGV[2] then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
   return 1
 end
 if current then return 0 end
+if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 3 end
+redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('INCR', KEYS[3])
 return 2
 "#
 );
 
-/// ARGV: name, url. Returns 1 if removed, 0 if it was not ours.
+/// ARGV: name, url. Returns 1 if removed, 0 if it was not ours. The name is
+/// kept in the gone set until its lease would have run out.
 static DEREGISTER: LazyLock<Script> = script!(
     r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('INCR', KEYS[3])
+local lease = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if lease then redis.call('ZADD', KEYS[4], lease, ARGV[1]) end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('INCR', KEYS[3])
 return 1
 "#
 );
@@ -394,7 +411,6 @@ return 1
 /// Returns {HGETALL hash, ZRANGE leases WITHSCORES, revision, now}.
 static SNAPSHOT: LazyLock<Script> = script!(
     r#"
-reap(now)
 return {
   redis.call('HGETALL', KEYS[1]),
   redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES'),
@@ -408,17 +424,17 @@ return {
 /// just reaped); returns how many.
 static REMOVE_STALE: LazyLock<Script> = script!(
     r#"
-reap(now)
 local all = redis.call('HGETALL', KEYS[1])
-local removed = 0
+local stale = {}
 for i = 1, #all, 2 do
   if all[i + 1] == ARGV[1] and not redis.call('ZSCORE', KEYS[2], all[i]) then
-    redis.call('HDEL', KEYS[1], all[i])
-    removed = removed + 1
+    stale[#stale + 1] = all[i]
   end
 end
-if removed > 0 then redis.call('INCR', KEYS[3]) end
-return removed
+if #stale == 0 then return 0 end
+redis.call('INCR', KEYS[3])
+for _, field in ipairs(stale) do redis.call('HDEL', KEYS[1], field) end
+return #stale
 "#
 );
 
