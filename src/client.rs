@@ -125,11 +125,13 @@ impl ClientBuilder {
     /// be reached; [`Error::Config`] when the config cannot be used.
     pub async fn build(self) -> Result<Client> {
         let config = self.config.unwrap_or_default();
+        config.validate()?;
+        let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let driver = match self.driver {
             Some(d) => d,
             None => driver_for(&config)?,
         };
-        let client = Client::with_parts(config, driver);
+        let client = Client::with_parts(config, driver, runtime);
         client.inner.refresh().await?;
         client.inner.spawn(maintain(Arc::downgrade(&client.inner)));
         if self.handle_signals {
@@ -207,6 +209,9 @@ pub(crate) struct Inner {
     /// Wakes the maintenance loop when the table changed.
     wake: Arc<Notify>,
     own: Mutex<Option<Own>>,
+    /// One registration at a time: a second concurrent `register` must see
+    /// the first one's result, not race it.
+    registering: tokio::sync::Mutex<()>,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Whether the last registry call failed: logs state changes only.
@@ -243,7 +248,7 @@ impl Client {
         Self::builder().config(Config::from_env()?).build().await
     }
 
-    fn with_parts(config: Config, driver: Arc<dyn DynDriver>) -> Self {
+    fn with_parts(config: Config, driver: Arc<dyn DynDriver>, runtime: Handle) -> Self {
         let inner = Arc::new(Inner {
             driver,
             table: ArcSwap::from_pointee(RouteTable::default()),
@@ -251,9 +256,10 @@ impl Client {
             refresh_lock: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
             cron_due_ms: AtomicU64::new(u64::MAX),
-            runtime: Handle::current(),
+            runtime,
             wake: Arc::default(),
             own: Mutex::default(),
+            registering: tokio::sync::Mutex::new(()),
             heartbeat: Mutex::default(),
             tasks: Mutex::default(),
             registry_down: AtomicBool::new(false),
@@ -279,6 +285,7 @@ impl Client {
     pub async fn register(&self, service: &str, url: &str) -> Result<Registration> {
         check_service(service)?;
         check_url(url)?;
+        let _one_at_a_time = self.inner.registering.lock().await;
         if let Some(own) = self.inner.own() {
             return Err(Error::AlreadyRegistered(own.name.to_string()));
         }
@@ -446,6 +453,10 @@ impl Inner {
         lock(&self.own).clone()
     }
 
+    pub(crate) fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
     pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         lock(&self.tasks).push(self.runtime.spawn(task));
     }
@@ -584,16 +595,22 @@ impl Inner {
     pub(crate) async fn finish(&self) -> Result<()> {
         let (own, heartbeat) = self.take_own();
         let Some(own) = own else { return Ok(()) };
-        if let Some(h) = heartbeat {
-            // Aborted: wait until no renewal can be in flight.
-            let _ = h.await;
-        }
         {
             let mut sources = lock(&self.sources);
             sources.remove_url(&own.url);
             self.rebuild(&sources);
         }
-        deregister(&*self.driver, &own).await
+        // Everything after take_own runs in a task of its own: if the caller
+        // stops awaiting (a timeout around finish()), it still completes.
+        let driver = self.driver.clone();
+        let task = self.runtime.spawn(async move {
+            if let Some(h) = heartbeat {
+                // Aborted: wait until no renewal can be in flight.
+                let _ = h.await;
+            }
+            deregister(&*driver, &own).await
+        });
+        task.await.unwrap_or(Ok(()))
     }
 
     /// Deregisters from synchronous code (`Drop`), bounded by
@@ -733,12 +750,25 @@ async fn heartbeat(weak: Weak<Inner>) {
                 inner.registry_ok();
                 tracing::info!(instance = %own.name, "registered again: the registry had lost this instance");
             }
+            Ok(Renewal::Gone) => {
+                tracing::debug!(instance = %own.name, "deregistered; heartbeat stops");
+                return;
+            }
             Ok(Renewal::Conflict) => {
                 tracing::warn!(instance = %own.name, "another URL took this instance's name; registering under a new one");
                 match inner.register_fresh(own.name.service(), &own.url).await {
                     Ok(name) => {
-                        if let Some(o) = lock(&inner.own).as_mut() {
-                            o.name = name;
+                        let orphan = match lock(&inner.own).as_mut() {
+                            Some(o) => {
+                                o.name = name;
+                                None
+                            }
+                            None => Some(name),
+                        };
+                        // Finished meanwhile: the new name must not outlive us.
+                        if let Some(name) = orphan {
+                            let _ = deregister(&*inner.driver, &Own { name, url: own.url }).await;
+                            return;
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "could not register under a new name"),

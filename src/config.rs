@@ -277,10 +277,22 @@ struct Raw {
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self> {
-        Self::from_vars(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-        )
+        let mut vars = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            let Ok(k) = k.into_string() else { continue };
+            match v.into_string() {
+                Ok(v) => vars.push((k, v)),
+                Err(_) if VARS.iter().any(|var| var.go == Some(&*k) || var.upper == k) => {
+                    return Err(Error::Config {
+                        var: k,
+                        value: "(not shown)".into(),
+                        reason: "the value is not valid UTF-8".into(),
+                    });
+                }
+                Err(_) => {}
+            }
+        }
+        Self::from_vars(vars)
     }
 
     /// Reads the configuration from the given variables, as if they were the
@@ -348,14 +360,8 @@ impl Config {
                 _ => return Err(bad("driver", v, "expected `redis` or `memory`".into())),
             };
         }
-        if let Some(v) = &raw.redis_url {
-            check_redis_url(v).map_err(|r| bad("redis_url", v, r))?;
-            c.redis.url = Some(v.clone());
-        }
-        if let Some(v) = &raw.redis_addr {
-            check_addr(v).map_err(|r| bad("redis_addr", v, r))?;
-            c.redis.addr = Some(v.trim().to_owned());
-        }
+        c.redis.url = raw.redis_url.clone();
+        c.redis.addr = raw.redis_addr.as_ref().map(|v| v.trim().to_owned());
         c.redis.password = raw.redis_password.clone().filter(|p| !p.is_empty());
         if let Some(v) = &raw.redis_db {
             c.redis.db = v
@@ -389,26 +395,11 @@ impl Config {
                 parse_duration(v).map_err(|r| bad("try_find_service_delay", v, r))?;
         }
         if let Some(v) = &raw.ttl {
-            c.ttl = parse_duration(v)
-                .and_then(at_least_1ms)
-                .map_err(|r| bad("ttl", v, r))?;
+            c.ttl = parse_duration(v).map_err(|r| bad("ttl", v, r))?;
         }
         c.heartbeat = c.ttl / 3;
         if let Some(v) = &raw.heartbeat {
-            c.heartbeat = parse_duration(v)
-                .and_then(at_least_1ms)
-                .map_err(|r| bad("heartbeat", v, r))?;
-        }
-        if c.heartbeat >= c.ttl {
-            let v = raw.heartbeat.as_deref().unwrap_or_default();
-            return Err(bad(
-                "heartbeat",
-                v,
-                format!(
-                    "the heartbeat must be shorter than the TTL ({}), or leases expire between heartbeats",
-                    humantime::format_duration(c.ttl)
-                ),
-            ));
+            c.heartbeat = parse_duration(v).map_err(|r| bad("heartbeat", v, r))?;
         }
         if let Some(v) = &raw.cron {
             c.cron = if v.trim().eq_ignore_ascii_case("off") {
@@ -418,52 +409,143 @@ impl Config {
             };
         }
         if let Some(v) = &raw.key {
-            check_key(v).map_err(|r| bad("key", v, r))?;
             c.key = v.clone();
         }
+        // Range checks live in validate(), once for env and code alike;
+        // here the error is re-spelled with the variable and value as set.
+        c.validate().map_err(|e| match e {
+            Error::Config { var, value, reason } => {
+                let set = VARS
+                    .iter()
+                    .find(|v| v.upper == var)
+                    .and_then(|v| seen.iter().find(|(key, ..)| *key == v.key));
+                match set {
+                    Some((key, _, raw)) => bad(key, raw, reason),
+                    None => Error::Config { var, value, reason },
+                }
+            }
+            other => other,
+        })?;
         Ok(c)
     }
+
+    /// Checks that the settings work together: counts at least 1, a TTL
+    /// from 100 ms to 1 day, a heartbeat of at least 10 ms and shorter than
+    /// the TTL, a usable key and Redis address.
+    /// [`ClientBuilder::build`](crate::ClientBuilder::build) calls it, so a
+    /// `Config` changed in code is held to the same rules as one read from
+    /// the environment.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting's variable.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |var: &str, value: String, reason: String| {
+            Err(Error::Config {
+                var: var.to_owned(),
+                value,
+                reason,
+            })
+        };
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let at_least_1 = "expected a whole number, 1 or more".to_owned();
+        if self.try_refresh_amount == 0 {
+            return bad("GOSD_TRY_REFRESH_AMOUNT", "0".into(), at_least_1);
+        }
+        if self.try_find_service_amount == 0 {
+            return bad("GOSD_TRY_FIND_SERVICE_AMOUNT", "0".into(), at_least_1);
+        }
+        if !(MIN_TTL..=MAX_TTL).contains(&self.ttl) {
+            return bad(
+                "GOSD_TTL",
+                d(self.ttl),
+                "the TTL must be from 100ms to 1 day".into(),
+            );
+        }
+        if self.heartbeat < MIN_HEARTBEAT {
+            return bad(
+                "GOSD_HEARTBEAT",
+                d(self.heartbeat),
+                "the heartbeat must be at least 10ms".into(),
+            );
+        }
+        if self.heartbeat >= self.ttl {
+            let reason = format!(
+                "the heartbeat must be shorter than the TTL ({}), or leases expire between heartbeats",
+                d(self.ttl)
+            );
+            return bad("GOSD_HEARTBEAT", d(self.heartbeat), reason);
+        }
+        if let Err(r) = check_key(&self.key) {
+            return bad("GOSD_KEY", self.key.clone(), r);
+        }
+        if let Some(addr) = &self.redis.addr
+            && let Err(r) = check_addr(addr)
+        {
+            return bad("GOSD_REDIS_ADDR", redact_url(addr), r);
+        }
+        if let Some(url) = &self.redis.url
+            && let Err(r) = check_redis_url(url)
+        {
+            return bad("GOSD_REDIS_URL", redact_url(url), r);
+        }
+        if self.redis.db < 0 {
+            let reason = "expected a database number, 0 or more".to_owned();
+            return bad("GOSD_REDIS_DB", self.redis.db.to_string(), reason);
+        }
+        Ok(())
+    }
 }
+
+const MIN_TTL: Duration = Duration::from_millis(100);
+const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 
 /// The value as it may appear in an error: passwords never do.
 fn shown(key: &str, value: &str) -> String {
     match key {
         "redis_password" => "***".to_owned(),
-        "redis_url" => redact_url(value),
+        "redis_url" | "redis_addr" => redact_url(value),
         _ => value.to_owned(),
     }
 }
 
-/// `redis://user:secret@host` → `redis://user:***@host`, also for strings
-/// that are not valid URLs.
+/// Hides credentials in a URL-ish string, also a malformed one: everything
+/// between the scheme and the last `@`, and `pass=`/`password=` query
+/// values. `redis://user:secret@host` → `redis://***@host`.
 pub(crate) fn redact_url(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return s.to_owned();
+    let mut out = match s.rfind('@') {
+        Some(at) => {
+            let scheme_end = s[..at].find("://").map_or(0, |i| i + 3);
+            format!("{}***{}", &s[..scheme_end], &s[at..])
+        }
+        None => s.to_owned(),
     };
-    let Some(at) = rest.rfind('@') else {
-        return s.to_owned();
-    };
-    let (userinfo, host) = rest.split_at(at);
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{host}"),
-        None => format!("{scheme}://***{host}"),
+    for key in ["password=", "pass="] {
+        let mut from = 0;
+        while let Some(i) = out[from..].find(key) {
+            let start = from + i + key.len();
+            let end = out[start..].find('&').map_or(out.len(), |j| start + j);
+            out.replace_range(start..end, "***");
+            from = start + 3;
+        }
     }
+    out
 }
 
 fn check_redis_url(v: &str) -> Result<(), String> {
     let url = url::Url::parse(v.trim())
         .map_err(|e| format!("not a URL ({e}); expected redis://[user:pass@]host:port/db"))?;
     match url.scheme() {
-        "redis" | "rediss" | "redis+unix" | "unix" | "valkey" | "valkeys" => {}
-        other => {
-            return Err(format!(
-                "unsupported scheme `{other}`; expected redis:// or rediss://"
-            ));
+        "redis" | "redis+unix" | "unix" | "valkey" => {}
+        "rediss" | "valkeys" => {
+            return Err(
+                "TLS (rediss://) is not supported yet; use redis:// (e.g. through a TLS tunnel)"
+                    .into(),
+            );
         }
+        other => return Err(format!("unsupported scheme `{other}`; expected redis://")),
     }
-    if matches!(url.scheme(), "redis" | "rediss" | "valkey" | "valkeys")
-        && url.host_str().is_none_or(str::is_empty)
-    {
+    if matches!(url.scheme(), "redis" | "valkey") && url.host_str().is_none_or(str::is_empty) {
         return Err("the URL has no host".into());
     }
     Ok(())
@@ -478,6 +560,11 @@ pub(crate) fn check_addr(v: &str) -> Result<(String, u16), String> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err("the host is empty; expected host:port, e.g. localhost:6379".into());
+    }
+    if host.contains(|c: char| c.is_whitespace() || "/@?#".contains(c)) {
+        return Err(
+            "expected host:port, e.g. localhost:6379 (for a URL, use GOSD_REDIS_URL)".into(),
+        );
     }
     let port = port
         .parse::<u16>()
@@ -507,14 +594,6 @@ fn parse_duration(v: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(v)
         .map_err(|e| format!("{e}; expected seconds (`3`) or a duration such as `250ms` or `2s`"))
-}
-
-fn at_least_1ms(d: Duration) -> Result<Duration, String> {
-    if d < Duration::from_millis(1) {
-        Err("must be at least 1ms".into())
-    } else {
-        Ok(d)
-    }
 }
 
 #[cfg(test)]
@@ -579,7 +658,12 @@ mod tests {
             ("GOSD_REDIS_URL", "http://x"),
             ("GOSD_DRIVER", "etcd2"),
             ("GOSD_TTL", "0"),
+            ("GOSD_TTL", "1ms"),
+            ("GOSD_TTL", "10000000000000000000"),
             ("GOSD_TTL", "ten"),
+            ("GOSD_HEARTBEAT", "1ms"),
+            ("GOSD_REDIS_URL", "rediss://h:6379"),
+            ("gosdRedisAddr", "redis://:pw@h:6379"),
             ("GOSD_HEARTBEAT", "20s"),
             ("GOSD_CRON", "every minute"),
             ("GOSD_KEY", "{x}"),
@@ -618,8 +702,22 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
-        assert_eq!(redact_url("redis://u:p@h:1"), "redis://u:***@h:1");
-        assert_eq!(redact_url("redis://p@h:1"), "redis://***@h:1");
+        assert_eq!(redact_url("redis://u:p@h:1"), "redis://***@h:1");
+        assert_eq!(redact_url("redis:/:hunter2@h:1"), "***@h:1");
+        assert_eq!(
+            redact_url("unix:///r.sock?db=1&pass=hunter2"),
+            "unix:///r.sock?db=1&pass=***"
+        );
+        for (k, v) in [
+            ("GOSD_REDIS_URL", "redis:/:hunter2@h:6379"),
+            ("gosdRedisAddr", "redis://:hunter2@h:6379"),
+        ] {
+            let e = Config::from_vars([(k, v)]).unwrap_err();
+            assert!(
+                !e.to_string().contains("hunter2") && e.to_string().contains(k),
+                "{e}"
+            );
+        }
     }
 
     #[test]

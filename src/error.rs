@@ -73,6 +73,12 @@ pub enum Error {
     #[error(transparent)]
     Driver(#[from] DriverError),
 
+    /// A client was built outside a Tokio runtime. gosd runs its refresher
+    /// and heartbeat on the runtime it is built on; it needs the `rt`, `time`
+    /// and (for signals) `io`/`signal` drivers, e.g. `#[tokio::main]`.
+    #[error("gosd must be started inside a Tokio runtime (e.g. #[tokio::main])")]
+    NoRuntime,
+
     /// Every generated instance name was already taken.
     #[error("no free instance name for service {service:?} after {attempts} attempts")]
     NamesExhausted {

@@ -152,7 +152,9 @@ pub async fn finish() -> Result<()> {
 
 /// Resolves on SIGINT/SIGTERM after the instance has deregistered; calling
 /// it means the app, not gosd, decides when to exit. Before [`start`] it
-/// resolves on the signal alone (there is nothing to deregister).
+/// resolves on the signal alone (there is nothing to deregister): unlike
+/// the other functions it cannot fail, so that it fits
+/// `with_graceful_shutdown`.
 ///
 /// ```no_run
 /// # async fn serve(app: axum::Router, listener: tokio::net::TcpListener) -> std::io::Result<()> {
@@ -164,8 +166,6 @@ pub async fn finish() -> Result<()> {
 pub async fn shutdown_signal() {
     match GLOBAL.get() {
         Some(c) => c.shutdown_signal().await,
-        None => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        None => crate::signals::any_signal().await,
     }
 }

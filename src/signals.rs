@@ -11,15 +11,35 @@ use std::time::Instant;
 use crate::client::Inner;
 
 /// Starts listening. The handlers are registered before this returns, so
-/// no signal can slip in between and kill the process underegistered.
+/// no signal can slip in between and kill the process still registered.
 pub(crate) fn install(inner: &Arc<Inner>) {
     if inner.signals_installed.swap(true, Ordering::SeqCst) {
         return;
     }
     match Signals::new() {
-        Ok(signals) => inner.spawn(listen(signals, Arc::downgrade(inner))),
+        // Not one of the client's tasks, which die with it: Tokio never
+        // uninstalls a signal handler, so after the client is gone this
+        // task is what still makes a signal end the process.
+        Ok(signals) => drop(
+            inner
+                .runtime()
+                .spawn(listen(signals, Arc::downgrade(inner))),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for signals; deregistration on signal is off")
+        }
+    }
+}
+
+/// Resolves on the next SIGINT or SIGTERM (for `shutdown_signal()` with
+/// nothing to deregister).
+pub(crate) async fn any_signal() {
+    match Signals::new() {
+        Ok(mut signals) => {
+            signals.next().await;
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -302,3 +302,45 @@ async fn update_by_cron_refreshes_once_per_tick_in_the_background() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn concurrent_registers_on_one_client_give_one_registration() {
+    let server = RedisServer::start();
+    let c = client(&server).await;
+    let (a, b) = tokio::join!(
+        c.register("svc", "http://a:1"),
+        c.register("svc", "http://a:1")
+    );
+    let ok = [&a, &b].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 1, "{a:?} {b:?}");
+    assert!(matches!(
+        a.as_ref().err().or(b.as_ref().err()),
+        Some(Error::AlreadyRegistered(_))
+    ));
+    assert_eq!(registry(&server).len(), 1, "no orphaned second entry");
+}
+
+#[tokio::test]
+async fn finish_completes_even_if_the_caller_stops_waiting() {
+    let server = RedisServer::start();
+    let c = client(&server).await;
+    let _me = c.register("svc", "http://a:1").await.unwrap();
+    let _ = tokio::time::timeout(Duration::ZERO, c.finish()).await; // cancelled at its first await
+    eventually("deregistered anyway", || registry(&server).is_empty()).await;
+}
+
+#[tokio::test]
+async fn a_config_set_in_code_is_validated_too() {
+    let mut bad = gosd::Config::default();
+    bad.heartbeat = Duration::ZERO;
+    let err = Client::builder()
+        .config(bad)
+        .driver(gosd::MemoryDriver::new())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Config { var, .. } if var == "GOSD_HEARTBEAT"),
+        "{err:?}"
+    );
+}
