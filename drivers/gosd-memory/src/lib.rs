@@ -61,6 +61,16 @@ struct Stored {
 }
 
 impl State {
+    /// Writes a leased entry: a change, so the revision moves.
+    fn put_leased(&mut self, name: &InstanceName, url: &str, expires: Option<Instant>) {
+        let stored = Stored {
+            url: url.to_owned(),
+            expires,
+        };
+        self.entries.insert(name.as_str().to_owned(), stored);
+        self.revision += 1;
+    }
+
     /// Drops expired entries, bumping the revision if any went.
     fn reap(&mut self, now: Instant) {
         self.gone.retain(|_, until| *until > now);
@@ -151,14 +161,7 @@ impl Driver for MemoryDriver {
         if s.entries.contains_key(name.as_str()) {
             return Ok(false);
         }
-        s.entries.insert(
-            name.as_str().to_owned(),
-            Stored {
-                url: url.to_owned(),
-                expires: expiry(now, ttl),
-            },
-        );
-        s.revision += 1;
+        s.put_leased(name, url, expiry(now, ttl));
         Ok(true)
     }
 
@@ -178,14 +181,7 @@ impl Driver for MemoryDriver {
             Some(_) => Ok(Renewal::Conflict),
             None if deregistered => Ok(Renewal::Gone),
             None => {
-                s.entries.insert(
-                    name.as_str().to_owned(),
-                    Stored {
-                        url: url.to_owned(),
-                        expires: expiry(now, ttl),
-                    },
-                );
-                s.revision += 1;
+                s.put_leased(name, url, expiry(now, ttl));
                 Ok(Renewal::Restored)
             }
         }
