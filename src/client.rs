@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use gosd_driver::{Driver, DriverError, DynDriver, InstanceName, Renewal};
+use gosd_driver::{
+    Driver, DriverError, DynDriver, Event, EventSink, Fetched, InstanceName, Renewal,
+};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -17,7 +19,7 @@ use crate::config::{Config, DriverKind};
 use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url, new_instance_name};
 use crate::registration::Registration;
-use crate::table::{Route, RouteTable, Sources};
+use crate::table::{Applied, Route, RouteTable, Sources};
 
 /// How long deregistration may take at shutdown before gosd gives up and
 /// lets the lease expire instead.
@@ -134,6 +136,9 @@ impl ClientBuilder {
         let client = Client::with_parts(config, driver, runtime);
         client.inner.refresh().await?;
         client.inner.spawn(maintain(Arc::downgrade(&client.inner)));
+        if client.inner.config.watch {
+            client.inner.spawn(watch(Arc::downgrade(&client.inner)));
+        }
         if self.handle_signals {
             crate::signals::install(&client.inner);
         }
@@ -216,6 +221,12 @@ pub(crate) struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Whether the last registry call failed: logs state changes only.
     registry_down: AtomicBool,
+    /// Whether push updates are down: logs state changes only.
+    watch_down: AtomicBool,
+    /// A fetch asked for by events is queued: more events need no other.
+    fetch_queued: AtomicBool,
+    /// Counts table versions, for `Client::changes`.
+    changes: watch::Sender<u64>,
     pub(crate) signals_installed: AtomicBool,
     pub(crate) app_owns_shutdown: AtomicBool,
     pub(crate) signalled: watch::Sender<bool>,
@@ -263,6 +274,9 @@ impl Client {
             heartbeat: Mutex::default(),
             tasks: Mutex::default(),
             registry_down: AtomicBool::new(false),
+            watch_down: AtomicBool::new(false),
+            fetch_queued: AtomicBool::new(false),
+            changes: watch::Sender::new(0),
             signals_installed: AtomicBool::new(false),
             app_owns_shutdown: AtomicBool::new(false),
             signalled: watch::Sender::new(false),
@@ -442,6 +456,23 @@ impl Client {
         let _ = signalled.wait_for(|s| *s).await;
     }
 
+    /// Notified each time the route table changes; the value counts table
+    /// versions. For watching routes change without polling:
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gosd::Error> {
+    /// # let client = gosd::Client::builder().driver(gosd::MemoryDriver::new()).build().await?;
+    /// let mut changes = client.changes();
+    /// client.add_service_manually("legacy", "http://legacy:80")?;
+    /// changes.changed().await.expect("the client is alive");
+    /// assert_eq!(client.routes("legacy").len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
     /// The instance this client registered, if any: `<service>-<id>`.
     pub fn instance_name(&self) -> Option<String> {
         self.inner.own().map(|o| o.name.to_string())
@@ -493,21 +524,54 @@ impl Inner {
     }
 
     /// One refresh attempt; logs registry loss and recovery once each.
+    ///
+    /// It sends the version we know, so when nothing changed it costs one
+    /// command and returns no table.
     async fn refresh_once(&self) -> Result<(), DriverError> {
         let _serial = self.refresh_lock.lock().await;
-        let snapshot = self.driver.snapshot().await;
-        match snapshot {
-            Ok(s) => {
-                self.registry_ok();
-                let mut sources = lock(&self.sources);
-                sources.set_registry(s, Instant::now());
-                self.rebuild(&sources);
-                Ok(())
-            }
+        let known = lock(&self.sources).version();
+        let fetched = self.driver.fetch(known).await;
+        let received = Instant::now();
+        let fetched = match fetched {
+            Ok(f) => f,
             Err(e) => {
                 self.registry_failed(&e);
-                Err(e)
+                return Err(e);
             }
+        };
+        self.registry_ok();
+        let mut sources = lock(&self.sources);
+        let changed = match fetched {
+            Fetched::Unchanged { next_expiry } => sources.unchanged(next_expiry, received),
+            Fetched::Changed(s) => sources.apply_snapshot(s, received, self.config.ttl),
+        };
+        if changed {
+            self.rebuild(&sources);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// A pushed change: applied at once when it is the next one we expect,
+    /// otherwise a fetch is queued (one, however many events ask).
+    fn on_event(self: &Arc<Self>, event: Event) {
+        if event == Event::Subscribed && self.watch_down.swap(false, Ordering::AcqRel) {
+            tracing::info!("push updates restored");
+        }
+        let applied = {
+            let mut sources = lock(&self.sources);
+            let applied = sources.apply_event(event, Instant::now());
+            if applied == Applied::Changed {
+                self.rebuild(&sources);
+            }
+            applied
+        };
+        if applied == Applied::NeedFetch && !self.fetch_queued.swap(true, Ordering::AcqRel) {
+            let inner = self.clone();
+            self.runtime.spawn(async move {
+                inner.fetch_queued.store(false, Ordering::Release);
+                let _ = inner.refresh_once().await;
+            });
         }
     }
 
@@ -517,9 +581,9 @@ impl Inner {
     }
 
     fn rebuild(&self, sources: &Sources) {
-        let own = lock(&self.own).as_ref().map(|o| o.name.clone());
-        let table = sources.build(&self.table.load(), own.as_ref());
+        let table = sources.build(&self.table.load());
         self.table.store(Arc::new(table));
+        self.changes.send_modify(|n| *n += 1);
         self.wake.notify_one();
     }
 
@@ -610,7 +674,14 @@ impl Inner {
             }
             deregister(&*driver, &own).await
         });
-        task.await.unwrap_or(Ok(()))
+        let result = task.await.unwrap_or(Ok(()));
+        let drain = self.config.drain;
+        if !drain.is_zero() {
+            // Consumers have been told; let requests already routed here finish.
+            tracing::info!(drain = %humantime::format_duration(drain), "deregistered; draining");
+            tokio::time::sleep(drain).await;
+        }
+        result
     }
 
     /// Deregisters from synchronous code (`Drop`), bounded by
@@ -678,7 +749,7 @@ async fn maintain(weak: Weak<Inner>) {
     loop {
         let (wake, next) = {
             let Some(inner) = weak.upgrade() else { return };
-            let expiry = inner.table.load().next_expiry.map(|t| t + EXPIRY_GRACE);
+            let expiry = lock(&inner.sources).next_check().map(|t| t + EXPIRY_GRACE);
             // While failing, the backoff decides, not the (past) expiry.
             let lease_or_retry = retry_at.or(expiry);
             let next = [lease_or_retry, inner.cron_due()]
@@ -700,7 +771,7 @@ async fn maintain(weak: Weak<Inner>) {
         let Some(inner) = weak.upgrade() else { return };
         let now = Instant::now();
         let lease_due = retry_at
-            .or(inner.table.load().next_expiry)
+            .or(lock(&inner.sources).next_check())
             .is_some_and(|t| t <= now);
         let cron_due = inner.claim_cron();
         if !(lease_due || cron_due) {
@@ -716,6 +787,46 @@ async fn maintain(weak: Weak<Inner>) {
                 retry_at = Some(Instant::now() + backoff(failures));
             }
         }
+    }
+}
+
+/// Keeps a push subscription open: re-subscribes with backoff whenever it
+/// ends (Redis died, the connection was killed), and fetches after each
+/// subscription to cover the gap. Holds only a weak handle.
+async fn watch(weak: Weak<Inner>) {
+    let mut failures = 0u32;
+    loop {
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let result = {
+            let Some(inner) = weak.upgrade() else { return };
+            let driver = inner.driver.clone();
+            drop(inner);
+            let sink: EventSink = {
+                let (weak, subscribed) = (weak.clone(), subscribed.clone());
+                Arc::new(move |event| {
+                    if event == Event::Subscribed {
+                        subscribed.store(true, Ordering::Release);
+                    }
+                    if let Some(inner) = weak.upgrade() {
+                        inner.on_event(event);
+                    }
+                })
+            };
+            driver.watch(sink).await
+        };
+        let Some(inner) = weak.upgrade() else { return };
+        if subscribed.load(Ordering::Acquire) {
+            failures = 0;
+        }
+        failures += 1;
+        if !inner.watch_down.swap(true, Ordering::AcqRel) {
+            match &result {
+                Err(e) => tracing::warn!(error = %e, "push updates lost; re-subscribing"),
+                Ok(()) => tracing::warn!("push updates lost (subscription ended); re-subscribing"),
+            }
+        }
+        drop(inner);
+        tokio::time::sleep(backoff(failures)).await;
     }
 }
 

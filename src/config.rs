@@ -73,6 +73,8 @@ impl fmt::Debug for RedisTarget {
 /// | [`heartbeat`](Self::heartbeat) | `GOSD_HEARTBEAT` | TTL / 3 |
 /// | [`cron`](Self::cron) | `GOSD_CRON` (`off` disables) | every 30 s |
 /// | [`key`](Self::key) | `GOSD_KEY` | `gosd` |
+/// | [`watch`](Self::watch) | `GOSD_WATCH` (`true`/`false`) | `true` |
+/// | [`drain`](Self::drain) | `GOSD_DRAIN` | 0 |
 ///
 /// Durations are a bare integer meaning seconds (as in Go gosd) or a
 /// humantime value such as `250ms`, `2s` or `1m 30s`.
@@ -114,6 +116,12 @@ pub struct Config {
     pub cron: Option<Cron>,
     /// The Redis hash holding the routes. Go gosd's is `gosd`.
     pub key: String,
+    /// Subscribe to pushed changes, so the table follows the registry
+    /// within milliseconds (the cron cadence stays as a safety net).
+    pub watch: bool,
+    /// After deregistering on a signal or `finish()`, wait this long before
+    /// returning or exiting, so requests already routed here can finish.
+    pub drain: Duration,
 }
 
 impl Default for Config {
@@ -129,6 +137,8 @@ impl Default for Config {
             heartbeat: ttl / 3,
             cron: Some(Cron::every_30_seconds()),
             key: "gosd".to_owned(),
+            watch: true,
+            drain: Duration::ZERO,
         }
     }
 }
@@ -255,6 +265,16 @@ const VARS: &[Var] = &[
         go: None,
         upper: "GOSD_KEY",
     },
+    Var {
+        key: "watch",
+        go: None,
+        upper: "GOSD_WATCH",
+    },
+    Var {
+        key: "drain",
+        go: None,
+        upper: "GOSD_DRAIN",
+    },
 ];
 
 /// The settings as strings, filled by envy from the pre-pass.
@@ -272,6 +292,8 @@ struct Raw {
     heartbeat: Option<String>,
     cron: Option<String>,
     key: Option<String>,
+    watch: Option<String>,
+    drain: Option<String>,
 }
 
 impl Config {
@@ -410,6 +432,16 @@ impl Config {
         }
         if let Some(v) = &raw.key {
             c.key = v.clone();
+        }
+        if let Some(v) = &raw.watch {
+            c.watch = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err(bad("watch", v, "expected `true` or `false`".into())),
+            };
+        }
+        if let Some(v) = &raw.drain {
+            c.drain = parse_duration(v).map_err(|r| bad("drain", v, r))?;
         }
         // Range checks live in validate(), once for env and code alike;
         // here the error is re-spelled with the variable and value as set.
@@ -668,6 +700,8 @@ mod tests {
             ("GOSD_CRON", "every minute"),
             ("GOSD_KEY", "{x}"),
             ("GOSD_KEY", ""),
+            ("GOSD_WATCH", "maybe"),
+            ("GOSD_DRAIN", "a while"),
         ];
         for (k, v) in cases {
             assert_eq!(err_var(&[(k, v)]), k, "for {k}={v}");

@@ -20,7 +20,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::{Driver, DriverError, InstanceName, Renewal, Snapshot};
+use crate::{Driver, DriverError, Event, Fetched, InstanceName, Renewal, Snapshot};
 
 /// What the suite needs to do to a backend besides driving it.
 pub trait Harness: Sync {
@@ -50,6 +50,9 @@ pub async fn run<H: Harness>(h: &H) {
     renew_restores_after_data_loss(h).await;
     renew_after_deregister_stays_gone(h).await;
     revision_tracks_changes_only(h).await;
+    fetch_answers_unchanged_without_the_table(h).await;
+    generation_changes_when_the_backend_loses_its_data(h).await;
+    watch_pushes_every_change_in_order(h).await;
     concurrent_registrations_of_one_name(h).await;
     garbage_is_returned_not_fatal(h).await;
     remove_stale_spares_live_leases(h).await;
@@ -233,26 +236,143 @@ pub async fn revision_tracks_changes_only<H: Harness>(h: &H) {
     h.wipe().await;
     let d = h.driver();
     let n = name("svc-1");
-    let r0 = snap(&d).await.revision;
+    let r0 = snap(&d).await.version.revision;
     d.register(&n, "http://a", TTL).await.unwrap();
-    let r1 = snap(&d).await.revision;
+    let r1 = snap(&d).await.version.revision;
     assert_ne!(r0, r1, "revision: register");
-    assert_eq!(snap(&d).await.revision, r1, "revision: a read is no change");
+    assert_eq!(
+        snap(&d).await.version.revision,
+        r1,
+        "revision: a read is no change"
+    );
     d.renew(&n, "http://a", TTL).await.unwrap();
     assert_eq!(
-        snap(&d).await.revision,
+        snap(&d).await.version.revision,
         r1,
         "revision: a renewal is no change"
     );
     d.deregister(&n, "http://a").await.unwrap();
-    let r2 = snap(&d).await.revision;
+    let r2 = snap(&d).await.version.revision;
     assert_ne!(r1, r2, "revision: deregister");
     d.register(&name("svc-2"), "http://b", Duration::from_millis(100))
         .await
         .unwrap();
-    let r3 = snap(&d).await.revision;
+    let r3 = snap(&d).await.version.revision;
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_ne!(snap(&d).await.revision, r3, "revision: reaping is a change");
+    assert_ne!(
+        snap(&d).await.version.revision,
+        r3,
+        "revision: reaping is a change"
+    );
+}
+
+/// `fetch` with the current version says "unchanged" and when the next
+/// lease runs out; any change, including a write by Go gosd (which does not
+/// move the revision), brings the whole table.
+pub async fn fetch_answers_unchanged_without_the_table<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    d.register(&name("svc-1"), "http://a", TTL).await.unwrap();
+    let v = snap(&d).await.version;
+    match d.fetch(Some(v)).await.unwrap() {
+        Fetched::Unchanged {
+            next_expiry: Some(left),
+        } => assert!(left <= TTL && left > TTL / 2, "{left:?}"),
+        other => panic!("fetch: expected unchanged with a next expiry, got {other:?}"),
+    }
+    h.write_raw("go-20160315122936.1", "http://go").await;
+    match d.fetch(Some(v)).await.unwrap() {
+        Fetched::Changed(s) => assert_eq!(s.entries.len(), 2, "fetch: Go write seen"),
+        other => panic!("fetch: a Go write must count as a change, got {other:?}"),
+    }
+    let v = snap(&d).await.version;
+    d.deregister(&name("svc-1"), "http://a").await.unwrap();
+    assert!(
+        matches!(d.fetch(Some(v)).await.unwrap(), Fetched::Changed(_)),
+        "fetch: deregister seen"
+    );
+}
+
+/// A backend that lost its data reports a new generation.
+pub async fn generation_changes_when_the_backend_loses_its_data<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    d.register(&name("svc-1"), "http://a", TTL).await.unwrap();
+    let before = snap(&d).await.version;
+    assert_eq!(
+        snap(&d).await.version.generation,
+        before.generation,
+        "generation is stable"
+    );
+    h.wipe().await;
+    let after = snap(&d).await.version;
+    assert_ne!(
+        after.generation, before.generation,
+        "generation after data loss"
+    );
+}
+
+/// `watch` starts with `Subscribed`, then pushes each change with the
+/// version right after it, in order.
+pub async fn watch_pushes_every_change_in_order<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = h.driver();
+    let task = tokio::spawn(async move {
+        let sink: crate::EventSink = std::sync::Arc::new(move |e| {
+            let _ = tx.send(e);
+        });
+        watcher.watch(sink).await
+    });
+    let next = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>| {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("watch: no event within 10 s")
+            .expect("watch: stream ended")
+    };
+    assert_eq!(next(&mut rx).await, Event::Subscribed);
+    let v0 = snap(&d).await.version;
+    let n = name("svc-1");
+    d.register(&n, "http://a", TTL).await.unwrap();
+    match next(&mut rx).await {
+        Event::Put { version, entry } => {
+            assert_eq!(version.revision, v0.revision + 1, "watch: put version");
+            assert_eq!(
+                version,
+                snap(&d).await.version,
+                "watch: put carries the version after it"
+            );
+            assert_eq!(
+                (entry.field.as_str(), entry.url.as_str()),
+                ("svc-1", "http://a")
+            );
+            assert!(
+                entry.lease.is_some_and(|l| l <= TTL && l > TTL / 2),
+                "watch: lease {entry:?}"
+            );
+        }
+        other => panic!("watch: expected put, got {other:?}"),
+    }
+    d.deregister(&n, "http://a").await.unwrap();
+    match next(&mut rx).await {
+        Event::Removed { version, field } => {
+            assert_eq!(field, "svc-1");
+            assert_eq!(version.revision, v0.revision + 2, "watch: removed version");
+        }
+        other => panic!("watch: expected removed, got {other:?}"),
+    }
+    d.register(&name("svc-2"), "http://b", Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut rx).await, Event::Put { .. }));
+    tokio::time::sleep(Duration::from_millis(150)).await; // the lease runs out
+    snap(&d).await; // a read reaps
+    assert!(
+        matches!(next(&mut rx).await, Event::Changed { .. }),
+        "watch: reaping is pushed"
+    );
+    task.abort();
 }
 
 /// Of many concurrent registrations of one name, exactly one wins.

@@ -16,6 +16,10 @@
 //! reaped. Lease times are the backend's own clock, reported as time
 //! *remaining*, so clients never compare clocks.
 //!
+//! Every change moves a [`Version`]; [`Driver::fetch`] answers "unchanged"
+//! in one round trip when nothing moved, and [`Driver::watch`] pushes each
+//! change as it happens.
+//!
 //! The `conformance` feature adds [`conformance`], the test suite every driver
 //! runs against its real backend.
 
@@ -121,11 +125,71 @@ pub struct Entry {
 pub struct Snapshot {
     /// Every entry, live leases and lease-less ones; expired ones are gone.
     pub entries: Vec<Entry>,
-    /// A number that changes whenever a driver registers, deregisters, reaps
-    /// or restores an entry. Writers that do not know of it (Go gosd) do not
-    /// change it.
-    pub revision: u64,
+    /// Where the registry stood when it was read.
+    pub version: Version,
 }
+
+/// Where a registry stands, in three numbers a client can compare in one
+/// round trip.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Version {
+    /// Changes when the registry lost its state (a backend restarted
+    /// empty), so a client can tell "everyone left" from "the registry
+    /// forgot everyone".
+    pub generation: u64,
+    /// Moves on every change a driver makes: register, deregister, reap,
+    /// restore. Writers that do not know of it (Go gosd) do not move it.
+    pub revision: u64,
+    /// How many entries there are: catches additions and removals by
+    /// writers that do not move the revision.
+    pub entries: u64,
+}
+
+/// What [`Driver::fetch`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// The registry is still at the version the caller knows.
+    Unchanged {
+        /// Time left on the earliest lease, if any: when the next entry
+        /// could expire, and so when it is worth asking again.
+        next_expiry: Option<Duration>,
+    },
+    /// The registry changed; here it is, whole.
+    Changed(Snapshot),
+}
+
+/// A change pushed by [`Driver::watch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The subscription is live: every change from now on is delivered.
+    /// Whatever happened before it must be fetched.
+    Subscribed,
+    /// One entry was written (registered, or restored after data loss);
+    /// `version` is the registry's version right after.
+    Put {
+        /// The registry's version after this change.
+        version: Version,
+        /// The entry, with its lease.
+        entry: Entry,
+    },
+    /// One entry was removed by its owner.
+    Removed {
+        /// The registry's version after this change.
+        version: Version,
+        /// The removed field.
+        field: String,
+    },
+    /// Several entries changed at once (leases reaped, stale entries
+    /// removed): fetch to see them.
+    Changed {
+        /// The registry's version after the change.
+        version: Version,
+    },
+}
+
+/// Where a driver delivers [`Event`]s. It is called on the driver's task
+/// and must not block.
+pub type EventSink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
 
 /// What [`Driver::renew`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,8 +293,33 @@ pub trait Driver: Send + Sync + 'static {
         url: &str,
     ) -> impl Future<Output = Result<bool, DriverError>> + Send;
 
+    /// Removes expired entries, then compares the registry with `known`:
+    /// [`Fetched::Unchanged`] if it still stands there, else the whole
+    /// registry. For a networked backend, one round trip either way.
+    fn fetch(
+        &self,
+        known: Option<Version>,
+    ) -> impl Future<Output = Result<Fetched, DriverError>> + Send;
+
     /// Removes expired entries, then returns the whole registry.
-    fn snapshot(&self) -> impl Future<Output = Result<Snapshot, DriverError>> + Send;
+    fn snapshot(&self) -> impl Future<Output = Result<Snapshot, DriverError>> + Send {
+        async move {
+            match self.fetch(None).await? {
+                Fetched::Changed(s) => Ok(s),
+                Fetched::Unchanged { .. } => Err(DriverError::Protocol {
+                    backend: self.backend(),
+                    message: "a fetch with no known version answered 'unchanged'".into(),
+                }),
+            }
+        }
+    }
+
+    /// Subscribes to changes and delivers them to `sink`, starting with
+    /// [`Event::Subscribed`], until the subscription is lost (for Redis:
+    /// the connection dropped). Then it returns: `Err` if the backend is
+    /// unreachable, `Ok` if the stream just ended. The caller subscribes
+    /// again, and fetches to cover the gap.
+    fn watch(&self, sink: EventSink) -> impl Future<Output = Result<(), DriverError>> + Send;
 
     /// Removes the entries that map to `url` **and have no live lease**
     /// (expired, or none at all); returns how many. Entries with a live
@@ -263,7 +352,9 @@ pub trait DynDriver: Send + Sync + 'static {
         name: &'a InstanceName,
         url: &'a str,
     ) -> BoxFuture<'a, Result<bool, DriverError>>;
+    fn fetch(&self, known: Option<Version>) -> BoxFuture<'_, Result<Fetched, DriverError>>;
     fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, DriverError>>;
+    fn watch(&self, sink: EventSink) -> BoxFuture<'_, Result<(), DriverError>>;
     fn remove_stale<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<usize, DriverError>>;
 }
 
@@ -294,8 +385,14 @@ impl<D: Driver> DynDriver for D {
     ) -> BoxFuture<'a, Result<bool, DriverError>> {
         Box::pin(Driver::deregister(self, name, url))
     }
+    fn fetch(&self, known: Option<Version>) -> BoxFuture<'_, Result<Fetched, DriverError>> {
+        Box::pin(Driver::fetch(self, known))
+    }
     fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, DriverError>> {
         Box::pin(Driver::snapshot(self))
+    }
+    fn watch(&self, sink: EventSink) -> BoxFuture<'_, Result<(), DriverError>> {
+        Box::pin(Driver::watch(self, sink))
     }
     fn remove_stale<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<usize, DriverError>> {
         Box::pin(Driver::remove_stale(self, url))

@@ -27,11 +27,13 @@
 #![warn(missing_docs)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use gosd_driver::{Driver, DriverError, Entry, InstanceName, Renewal, Snapshot};
+use gosd_driver::{
+    Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Renewal, Snapshot, Version,
+};
 
 /// An in-process registry; clones share it. See the [crate docs](crate).
 #[derive(Clone, Debug, Default)]
@@ -39,10 +41,34 @@ pub struct MemoryDriver {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    unreachable: AtomicBool,
+    reachable: tokio::sync::watch::Sender<bool>,
+    watchers: Mutex<Vec<(u64, Sink)>>,
+    next_watcher: AtomicU64,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                generation: 1,
+                ..State::default()
+            }),
+            reachable: tokio::sync::watch::Sender::new(true),
+            watchers: Mutex::default(),
+            next_watcher: AtomicU64::new(0),
+        }
+    }
+}
+
+struct Sink(EventSink);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +77,7 @@ struct State {
     /// Deregistered names, until their lease would have run out.
     gone: BTreeMap<String, Instant>,
     revision: u64,
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -60,25 +87,78 @@ struct Stored {
     expires: Option<Instant>,
 }
 
+/// Locks a mutex whose data stays usable even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl State {
-    /// Writes a leased entry: a change, so the revision moves.
-    fn put_leased(&mut self, name: &InstanceName, url: &str, expires: Option<Instant>) {
-        let stored = Stored {
-            url: url.to_owned(),
-            expires,
-        };
-        self.entries.insert(name.as_str().to_owned(), stored);
-        self.revision += 1;
+    fn version(&self) -> Version {
+        Version {
+            generation: self.generation,
+            revision: self.revision,
+            entries: self.entries.len() as u64,
+        }
     }
 
-    /// Drops expired entries, bumping the revision if any went.
-    fn reap(&mut self, now: Instant) {
+    /// Drops expired entries; if any went, the revision moves and the
+    /// change is returned as an event.
+    fn reap(&mut self, now: Instant) -> Option<Event> {
         self.gone.retain(|_, until| *until > now);
         let before = self.entries.len();
         self.entries
             .retain(|_, s| s.expires.is_none_or(|t| t > now));
-        if self.entries.len() != before {
-            self.revision += 1;
+        if self.entries.len() == before {
+            return None;
+        }
+        self.revision += 1;
+        Some(Event::Changed {
+            version: self.version(),
+        })
+    }
+
+    /// Writes a leased entry: a change, so the revision moves.
+    fn put_leased(&mut self, name: &InstanceName, url: &str, now: Instant, ttl: Duration) -> Event {
+        let stored = Stored {
+            url: url.to_owned(),
+            expires: expiry(now, ttl),
+        };
+        self.entries.insert(name.as_str().to_owned(), stored);
+        self.revision += 1;
+        Event::Put {
+            version: self.version(),
+            entry: Entry {
+                field: name.as_str().to_owned(),
+                url: url.to_owned(),
+                lease: Some(ttl),
+            },
+        }
+    }
+}
+
+/// `now + ttl`, with absurd TTLs cut to a century so the sum cannot overflow.
+fn expiry(now: Instant, ttl: Duration) -> Option<Instant> {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(ttl.min(CENTURY))
+}
+
+/// The state, with expired entries reaped, and the events to send before
+/// releasing it (sent under the lock, so they leave in revision order).
+struct Live<'a> {
+    driver: &'a MemoryDriver,
+    state: MutexGuard<'a, State>,
+    now: Instant,
+    events: Vec<Event>,
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        if !self.events.is_empty() {
+            for (_, Sink(sink)) in lock(&self.driver.shared.watchers).iter() {
+                for e in &self.events {
+                    sink(e.clone());
+                }
+            }
         }
     }
 }
@@ -89,19 +169,21 @@ impl MemoryDriver {
         Self::default()
     }
 
-    /// Loses every entry, as a backend restarted without persistence would.
-    /// The revision survives, as a fresh counter could not be told from it
-    /// otherwise.
+    /// Loses every entry, as a backend restarted without persistence
+    /// would: a new generation begins. The revision survives, so the two
+    /// cannot be confused.
     pub fn wipe(&self) {
-        let mut s = self.lock();
+        let mut s = lock(&self.shared.state);
         s.entries.clear();
         s.gone.clear();
         s.revision += 1;
+        s.generation += 1;
     }
 
-    /// Writes `field → value` with no lease, as Go gosd or a person would.
+    /// Writes `field → value` with no lease, as Go gosd or a person would
+    /// (no revision change, no event).
     pub fn write_raw(&self, field: &str, value: &str) {
-        self.lock().entries.insert(
+        lock(&self.shared.state).entries.insert(
             field.to_owned(),
             Stored {
                 url: value.to_owned(),
@@ -111,39 +193,33 @@ impl MemoryDriver {
     }
 
     /// While `false`, every driver call fails with
-    /// [`DriverError::Unavailable`], as if the backend were down.
+    /// [`DriverError::Unavailable`] and every watch ends, as if the backend
+    /// were down.
     pub fn set_reachable(&self, reachable: bool) {
-        self.shared.unreachable.store(!reachable, Ordering::SeqCst);
+        self.shared.reachable.send_replace(reachable);
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave `State` half-updated
-        // in a way that matters more than losing the registry would.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn unreachable(&self) -> DriverError {
+        DriverError::Unavailable {
+            backend: Driver::backend(self),
+            source: "the memory registry was set unreachable".into(),
+        }
     }
 
-    /// The state, reaped, or the error a down backend gives.
-    fn live(&self) -> Result<(MutexGuard<'_, State>, Instant), DriverError> {
-        if self.shared.unreachable.load(Ordering::SeqCst) {
-            return Err(DriverError::Unavailable {
-                backend: Driver::backend(self),
-                source: "the memory registry was set unreachable".into(),
-            });
+    fn live(&self) -> Result<Live<'_>, DriverError> {
+        if !*self.shared.reachable.borrow() {
+            return Err(self.unreachable());
         }
         let now = Instant::now();
-        let mut s = self.lock();
-        s.reap(now);
-        Ok((s, now))
+        let mut state = lock(&self.shared.state);
+        let events = state.reap(now).into_iter().collect();
+        Ok(Live {
+            driver: self,
+            state,
+            now,
+            events,
+        })
     }
-}
-
-/// `now + ttl`, with absurd TTLs cut to a century so the sum cannot overflow.
-fn expiry(now: Instant, ttl: Duration) -> Option<Instant> {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    now.checked_add(ttl.min(CENTURY))
 }
 
 impl Driver for MemoryDriver {
@@ -157,11 +233,12 @@ impl Driver for MemoryDriver {
         url: &str,
         ttl: Duration,
     ) -> Result<bool, DriverError> {
-        let (mut s, now) = self.live()?;
-        if s.entries.contains_key(name.as_str()) {
+        let mut l = self.live()?;
+        if l.state.entries.contains_key(name.as_str()) {
             return Ok(false);
         }
-        s.put_leased(name, url, expiry(now, ttl));
+        let e = l.state.put_leased(name, url, l.now, ttl);
+        l.events.push(e);
         Ok(true)
     }
 
@@ -171,9 +248,10 @@ impl Driver for MemoryDriver {
         url: &str,
         ttl: Duration,
     ) -> Result<Renewal, DriverError> {
-        let (mut s, now) = self.live()?;
-        let deregistered = s.gone.contains_key(name.as_str());
-        match s.entries.get_mut(name.as_str()) {
+        let mut l = self.live()?;
+        let now = l.now;
+        let deregistered = l.state.gone.contains_key(name.as_str());
+        match l.state.entries.get_mut(name.as_str()) {
             Some(stored) if stored.url == url => {
                 stored.expires = expiry(now, ttl);
                 Ok(Renewal::Renewed)
@@ -181,31 +259,53 @@ impl Driver for MemoryDriver {
             Some(_) => Ok(Renewal::Conflict),
             None if deregistered => Ok(Renewal::Gone),
             None => {
-                s.put_leased(name, url, expiry(now, ttl));
+                let e = l.state.put_leased(name, url, now, ttl);
+                l.events.push(e);
                 Ok(Renewal::Restored)
             }
         }
     }
 
     async fn deregister(&self, name: &InstanceName, url: &str) -> Result<bool, DriverError> {
-        let (mut s, _) = self.live()?;
-        if s.entries.get(name.as_str()).is_some_and(|e| e.url == url) {
-            if let Some(Stored {
-                expires: Some(until),
-                ..
-            }) = s.entries.remove(name.as_str())
-            {
-                s.gone.insert(name.as_str().to_owned(), until);
-            }
-            s.revision += 1;
-            return Ok(true);
+        let mut l = self.live()?;
+        if l.state
+            .entries
+            .get(name.as_str())
+            .is_none_or(|e| e.url != url)
+        {
+            return Ok(false);
         }
-        Ok(false)
+        if let Some(Stored {
+            expires: Some(until),
+            ..
+        }) = l.state.entries.remove(name.as_str())
+        {
+            l.state.gone.insert(name.as_str().to_owned(), until);
+        }
+        l.state.revision += 1;
+        let version = l.state.version();
+        l.events.push(Event::Removed {
+            version,
+            field: name.as_str().to_owned(),
+        });
+        Ok(true)
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, DriverError> {
-        let (s, now) = self.live()?;
-        let entries = s
+    async fn fetch(&self, known: Option<Version>) -> Result<Fetched, DriverError> {
+        let l = self.live()?;
+        let now = l.now;
+        if known == Some(l.state.version()) {
+            let next_expiry = l
+                .state
+                .entries
+                .values()
+                .filter_map(|s| s.expires)
+                .min()
+                .map(|t| t.saturating_duration_since(now));
+            return Ok(Fetched::Unchanged { next_expiry });
+        }
+        let entries = l
+            .state
             .entries
             .iter()
             .map(|(field, stored)| Entry {
@@ -214,22 +314,48 @@ impl Driver for MemoryDriver {
                 lease: stored.expires.map(|t| t.saturating_duration_since(now)),
             })
             .collect();
-        Ok(Snapshot {
+        Ok(Fetched::Changed(Snapshot {
             entries,
-            revision: s.revision,
-        })
+            version: l.state.version(),
+        }))
+    }
+
+    async fn watch(&self, sink: EventSink) -> Result<(), DriverError> {
+        let mut reachable = self.shared.reachable.subscribe();
+        if !*reachable.borrow_and_update() {
+            return Err(self.unreachable());
+        }
+        let id = self.shared.next_watcher.fetch_add(1, Ordering::Relaxed);
+        {
+            // Under the watchers lock, so no change is delivered before it.
+            let mut watchers = lock(&self.shared.watchers);
+            sink(Event::Subscribed);
+            watchers.push((id, Sink(sink)));
+        }
+        struct Unsubscribe<'a>(&'a Shared, u64);
+        impl Drop for Unsubscribe<'_> {
+            fn drop(&mut self) {
+                lock(&self.0.watchers).retain(|(id, _)| *id != self.1);
+            }
+        }
+        let _unsubscribe = Unsubscribe(&self.shared, id);
+        let _ = reachable.wait_for(|up| !*up).await;
+        Err(self.unreachable())
     }
 
     async fn remove_stale(&self, url: &str) -> Result<usize, DriverError> {
         // `live` already reaped the expired ones; what is left with no lease
         // is stale by definition.
-        let (mut s, _) = self.live()?;
-        let before = s.entries.len();
-        s.entries
+        let mut l = self.live()?;
+        let before = l.state.entries.len();
+        l.state
+            .entries
             .retain(|_, e| !(e.url == url && e.expires.is_none()));
-        let removed = before - s.entries.len();
+        let removed = before - l.state.entries.len();
         if removed > 0 {
-            s.revision += 1;
+            l.state.revision += 1;
+            let version = l.state.version();
+            l.events.push(Event::Changed { version });
         }
         Ok(removed)
     }

@@ -7,6 +7,12 @@
 //! | `{gosd}:leases` | sorted set | member `<service>-<id>`, score = lease expiry (ms, Redis clock) |
 //! | `{gosd}:rev` | string | revision, incremented on every register, deregister, reap and restore |
 //! | `{gosd}:gone` | sorted set | deregistered names, score = when their lease would have run out |
+//! | `{gosd}:gen` | string | the generation: Redis's `TIME` when this registry's state began |
+//! | `{gosd}:events` | channel | one message per change, with the version after it |
+//!
+//! A Redis that restarts empty has no `{gosd}:gen`; the next script writes
+//! a new one, and clients see the registry lost its state instead of
+//! mistaking it for everyone leaving.
 //!
 //! (`gosd` is the default key; the others follow it.) The extra keys carry
 //! the hash key as a hash tag, so all three live in one Redis Cluster slot.
@@ -40,7 +46,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use gosd_driver::{Driver, DriverError, Entry, InstanceName, Renewal, Snapshot};
+use gosd_driver::{
+    Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Renewal, Snapshot, Version,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script, Value};
 use tokio::sync::OnceCell;
@@ -76,6 +84,8 @@ struct Keys {
     leases: String,
     revision: String,
     gone: String,
+    generation: String,
+    events: String,
 }
 
 impl RedisDriver {
@@ -113,6 +123,8 @@ impl RedisDriver {
                 leases: format!("{{{key}}}:leases"),
                 revision: format!("{{{key}}}:rev"),
                 gone: format!("{{{key}}}:gone"),
+                generation: format!("{{{key}}}:gen"),
+                events: format!("{{{key}}}:events"),
             },
             backend,
         })
@@ -141,7 +153,7 @@ impl RedisDriver {
         Ok(conn.clone())
     }
 
-    /// Runs one of the scripts with the four keys and `args`.
+    /// Runs one of the scripts with its five keys and `args`.
     async fn run<C: redis::aio::ConnectionLike>(
         &self,
         conn: &mut C,
@@ -151,7 +163,8 @@ impl RedisDriver {
         let mut call = script.key(&self.keys.hash);
         call.key(&self.keys.leases)
             .key(&self.keys.revision)
-            .key(&self.keys.gone);
+            .key(&self.keys.gone)
+            .key(&self.keys.generation);
         for a in args {
             call.arg(*a);
         }
@@ -265,9 +278,40 @@ impl Driver for RedisDriver {
         Ok(self.int("deregister", v)? == 1)
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, DriverError> {
-        let v = self.call(&SNAPSHOT, &[]).await?;
-        parse_snapshot(v).map_err(|got| self.unexpected("snapshot", &got))
+    async fn fetch(&self, known: Option<Version>) -> Result<Fetched, DriverError> {
+        let known = known
+            .map(|k| [k.generation, k.revision, k.entries].map(|n| n.to_string().into_bytes()));
+        let args: Vec<&[u8]> = known.iter().flatten().map(Vec::as_slice).collect();
+        let v = self.call(&FETCH, &args).await?;
+        parse_fetch(v).map_err(|got| self.unexpected("fetch", &got))
+    }
+
+    async fn watch(&self, sink: EventSink) -> Result<(), DriverError> {
+        use futures_util::StreamExt;
+        let mut pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(|e| self.error(e))?;
+        pubsub
+            .subscribe(&self.keys.events)
+            .await
+            .map_err(|e| self.error(e))?;
+        sink(Event::Subscribed);
+        let mut messages = pubsub.into_on_message();
+        while let Some(msg) = messages.next().await {
+            match parse_event(msg.get_payload_bytes()) {
+                Some(event) => sink(event),
+                None => tracing::warn!(
+                    channel = %self.keys.events,
+                    payload = %String::from_utf8_lossy(msg.get_payload_bytes()),
+                    "ignoring an event that is not gosd's"
+                ),
+            }
+        }
+        // The stream ends when the connection does (Redis died, or the
+        // connection was killed): the caller subscribes again.
+        Ok(())
     }
 
     async fn remove_stale(&self, url: &str) -> Result<usize, DriverError> {
@@ -276,15 +320,25 @@ impl Driver for RedisDriver {
     }
 }
 
-/// Turns the snapshot script's reply into a [`Snapshot`]; on a reply of the
+/// Turns the fetch script's reply into [`Fetched`]; on a reply of the
 /// wrong shape, returns the offending value.
-fn parse_snapshot(v: Value) -> Result<Snapshot, Value> {
+fn parse_fetch(v: Value) -> Result<Fetched, Value> {
     let Value::Array(parts) = v else {
         return Err(v);
     };
-    let [fields, leases, revision, now] = <[Value; 4]>::try_from(parts).map_err(Value::Array)?;
+    if parts.len() == 2 {
+        // {"same", ms until the earliest lease runs out, or ""}
+        let next_expiry = number(&parts[1]).map(|ms| Duration::from_millis(ms.max(0.0) as u64));
+        return Ok(Fetched::Unchanged { next_expiry });
+    }
+    let [generation, revision, len, fields, leases, now] =
+        <[Value; 6]>::try_from(parts).map_err(Value::Array)?;
+    let version = Version {
+        generation: number(&generation).ok_or(generation)? as u64,
+        revision: number(&revision).ok_or(revision)? as u64,
+        entries: number(&len).ok_or(len)? as u64,
+    };
     let now = number(&now).ok_or(now)?;
-    let revision = number(&revision).ok_or(revision)?;
     let leases: std::collections::HashMap<Vec<u8>, f64> = pairs(leases)?
         .filter_map(|(member, score)| Some((bytes(member)?, number(&score)?)))
         .collect();
@@ -301,10 +355,37 @@ fn parse_snapshot(v: Value) -> Result<Snapshot, Value> {
             })
         })
         .collect();
-    Ok(Snapshot {
-        entries,
-        revision: revision as u64,
-    })
+    Ok(Fetched::Changed(Snapshot { entries, version }))
+}
+
+/// Parses `<gen> <rev> <len> put <field> <lease_ms> <url>`,
+/// `<gen> <rev> <len> del <field>` or `<gen> <rev> <len> changed`. The URL
+/// comes last so that it may contain spaces.
+fn parse_event(payload: &[u8]) -> Option<Event> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut parts = text.splitn(7, ' ');
+    let mut n = || parts.next()?.parse::<u64>().ok();
+    let version = Version {
+        generation: n()?,
+        revision: n()?,
+        entries: n()?,
+    };
+    match (parts.next()?, parts.next(), parts.next(), parts.next()) {
+        ("put", Some(field), Some(lease), Some(url)) => Some(Event::Put {
+            version,
+            entry: Entry {
+                field: field.to_owned(),
+                url: url.to_owned(),
+                lease: Some(Duration::from_millis(lease.parse().ok()?)),
+            },
+        }),
+        ("del", Some(field), None, None) => Some(Event::Removed {
+            version,
+            field: field.to_owned(),
+        }),
+        ("changed", None, None, None) => Some(Event::Changed { version }),
+        _ => None,
+    }
 }
 
 fn pairs(v: Value) -> Result<impl Iterator<Item = (Value, Value)>, Value> {
@@ -333,10 +414,12 @@ fn number(v: &Value) -> Option<f64> {
     }
 }
 
-/// Helpers every script starts with. KEYS: hash, leases, revision, gone.
+/// Helpers every script starts with. KEYS: hash, leases, revision, gone,
+/// generation.
 ///
 /// Writes come after every command that can fail on a key of the wrong
-/// type (the `INCR`), so a script that errors has written nothing.
+/// type (the `INCR`), so a script that errors has written nothing. Each
+/// change is published on `{<hash>}:events` with the version after it.
 macro_rules! script {
     ($body:expr) => {
         LazyLock::new(|| {
@@ -345,6 +428,19 @@ macro_rules! script {
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function generation()
+  local g = redis.call('GET', KEYS[5])
+  if g then return g end
+  local t = redis.call('TIME')
+  g = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('SET', KEYS[5], g)
+  return g
+end
+local gen = generation()
+local function publish(what)
+  local version = gen .. ' ' .. (redis.call('GET', KEYS[3]) or '0') .. ' ' .. redis.call('HLEN', KEYS[1])
+  redis.call('PUBLISH', '{' .. KEYS[1] .. '}:events', version .. ' ' .. what)
 end
 local function reap(now)
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
@@ -355,6 +451,7 @@ local function reap(now)
     redis.call('HDEL', KEYS[1], unpack(dead, i, math.min(i + 999, #dead)))
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  publish('changed')
 end
 local now = now_ms()
 reap(now)
@@ -372,6 +469,7 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('INCR', KEYS[3])
 redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+publish('put ' .. ARGV[1] .. ' ' .. ARGV[3] .. ' ' .. ARGV[2])
 return 1
 "#
 );
@@ -390,6 +488,7 @@ if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 3 end
 redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+publish('put ' .. ARGV[1] .. ' ' .. ARGV[3] .. ' ' .. ARGV[2])
 return 2
 "#
 );
@@ -404,17 +503,28 @@ local lease = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if lease then redis.call('ZADD', KEYS[4], lease, ARGV[1]) end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+publish('del ' .. ARGV[1])
 return 1
 "#
 );
 
-/// Returns {HGETALL hash, ZRANGE leases WITHSCORES, revision, now}.
-static SNAPSHOT: LazyLock<Script> = script!(
+/// ARGV: known generation, revision and length, or nothing. Returns
+/// {"same", ms until the earliest lease runs out or ""} when they still
+/// hold, else {generation, revision, length, HGETALL hash,
+/// ZRANGE leases WITHSCORES, now}.
+static FETCH: LazyLock<Script> = script!(
     r#"
+local rev = redis.call('GET', KEYS[3]) or '0'
+local len = redis.call('HLEN', KEYS[1])
+if ARGV[1] == gen and ARGV[2] == rev and tonumber(ARGV[3]) == len then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if #first == 0 then return {'same', ''} end
+  return {'same', tostring(tonumber(first[2]) - now)}
+end
 return {
+  gen, rev, len,
   redis.call('HGETALL', KEYS[1]),
   redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES'),
-  redis.call('GET', KEYS[3]) or '0',
   tostring(now),
 }
 "#
@@ -434,6 +544,7 @@ end
 if #stale == 0 then return 0 end
 redis.call('INCR', KEYS[3])
 for _, field in ipairs(stale) do redis.call('HDEL', KEYS[1], field) end
+publish('changed')
 return #stale
 "#
 );
@@ -442,39 +553,88 @@ return #stale
 mod tests {
     use super::*;
 
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
     #[test]
-    fn snapshot_reply_of_wrong_shape_is_an_error_not_a_panic() {
-        assert!(parse_snapshot(Value::Nil).is_err());
-        assert!(parse_snapshot(Value::Array(vec![Value::Nil])).is_err());
+    fn fetch_reply_of_wrong_shape_is_an_error_not_a_panic() {
+        assert!(parse_fetch(Value::Nil).is_err());
+        assert!(parse_fetch(Value::Array(vec![Value::Nil])).is_err());
+        assert_eq!(
+            parse_fetch(Value::Array(vec![bulk("same"), bulk("")])),
+            Ok(Fetched::Unchanged { next_expiry: None })
+        );
         let odd = Value::Array(vec![
-            Value::Array(vec![Value::BulkString(b"svc-1".to_vec())]),
+            bulk("1"),
+            bulk("3"),
+            Value::Int(1),
+            Value::Array(vec![bulk("svc-1")]),
             Value::Array(vec![]),
-            Value::BulkString(b"3".to_vec()),
-            Value::BulkString(b"1000".to_vec()),
+            bulk("1000"),
         ]);
-        let s = parse_snapshot(odd).expect("odd field list is tolerated");
+        let Ok(Fetched::Changed(s)) = parse_fetch(odd) else {
+            panic!("odd field list is tolerated")
+        };
         assert!(s.entries.is_empty());
-        assert_eq!(s.revision, 3);
+        assert_eq!(s.version.revision, 3);
     }
 
     #[test]
     fn lease_is_time_left_by_the_server_clock() {
         let reply = Value::Array(vec![
+            bulk("1732000000000000"),
+            bulk("7"),
+            Value::Int(2),
             Value::Array(vec![
-                Value::BulkString(b"svc-1".to_vec()),
-                Value::BulkString(b"http://a".to_vec()),
-                Value::BulkString(b"go-2".to_vec()),
-                Value::BulkString(b"http://b".to_vec()),
+                bulk("svc-1"),
+                bulk("http://a"),
+                bulk("go-2"),
+                bulk("http://b"),
             ]),
-            Value::Array(vec![
-                Value::BulkString(b"svc-1".to_vec()),
-                Value::BulkString(b"1732000001500".to_vec()),
-            ]),
-            Value::BulkString(b"7".to_vec()),
-            Value::BulkString(b"1732000000000".to_vec()),
+            Value::Array(vec![bulk("svc-1"), bulk("1732000001500")]),
+            bulk("1732000000000"),
         ]);
-        let s = parse_snapshot(reply).unwrap();
+        let Ok(Fetched::Changed(s)) = parse_fetch(reply) else {
+            panic!()
+        };
         assert_eq!(s.entries[0].lease, Some(Duration::from_millis(1500)));
         assert_eq!(s.entries[1].lease, None);
+        assert_eq!(s.version.entries, 2);
+    }
+
+    #[test]
+    fn events_parse_and_garbage_does_not() {
+        let put = parse_event(b"5 7 2 put svc-1 10000 http://a/b c").unwrap();
+        let Event::Put { version, entry } = put else {
+            panic!()
+        };
+        assert_eq!(
+            (version.generation, version.revision, version.entries),
+            (5, 7, 2)
+        );
+        assert_eq!(
+            (entry.field.as_str(), entry.url.as_str()),
+            ("svc-1", "http://a/b c")
+        );
+        assert!(matches!(
+            parse_event(b"5 8 1 del svc-1"),
+            Some(Event::Removed { .. })
+        ));
+        assert!(matches!(
+            parse_event(b"5 9 0 changed"),
+            Some(Event::Changed { .. })
+        ));
+        for junk in [
+            &b""[..],
+            b"x",
+            b"1 2 3",
+            b"1 2 3 put a",
+            b"1 2 3 del",
+            b"1 2 3 nope",
+            b"\xff 2 3 changed",
+        ] {
+            assert_eq!(parse_event(junk), None, "{junk:?}");
+        }
     }
 }
