@@ -634,6 +634,7 @@ impl Inner {
     }
 
     fn registry_failed(&self, e: &DriverError) {
+        tracing::debug!(error = %e, "registry call failed");
         if !self.registry_down.swap(true, Ordering::AcqRel) {
             tracing::warn!(error = %e, "registry lost; serving the last good route table and retrying");
         }

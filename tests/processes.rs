@@ -71,6 +71,19 @@ fn sigint_deregisters_then_exits_130() {
     assert!(registry(&server).is_empty());
 }
 
+#[test]
+fn drain_deregisters_first_and_exits_after_the_drain() {
+    let server = RedisServer::start();
+    let (mut p, _, _) = Proc::provider(&server, "1", &[("GOSD_DRAIN", "2s")]);
+    p.signal("TERM");
+    support::wait_until("deregistered", || registry(&server).is_empty());
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "deregistered while still draining"
+    );
+    assert_eq!(p.wait(), Some(143), "exits once the drain is over");
+}
+
 #[tokio::test]
 async fn kill_9_provider_is_gone_from_hash_and_tables_within_ttl_plus_1s() {
     let server = RedisServer::start();

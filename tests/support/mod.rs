@@ -60,6 +60,18 @@ pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) -> Duration 
     started.elapsed()
 }
 
+/// [`eventually`] for synchronous tests.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "timed out waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The path of an example binary; `cargo test` builds the examples.
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -156,5 +168,77 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits, on the client's change notifications (no polling), until the
+/// routes of `service` satisfy `done`; panics after [`PATIENCE`].
+pub async fn routes_become(
+    client: &gosd::Client,
+    service: &str,
+    what: &str,
+    done: impl Fn(&[gosd::Route]) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    let mut changes = client.changes();
+    let wait = async {
+        loop {
+            changes.borrow_and_update();
+            if done(&client.routes(service)) {
+                return;
+            }
+            changes.changed().await.expect("client alive");
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
+    started.elapsed()
+}
+
+/// Redis's MONITOR feed, to count the commands clients send.
+pub struct Monitor {
+    feed: redis::Connection,
+    marker: redis::Connection,
+    marks: u64,
+}
+
+impl Monitor {
+    pub fn start(server: &RedisServer) -> Self {
+        let mut feed = server.connection();
+        feed.send_packed_command(&redis::cmd("MONITOR").get_packed_command())
+            .expect("MONITOR");
+        feed.recv_response().expect("MONITOR answers OK");
+        let mut m = Self {
+            feed,
+            marker: server.connection(),
+            marks: 0,
+        };
+        m.client_commands(); // skip whatever came before
+        m
+    }
+
+    /// The commands clients sent since the last call (not the ones scripts
+    /// ran inside Redis), each as MONITOR prints it.
+    pub fn client_commands(&mut self) -> Vec<String> {
+        self.marks += 1;
+        let mark = format!("gosd-monitor-mark-{}", self.marks);
+        let _: String = redis::cmd("ECHO")
+            .arg(&mark)
+            .query(&mut self.marker)
+            .expect("ECHO");
+        let mut out = Vec::new();
+        loop {
+            let line = match self.feed.recv_response().expect("MONITOR feed") {
+                redis::Value::SimpleString(s) => s,
+                other => format!("{other:?}"),
+            };
+            if line.contains(&mark) {
+                return out;
+            }
+            if !line.contains(" lua]") {
+                out.push(line);
+            }
+        }
     }
 }

@@ -1,0 +1,195 @@
+//! Freshness against a real redis-server: pushed changes, one-command
+//! refreshes, a Redis restart that loses everything, a killed subscription.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use gosd::Client;
+use support::{Monitor, Proc, RedisServer, client, config, eventually, registry, routes_become};
+
+fn hset(server: &RedisServer, field: &str, value: &str) {
+    let _: () = redis::cmd("HSET")
+        .arg("gosd")
+        .arg(field)
+        .arg(value)
+        .query(&mut server.connection())
+        .unwrap();
+}
+
+/// A consumer with push on and nothing else that could refresh it: no
+/// cron, and leases long enough not to expire during the test.
+async fn watching_consumer(server: &RedisServer) -> Client {
+    let mut c = config(server);
+    c.watch = true;
+    Client::builder().config(c).build().await.unwrap()
+}
+
+#[tokio::test]
+async fn registrations_and_removals_reach_a_watching_client_without_any_refresh_call() {
+    let server = RedisServer::start();
+    let consumer = watching_consumer(&server).await;
+    let provider = client(&server).await;
+    let me = provider.register("provider", "http://p:1").await.unwrap();
+    let took = routes_become(&consumer, "provider", "registration pushed", |r| {
+        r.len() == 1
+    })
+    .await;
+    eprintln!("registration visible after {took:?}");
+    me.finish().await.unwrap();
+    let took = routes_become(&consumer, "provider", "removal pushed", |r| r.is_empty()).await;
+    eprintln!("deregistration visible after {took:?}");
+}
+
+#[tokio::test]
+async fn a_kill_9_eviction_reaches_a_watching_client() {
+    let server = RedisServer::start();
+    let consumer = watching_consumer(&server).await;
+    let (mut p, _, url) = Proc::provider(&server, "1", &[("GOSD_TTL", "1s")]);
+    routes_become(&consumer, "provider", "provider seen", |r| {
+        r.iter().any(|r| **r == *url)
+    })
+    .await;
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    let took = routes_become(&consumer, "provider", "eviction seen", |r| r.is_empty()).await;
+    eprintln!("kill -9 -> evicted from a watching client after {took:?} (TTL 1s)");
+}
+
+#[tokio::test]
+async fn an_unchanged_refresh_is_one_command_and_a_changed_one_too() {
+    let server = RedisServer::start();
+    hset(&server, "provider-1", "http://a:1");
+    let mut quiet = config(&server);
+    quiet.watch = false; // only get() talks to Redis
+    let consumer = Client::builder().config(quiet).build().await.unwrap();
+    let mut monitor = Monitor::start(&server);
+    consumer.get().await.unwrap();
+    let sent = monitor.client_commands();
+    assert_eq!(sent.len(), 1, "an unchanged refresh: {sent:#?}");
+    assert!(sent[0].to_lowercase().contains("\"evalsha\""), "{sent:?}");
+
+    // A Go gosd write (no revision bump) is still seen, still in one command.
+    hset(&server, "provider-2", "http://b:1");
+    monitor.client_commands();
+    consumer.get().await.unwrap();
+    assert_eq!(monitor.client_commands().len(), 1, "a changed refresh");
+    assert_eq!(
+        consumer.routes("provider").len(),
+        2,
+        "the Go write is in the table"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_that_loses_everything_never_empties_a_table() {
+    let mut server = RedisServer::start();
+    let port = server.port();
+    let mut fast = config(&server);
+    fast.ttl = Duration::from_secs(3);
+    fast.heartbeat = Duration::from_millis(100);
+    let mut registrations = Vec::new();
+    for i in 0..2 {
+        let p = Client::builder()
+            .config(fast.clone())
+            .build()
+            .await
+            .unwrap();
+        registrations.push(
+            p.register("provider", &format!("http://p{i}:1"))
+                .await
+                .unwrap(),
+        );
+    }
+    let consumer = watching_consumer(&server).await;
+    routes_become(&consumer, "provider", "both providers", |r| r.len() == 2).await;
+
+    // Pick continuously through the whole outage.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (failed, smallest) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(usize::MAX)),
+    );
+    let picker = {
+        let (consumer, stop, failed, smallest) = (
+            consumer.clone(),
+            stop.clone(),
+            failed.clone(),
+            smallest.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if consumer.next_route("provider").is_none() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                smallest.fetch_min(consumer.routes("provider").len(), Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+
+    let _: Result<(), _> = redis::cmd("SHUTDOWN")
+        .arg("NOSAVE")
+        .query(&mut server.connection());
+    server.stop();
+    let server = RedisServer::start_on(port);
+    let names: Vec<String> = registrations.iter().map(|r| r.name().to_owned()).collect();
+    let took = eventually("both providers registered again", || {
+        let all = registry(&server);
+        names.iter().all(|n| all.iter().any(|(f, _)| f == n))
+    })
+    .await;
+    eprintln!("providers back in the hash {took:?} after the restart (heartbeat 100ms)");
+    let generation: Option<String> = redis::cmd("GET")
+        .arg("{gosd}:gen")
+        .query(&mut server.connection())
+        .unwrap();
+    assert!(generation.is_some(), "a new generation began");
+    routes_become(
+        &consumer,
+        "provider",
+        "the consumer follows the new registry",
+        |r| r.len() == 2,
+    )
+    .await;
+
+    stop.store(true, Ordering::Relaxed);
+    picker.await.unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no failed pick during the restart"
+    );
+    assert_eq!(
+        smallest.load(Ordering::Relaxed),
+        2,
+        "the table never shrank"
+    );
+    drop(registrations);
+    drop(server);
+}
+
+#[tokio::test]
+async fn changes_are_still_pushed_after_the_subscription_is_killed() {
+    let server = RedisServer::start();
+    let consumer = watching_consumer(&server).await;
+    let provider = client(&server).await;
+    let _first = provider.register("provider", "http://p:1").await.unwrap();
+    routes_become(&consumer, "provider", "first provider", |r| r.len() == 1).await;
+
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut server.connection())
+        .unwrap();
+    assert!(killed >= 1, "a subscription was killed");
+    let other = client(&server).await;
+    let _second = other.register("provider", "http://p:2").await.unwrap();
+    routes_become(&consumer, "provider", "a change after the kill", |r| {
+        r.len() == 2
+    })
+    .await;
+}
