@@ -43,7 +43,10 @@ async fn main() -> ExitCode {
             let ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis());
-            println!("{ms} {} {}", urls.len(), urls.join(","));
+            match urls.is_empty() {
+                true => println!("{ms} 0"),
+                false => println!("{ms} {} {}", urls.len(), urls.join(",")),
+            }
             last = Some(urls);
         }
         if changes.changed().await.is_err() {
