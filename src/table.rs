@@ -98,6 +98,55 @@ impl RouteTable {
     }
 }
 
+/// A `HashMap` with [`Fx`] hashing, for the maps a rebuild fills.
+type FxMap<K, V> = HashMap<K, V, Fx>;
+
+/// FxHash (rustc's hasher): a rebuild hashes two or three short strings
+/// per entry, where SipHash's DoS resistance costs more than the rest.
+/// The keys are our own registry's names and URLs, not untrusted input.
+#[derive(Clone, Copy, Default)]
+struct Fx;
+
+impl std::hash::BuildHasher for Fx {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    #[inline]
+    fn write_u8(&mut self, b: u8) {
+        self.write_u64(u64::from(b));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A registry entry that passed validation.
 #[derive(Clone)]
 struct Found {
@@ -170,34 +219,39 @@ impl Sources {
         hold_for: Duration,
     ) -> bool {
         let new = snapshot.version;
+        let old = std::mem::take(&mut self.registry);
         if let Some(known) = self.version {
             if known.generation == new.generation && new.revision < known.revision {
+                self.registry = old;
                 return false;
             }
-            if known.generation != new.generation && !self.registry.is_empty() {
+            if known.generation != new.generation && !old.is_empty() {
                 tracing::warn!(
-                    held = self.registry.len(),
+                    held = old.len(),
                     "the registry lost its state; keeping the last known routes until they register again (at most {})",
                     humantime::format_duration(hold_for)
                 );
-                self.held.append(&mut self.registry);
+                self.held.extend(old.iter().cloned());
                 self.hold_until = Some(received + hold_for);
             }
         }
-        self.registry.clear();
-        let mut next_check: Option<Instant> = None;
+        // An entry we already validated is reused as it is: parsing every
+        // URL again would be most of the cost of a large refresh.
+        let index: FxMap<&str, &Found> = old.iter().map(|f| (f.name.as_str(), f)).collect();
         for e in snapshot.entries {
-            if let Some(lease) = e.lease {
-                let at = received + lease;
-                next_check = Some(next_check.map_or(at, |t| t.min(at)));
-            }
-            if let Some(found) = self.validate(e) {
-                self.registry.push(found);
+            let known = index.get(e.field.as_str()).filter(|f| *f.route == *e.url);
+            match known {
+                Some(f) => self.registry.push((*f).clone()),
+                None => {
+                    if let Some(found) = self.validate(e) {
+                        self.registry.push(found);
+                    }
+                }
             }
         }
-        self.registry.sort_by(|a, b| a.name.cmp(&b.name));
+        self.registry.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         self.version = Some(new);
-        self.next_check = next_check;
+        self.next_check = snapshot.next_expiry.map(|left| received + left);
         let registry = &self.registry;
         self.held
             .retain(|h| registry.binary_search_by(|f| f.name.cmp(&h.name)).is_err());
@@ -210,7 +264,11 @@ impl Sources {
         let (version, change) = match event {
             Event::Subscribed => return Applied::NeedFetch,
             Event::Changed { version } => (version, None),
-            Event::Put { version, entry } => (version, Some(Ok(entry))),
+            Event::Put {
+                version,
+                entry,
+                lease,
+            } => (version, Some(Ok((entry, lease)))),
             Event::Removed { version, field } => (version, Some(Err(field))),
         };
         let Some(known) = self.version else {
@@ -221,12 +279,10 @@ impl Sources {
         }
         let next = version.generation == known.generation && version.revision == known.revision + 1;
         match change {
-            Some(Ok(entry)) if next => {
+            Some(Ok((entry, lease))) if next => {
                 let field = entry.field.clone();
-                if let Some(lease) = entry.lease {
-                    let at = received + lease;
-                    self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
-                }
+                let at = received + lease;
+                self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
                 self.remove_field(&field);
                 if let Some(found) = self.validate(entry) {
                     let at = self.registry.partition_point(|f| f.name < found.name);
@@ -311,7 +367,10 @@ impl Sources {
 
     /// A new table; rotation cursors carry over from `old`.
     pub(crate) fn build(&self, old: &RouteTable) -> RouteTable {
-        let mut lists: HashMap<&str, Vec<Route>> = HashMap::new();
+        let mut lists: FxMap<&str, Vec<Route>> = FxMap::default();
+        // The same URL twice in a service (say, a stale Go entry and ours)
+        // must not get twice the traffic.
+        let mut seen: HashSet<(&str, &str), Fx> = HashSet::default();
         let registry = self
             .registry
             .iter()
@@ -319,11 +378,8 @@ impl Sources {
             .map(|f| (f.name.service(), &f.route));
         let manual = self.manual.iter().map(|(s, r)| (&**s, r));
         for (service, route) in registry.chain(manual) {
-            let list = lists.entry(service).or_default();
-            // The same URL twice (say, a stale Go entry and ours) must not
-            // get twice the traffic.
-            if !list.contains(route) {
-                list.push(route.clone());
+            if seen.insert((service, route.as_str())) {
+                lists.entry(service).or_default().push(route.clone());
             }
         }
         let services = lists
@@ -350,11 +406,10 @@ mod tests {
 
     const HOLD: Duration = Duration::from_secs(10);
 
-    fn entry(field: &str, url: &str, lease: Option<u64>) -> Entry {
+    fn entry(field: &str, url: &str, _lease: Option<u64>) -> Entry {
         Entry {
             field: field.into(),
             url: url.into(),
-            lease: lease.map(Duration::from_secs),
         }
     }
 
@@ -368,6 +423,7 @@ mod tests {
 
     fn snapshot(generation: u64, revision: u64, entries: Vec<Entry>) -> Snapshot {
         Snapshot {
+            next_expiry: (!entries.is_empty()).then_some(Duration::from_secs(5)),
             entries,
             version: version(generation, revision),
         }
@@ -443,6 +499,7 @@ mod tests {
         let put = |rev, field: &str| Event::Put {
             version: version(1, rev),
             entry: entry(field, &format!("http://{field}"), Some(5)),
+            lease: Duration::from_secs(5),
         };
         assert_eq!(
             s.apply_event(put(1, "p-1"), now),
@@ -466,6 +523,7 @@ mod tests {
         let other_generation = Event::Put {
             version: version(2, 1),
             entry: entry("p-3", "http://c", Some(5)),
+            lease: Duration::from_secs(5),
         };
         assert_eq!(s.apply_event(other_generation, now), Applied::NeedFetch);
         let stale = snapshot(1, 2, vec![entry("p-9", "http://old", None)]);
@@ -500,6 +558,7 @@ mod tests {
         let back = Event::Put {
             version: version(2, 2),
             entry: entry("p-1", "http://a", Some(5)),
+            lease: Duration::from_secs(5),
         };
         assert_eq!(s.apply_event(back, now), Applied::Changed);
         let gone = Event::Removed {

@@ -59,7 +59,7 @@ async fn a_kill_9_eviction_reaches_a_watching_client() {
 }
 
 #[tokio::test]
-async fn an_unchanged_refresh_is_one_command_and_a_changed_one_too() {
+async fn an_unchanged_refresh_is_one_command_and_a_changed_one_two_round_trips() {
     let server = RedisServer::start();
     hset(&server, "provider-1", "http://a:1");
     let mut quiet = config(&server);
@@ -71,11 +71,20 @@ async fn an_unchanged_refresh_is_one_command_and_a_changed_one_too() {
     assert_eq!(sent.len(), 1, "an unchanged refresh: {sent:#?}");
     assert!(sent[0].to_lowercase().contains("\"evalsha\""), "{sent:?}");
 
-    // A Go gosd write (no revision bump) is still seen, still in one command.
+    // A Go gosd write (no revision bump) is still seen: the script says
+    // "changed", then one atomic read brings the table (two round trips).
     hset(&server, "provider-2", "http://b:1");
     monitor.client_commands();
     consumer.get().await.unwrap();
-    assert_eq!(monitor.client_commands().len(), 1, "a changed refresh");
+    let sent: Vec<String> = monitor
+        .client_commands()
+        .iter()
+        .map(|l| l.split('"').nth(1).unwrap_or_default().to_lowercase())
+        .collect();
+    let expected = [
+        "evalsha", "multi", "get", "get", "hlen", "hgetall", "zrange", "time", "exec",
+    ];
+    assert_eq!(sent, expected, "a changed refresh");
     assert_eq!(
         consumer.routes("provider").len(),
         2,

@@ -98,27 +98,31 @@ pub async fn register_is_unique<H: Harness>(h: &H) {
     );
 }
 
-/// Leased entries report time left within their TTL; lease-less ones report none.
+/// A snapshot has every entry, leased or not, and the time left on the
+/// earliest lease; lease-less entries alone have no next expiry.
 pub async fn snapshot_shows_leased_and_leaseless_entries<H: Harness>(h: &H) {
     h.wipe().await;
     let d = h.driver();
-    d.register(&name("a-1"), "http://a1", TTL).await.unwrap();
-    d.register(&name("a-2"), "http://a2", TTL).await.unwrap();
-    d.register(&name("b-1"), "http://b1", TTL).await.unwrap();
     h.write_raw("go-20160315122936.17256541", "http://go").await;
+    assert_eq!(
+        snap(&d).await.next_expiry,
+        None,
+        "snapshot: no lease, no expiry"
+    );
+    d.register(&name("a-1"), "http://a1", TTL).await.unwrap();
+    d.register(&name("a-2"), "http://a2", TTL * 2)
+        .await
+        .unwrap();
+    d.register(&name("b-1"), "http://b1", TTL * 2)
+        .await
+        .unwrap();
     let s = h.driver().snapshot().await.unwrap();
     assert_eq!(s.entries.len(), 4, "snapshot: {s:?}");
-    for e in &s.entries {
-        if e.field.starts_with("go-") {
-            assert_eq!(e.lease, None, "snapshot: raw entry has no lease");
-        } else {
-            let left = e.lease.expect("snapshot: registered entry has a lease");
-            assert!(
-                left <= TTL && left > TTL / 2,
-                "snapshot: lease {left:?} for TTL {TTL:?}"
-            );
-        }
-    }
+    let left = s.next_expiry.expect("snapshot: the earliest lease");
+    assert!(
+        left <= TTL && left > TTL / 2,
+        "snapshot: earliest lease {left:?} for TTL {TTL:?}"
+    );
 }
 
 /// Deregistering removes the entry once, and never someone else's.
@@ -150,12 +154,7 @@ pub async fn expired_lease_is_reaped<H: Harness>(h: &H) {
     let ttl = Duration::from_millis(300);
     d.register(&name("svc-1"), "http://a", ttl).await.unwrap();
     h.write_raw("svc-2", "http://static").await;
-    let left = snap(&d)
-        .await
-        .entries
-        .iter()
-        .find_map(|e| e.lease)
-        .expect("leased");
+    let left = snap(&d).await.next_expiry.expect("leased");
     // The lease itself is what we wait for: expiry is the behaviour under test.
     tokio::time::sleep(left + Duration::from_millis(20)).await;
     let s = snap(&d).await;
@@ -184,7 +183,7 @@ pub async fn renew_restores_after_data_loss<H: Harness>(h: &H) {
         d.renew(&n, "http://a", TTL).await.unwrap(),
         Renewal::Renewed
     );
-    let lease = snap(&d).await.entries[0].lease.unwrap();
+    let lease = snap(&d).await.next_expiry.unwrap();
     assert!(
         lease > Duration::from_secs(5),
         "renew must extend the lease to the new TTL: {lease:?}"
@@ -336,7 +335,11 @@ pub async fn watch_pushes_every_change_in_order<H: Harness>(h: &H) {
     let n = name("svc-1");
     d.register(&n, "http://a", TTL).await.unwrap();
     match next(&mut rx).await {
-        Event::Put { version, entry } => {
+        Event::Put {
+            version,
+            entry,
+            lease,
+        } => {
             assert_eq!(version.revision, v0.revision + 1, "watch: put version");
             assert_eq!(
                 version,
@@ -347,10 +350,7 @@ pub async fn watch_pushes_every_change_in_order<H: Harness>(h: &H) {
                 (entry.field.as_str(), entry.url.as_str()),
                 ("svc-1", "http://a")
             );
-            assert!(
-                entry.lease.is_some_and(|l| l <= TTL && l > TTL / 2),
-                "watch: lease {entry:?}"
-            );
+            assert!(lease <= TTL && lease > TTL / 2, "watch: lease {lease:?}");
         }
         other => panic!("watch: expected put, got {other:?}"),
     }

@@ -48,7 +48,8 @@ pub mod conformance;
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InstanceName {
-    full: Box<str>,
+    // Shared: route tables clone names on every refresh.
+    full: std::sync::Arc<str>,
     split: usize,
 }
 
@@ -114,19 +115,22 @@ pub struct Entry {
     pub field: String,
     /// The value, normally a URL.
     pub url: String,
-    /// Time left on the entry's lease, by the backend's clock; `None` for an
-    /// entry without a lease (written by Go gosd or by hand), which is never
-    /// reaped.
-    pub lease: Option<Duration>,
 }
 
 /// The whole registry at one moment.
+///
+/// It carries the earliest lease, not every lease: that is all a client
+/// needs to know when an entry could next expire, and sending every lease
+/// would double what a refresh moves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// Every entry, live leases and lease-less ones; expired ones are gone.
+    /// Every entry, leased or lease-less; expired ones are gone.
     pub entries: Vec<Entry>,
     /// Where the registry stood when it was read.
     pub version: Version,
+    /// Time left on the earliest lease, by the backend's clock; `None` when
+    /// no entry has a lease.
+    pub next_expiry: Option<Duration>,
 }
 
 /// Where a registry stands, in three numbers a client can compare in one
@@ -169,8 +173,10 @@ pub enum Event {
     Put {
         /// The registry's version after this change.
         version: Version,
-        /// The entry, with its lease.
+        /// The entry.
         entry: Entry,
+        /// Its lease, from now.
+        lease: Duration,
     },
     /// One entry was removed by its owner.
     Removed {

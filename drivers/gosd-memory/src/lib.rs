@@ -130,8 +130,8 @@ impl State {
             entry: Entry {
                 field: name.as_str().to_owned(),
                 url: url.to_owned(),
-                lease: Some(ttl),
             },
+            lease: ttl,
         }
     }
 }
@@ -294,14 +294,14 @@ impl Driver for MemoryDriver {
     async fn fetch(&self, known: Option<Version>) -> Result<Fetched, DriverError> {
         let l = self.live()?;
         let now = l.now;
+        let next_expiry = l
+            .state
+            .entries
+            .values()
+            .filter_map(|s| s.expires)
+            .min()
+            .map(|t| t.saturating_duration_since(now));
         if known == Some(l.state.version()) {
-            let next_expiry = l
-                .state
-                .entries
-                .values()
-                .filter_map(|s| s.expires)
-                .min()
-                .map(|t| t.saturating_duration_since(now));
             return Ok(Fetched::Unchanged { next_expiry });
         }
         let entries = l
@@ -311,12 +311,12 @@ impl Driver for MemoryDriver {
             .map(|(field, stored)| Entry {
                 field: field.clone(),
                 url: stored.url.clone(),
-                lease: stored.expires.map(|t| t.saturating_duration_since(now)),
             })
             .collect();
         Ok(Fetched::Changed(Snapshot {
             entries,
             version: l.state.version(),
+            next_expiry,
         }))
     }
 

@@ -282,8 +282,28 @@ impl Driver for RedisDriver {
         let known = known
             .map(|k| [k.generation, k.revision, k.entries].map(|n| n.to_string().into_bytes()));
         let args: Vec<&[u8]> = known.iter().flatten().map(Vec::as_slice).collect();
-        let v = self.call(&FETCH, &args).await?;
-        parse_fetch(v).map_err(|got| self.unexpected("fetch", &got))
+        let mut conn = self.conn().await?;
+        // One command when nothing changed: the script reaps and compares.
+        let v = self.run(&mut conn, &FETCH, &args).await?;
+        if let Some(unchanged) = parse_unchanged(&v) {
+            return Ok(unchanged);
+        }
+        // Changed: read it all in one atomic round trip, without passing the
+        // bulk through Lua (which costs ~40% more than a plain HGETALL).
+        let k = &self.keys;
+        let mut read = redis::pipe();
+        read.atomic()
+            .get(&k.generation)
+            .get(&k.revision)
+            .hlen(&k.hash)
+            .hgetall(&k.hash)
+            .zrange_withscores(&k.leases, 0, 0)
+            .cmd("TIME");
+        let v: Value = read
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        parse_changed(v).map_err(|got| self.unexpected("fetch", &got))
     }
 
     async fn watch(&self, sink: EventSink) -> Result<(), DriverError> {
@@ -320,42 +340,65 @@ impl Driver for RedisDriver {
     }
 }
 
-/// Turns the fetch script's reply into [`Fetched`]; on a reply of the
+/// `{"same", ms until the earliest lease runs out, or ""}`: the fetch
+/// script's answer when nothing changed.
+fn parse_unchanged(v: &Value) -> Option<Fetched> {
+    let Value::Array(parts) = v else { return None };
+    match parts.as_slice() {
+        [same, next] if bytes_ref(same) == Some(b"same") => Some(Fetched::Unchanged {
+            next_expiry: number(next).map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
+        }),
+        _ => None,
+    }
+}
+
+/// The reply of the read pipeline: generation, revision, length, the hash,
+/// the earliest lease (member and score), Redis's `TIME`. On a reply of the
 /// wrong shape, returns the offending value.
-fn parse_fetch(v: Value) -> Result<Fetched, Value> {
+fn parse_changed(v: Value) -> Result<Fetched, Value> {
     let Value::Array(parts) = v else {
         return Err(v);
     };
-    if parts.len() == 2 {
-        // {"same", ms until the earliest lease runs out, or ""}
-        let next_expiry = number(&parts[1]).map(|ms| Duration::from_millis(ms.max(0.0) as u64));
-        return Ok(Fetched::Unchanged { next_expiry });
-    }
-    let [generation, revision, len, fields, leases, now] =
+    let [generation, revision, len, fields, earliest, time] =
         <[Value; 6]>::try_from(parts).map_err(Value::Array)?;
     let version = Version {
-        generation: number(&generation).ok_or(generation)? as u64,
-        revision: number(&revision).ok_or(revision)? as u64,
+        // A registry that has not written its generation yet is generation 0.
+        generation: if generation == Value::Nil {
+            0
+        } else {
+            number(&generation).ok_or(generation)? as u64
+        },
+        revision: if revision == Value::Nil {
+            0
+        } else {
+            number(&revision).ok_or(revision)? as u64
+        },
         entries: number(&len).ok_or(len)? as u64,
     };
-    let now = number(&now).ok_or(now)?;
-    let leases: std::collections::HashMap<Vec<u8>, f64> = pairs(leases)?
-        .filter_map(|(member, score)| Some((bytes(member)?, number(&score)?)))
-        .collect();
+    let now_ms = match &time {
+        Value::Array(t) if t.len() == 2 => match (number(&t[0]), number(&t[1])) {
+            (Some(s), Some(us)) => s * 1000.0 + (us / 1000.0).floor(),
+            _ => return Err(time),
+        },
+        _ => return Err(time),
+    };
+    let next_expiry = pairs(earliest)?
+        .next()
+        .and_then(|(_, score)| number(&score))
+        .map(|expiry| Duration::from_millis((expiry - now_ms).max(0.0) as u64));
     let entries = pairs(fields)?
         .filter_map(|(field, url)| {
-            let field = bytes(field)?;
-            let lease = leases
-                .get(&field)
-                .map(|expiry| Duration::from_millis((expiry - now).max(0.0) as u64));
             Some(Entry {
-                field: String::from_utf8_lossy(&field).into_owned(),
+                field: String::from_utf8_lossy(&bytes(field)?).into_owned(),
                 url: String::from_utf8_lossy(&bytes(url)?).into_owned(),
-                lease,
             })
         })
         .collect();
-    Ok(Fetched::Changed(Snapshot { entries, version }))
+    Ok(Fetched::Changed(Snapshot {
+        entries,
+        version,
+        next_expiry,
+    }))
 }
 
 /// Parses `<gen> <rev> <len> put <field> <lease_ms> <url>`,
@@ -376,8 +419,8 @@ fn parse_event(payload: &[u8]) -> Option<Event> {
             entry: Entry {
                 field: field.to_owned(),
                 url: url.to_owned(),
-                lease: Some(Duration::from_millis(lease.parse().ok()?)),
             },
+            lease: Duration::from_millis(lease.parse().ok()?),
         }),
         ("del", Some(field), None, None) => Some(Event::Removed {
             version,
@@ -394,6 +437,14 @@ fn pairs(v: Value) -> Result<impl Iterator<Item = (Value, Value)>, Value> {
     };
     let mut it = items.into_iter();
     Ok(std::iter::from_fn(move || Some((it.next()?, it.next()?))))
+}
+
+fn bytes_ref(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
 }
 
 fn bytes(v: Value) -> Option<Vec<u8>> {
@@ -508,10 +559,9 @@ return 1
 "#
 );
 
-/// ARGV: known generation, revision and length, or nothing. Returns
-/// {"same", ms until the earliest lease runs out or ""} when they still
-/// hold, else {generation, revision, length, HGETALL hash,
-/// ZRANGE leases WITHSCORES, now}.
+/// ARGV: known generation, revision and length, or nothing. Reaps, then
+/// returns {"same", ms until the earliest lease runs out or ""} when they
+/// still hold, else {"changed"} (the caller then reads the table).
 static FETCH: LazyLock<Script> = script!(
     r#"
 local rev = redis.call('GET', KEYS[3]) or '0'
@@ -521,12 +571,7 @@ if ARGV[1] == gen and ARGV[2] == rev and tonumber(ARGV[3]) == len then
   if #first == 0 then return {'same', ''} end
   return {'same', tostring(tonumber(first[2]) - now)}
 end
-return {
-  gen, rev, len,
-  redis.call('HGETALL', KEYS[1]),
-  redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES'),
-  tostring(now),
-}
+return {'changed'}
 "#
 );
 
@@ -558,30 +603,32 @@ mod tests {
     }
 
     #[test]
-    fn fetch_reply_of_wrong_shape_is_an_error_not_a_panic() {
-        assert!(parse_fetch(Value::Nil).is_err());
-        assert!(parse_fetch(Value::Array(vec![Value::Nil])).is_err());
+    fn replies_of_the_wrong_shape_are_errors_not_panics() {
+        assert_eq!(parse_unchanged(&Value::Nil), None);
+        assert_eq!(parse_unchanged(&Value::Array(vec![bulk("changed")])), None);
         assert_eq!(
-            parse_fetch(Value::Array(vec![bulk("same"), bulk("")])),
-            Ok(Fetched::Unchanged { next_expiry: None })
+            parse_unchanged(&Value::Array(vec![bulk("same"), bulk("")])),
+            Some(Fetched::Unchanged { next_expiry: None })
         );
+        assert!(parse_changed(Value::Nil).is_err());
+        assert!(parse_changed(Value::Array(vec![Value::Nil])).is_err());
         let odd = Value::Array(vec![
-            bulk("1"),
+            Value::Nil,
             bulk("3"),
             Value::Int(1),
             Value::Array(vec![bulk("svc-1")]),
             Value::Array(vec![]),
-            bulk("1000"),
+            Value::Array(vec![bulk("1000"), bulk("0")]),
         ]);
-        let Ok(Fetched::Changed(s)) = parse_fetch(odd) else {
+        let Ok(Fetched::Changed(s)) = parse_changed(odd) else {
             panic!("odd field list is tolerated")
         };
         assert!(s.entries.is_empty());
-        assert_eq!(s.version.revision, 3);
+        assert_eq!((s.version.generation, s.version.revision), (0, 3));
     }
 
     #[test]
-    fn lease_is_time_left_by_the_server_clock() {
+    fn next_expiry_is_time_left_by_the_server_clock() {
         let reply = Value::Array(vec![
             bulk("1732000000000000"),
             bulk("7"),
@@ -593,20 +640,25 @@ mod tests {
                 bulk("http://b"),
             ]),
             Value::Array(vec![bulk("svc-1"), bulk("1732000001500")]),
-            bulk("1732000000000"),
+            Value::Array(vec![bulk("1732000000"), bulk("000999")]),
         ]);
-        let Ok(Fetched::Changed(s)) = parse_fetch(reply) else {
+        let Ok(Fetched::Changed(s)) = parse_changed(reply) else {
             panic!()
         };
-        assert_eq!(s.entries[0].lease, Some(Duration::from_millis(1500)));
-        assert_eq!(s.entries[1].lease, None);
+        assert_eq!(s.next_expiry, Some(Duration::from_millis(1500)));
+        assert_eq!(s.entries.len(), 2);
         assert_eq!(s.version.entries, 2);
     }
 
     #[test]
     fn events_parse_and_garbage_does_not() {
         let put = parse_event(b"5 7 2 put svc-1 10000 http://a/b c").unwrap();
-        let Event::Put { version, entry } = put else {
+        let Event::Put {
+            version,
+            entry,
+            lease,
+        } = put
+        else {
             panic!()
         };
         assert_eq!(
@@ -617,6 +669,7 @@ mod tests {
             (entry.field.as_str(), entry.url.as_str()),
             ("svc-1", "http://a/b c")
         );
+        assert_eq!(lease, Duration::from_secs(10));
         assert!(matches!(
             parse_event(b"5 8 1 del svc-1"),
             Some(Event::Removed { .. })
