@@ -29,6 +29,9 @@ pub(crate) const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(1);
 /// registry has certainly reaped it.
 const EXPIRY_GRACE: Duration = Duration::from_millis(15);
 
+/// A subscription that lasted this long counts as having worked.
+const STABLE_SUBSCRIPTION: Duration = Duration::from_secs(5);
+
 /// How many fresh names registration tries before giving up.
 const NAME_ATTEMPTS: u32 = 10;
 
@@ -543,7 +546,7 @@ impl Inner {
         let mut sources = lock(&self.sources);
         let changed = match fetched {
             Fetched::Unchanged { next_expiry } => sources.unchanged(next_expiry, received),
-            Fetched::Changed(s) => sources.apply_snapshot(s, received, self.config.ttl),
+            Fetched::Changed(s) => sources.apply_snapshot(s, known, received, self.config.ttl),
         };
         if changed {
             self.rebuild(&sources);
@@ -570,7 +573,11 @@ impl Inner {
             let inner = self.clone();
             self.runtime.spawn(async move {
                 inner.fetch_queued.store(false, Ordering::Release);
-                let _ = inner.refresh_once().await;
+                if inner.refresh_once().await.is_err() {
+                    // The maintain loop retries it, with its backoff.
+                    lock(&inner.sources).check_by(Instant::now());
+                    inner.wake.notify_one();
+                }
             });
         }
     }
@@ -798,6 +805,7 @@ async fn watch(weak: Weak<Inner>) {
     let mut failures = 0u32;
     loop {
         let subscribed = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
         let result = {
             let Some(inner) = weak.upgrade() else { return };
             let driver = inner.driver.clone();
@@ -816,7 +824,10 @@ async fn watch(weak: Weak<Inner>) {
             driver.watch(sink).await
         };
         let Some(inner) = weak.upgrade() else { return };
-        if subscribed.load(Ordering::Acquire) {
+        // Only a subscription that held for a while resets the backoff: one
+        // dropped right after it was made (a proxy, an output-buffer limit)
+        // must not make us reconnect ten times a second.
+        if subscribed.load(Ordering::Acquire) && started.elapsed() >= STABLE_SUBSCRIPTION {
             failures = 0;
         }
         failures += 1;
@@ -918,14 +929,19 @@ mod tests {
         }
     }
 
+    /// A client without its background tasks, whose maintain loop would
+    /// otherwise be one more (legitimate) claimant of the tick.
+    fn without_tasks(config: Config) -> Client {
+        Client::with_parts(
+            config,
+            Arc::new(gosd_memory::MemoryDriver::new()),
+            Handle::current(),
+        )
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_due_tick_is_claimed_exactly_once_by_concurrent_callers() {
-        let client = Client::builder()
-            .config(yearly())
-            .driver(gosd_memory::MemoryDriver::new())
-            .build()
-            .await
-            .unwrap();
+        let client = without_tasks(yearly());
         let inner = &client.inner;
         assert!(!inner.claim_cron(), "not due yet: no claim, no I/O");
         inner.cron_due_ms.store(0, Ordering::Release); // the tick is due now
@@ -950,16 +966,10 @@ mod tests {
 
     #[tokio::test]
     async fn cron_off_never_claims() {
-        let config = Config {
+        let client = without_tasks(Config {
             cron: None,
             ..Config::default()
-        };
-        let client = Client::builder()
-            .config(config)
-            .driver(gosd_memory::MemoryDriver::new())
-            .build()
-            .await
-            .unwrap();
+        });
         assert!(client.inner.cron_due().is_none());
         assert!(!client.inner.claim_cron());
     }

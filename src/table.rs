@@ -204,36 +204,45 @@ impl Sources {
         self.end_hold_if_due(received)
     }
 
-    /// Takes a whole snapshot received at `received`, skipping (and
-    /// warning once about) entries that are not `<service>-<id>` → URL.
-    /// Returns `false` for a snapshot older than what we know.
+    /// Takes a whole snapshot received at `received`, in answer to a fetch
+    /// that `sent` the version we knew then; skips (and warns once about)
+    /// entries that are not `<service>-<id>` → URL. Returns whether the
+    /// routes changed.
     ///
-    /// If the snapshot comes from a new generation (the registry lost its
-    /// state), the entries we had and it lacks are **held** until they are
-    /// back or `hold_for` passes: a restarted, empty registry must not
-    /// empty every client's table while providers re-register.
+    /// If the registry lost its state — a new generation, or the same one
+    /// gone back to an older revision (a failover to a lagging replica, a
+    /// restore) — the entries we had and it lacks are **held** until they
+    /// are back or `hold_for` passes: a registry that forgot everyone must
+    /// not empty every client's table while providers register again.
     pub(crate) fn apply_snapshot(
         &mut self,
         snapshot: Snapshot,
+        sent: Option<Version>,
         received: Instant,
         hold_for: Duration,
     ) -> bool {
         let new = snapshot.version;
-        let old = std::mem::take(&mut self.registry);
+        let next_check = snapshot.next_expiry.map(|left| received + left);
+        let mut lost_state = false;
         if let Some(known) = self.version {
-            if known.generation == new.generation && new.revision < known.revision {
-                self.registry = old;
-                return false;
+            let same_generation = known.generation == new.generation;
+            let went_back = same_generation && sent.is_some_and(|s| new.revision < s.revision);
+            if same_generation && new.revision < known.revision && !went_back {
+                // Pushed changes overtook this read: what we have is newer.
+                self.next_check = next_check.or(self.next_check);
+                return self.end_hold_if_due(received);
             }
-            if known.generation != new.generation && !old.is_empty() {
-                tracing::warn!(
-                    held = old.len(),
-                    "the registry lost its state; keeping the last known routes until they register again (at most {})",
-                    humantime::format_duration(hold_for)
-                );
-                self.held.extend(old.iter().cloned());
-                self.hold_until = Some(received + hold_for);
-            }
+            lost_state = !same_generation || went_back;
+        }
+        let old = std::mem::take(&mut self.registry);
+        if lost_state && !old.is_empty() {
+            tracing::warn!(
+                held = old.len(),
+                "the registry lost its state; keeping the last known routes until they register again (at most {})",
+                humantime::format_duration(hold_for)
+            );
+            self.held.extend(old.iter().cloned());
+            self.hold_until = Some(received + hold_for);
         }
         // An entry we already validated is reused as it is: parsing every
         // URL again would be most of the cost of a large refresh.
@@ -251,12 +260,17 @@ impl Sources {
         }
         self.registry.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         self.version = Some(new);
-        self.next_check = snapshot.next_expiry.map(|left| received + left);
+        self.next_check = next_check;
         let registry = &self.registry;
         self.held
             .retain(|h| registry.binary_search_by(|f| f.name.cmp(&h.name)).is_err());
         self.end_hold_if_due(received);
         true
+    }
+
+    /// Asks for a look at `at` at the latest (a fetch that failed).
+    pub(crate) fn check_by(&mut self, at: Instant) {
+        self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
     }
 
     /// Applies one pushed change if it is the very next one we expect.
@@ -277,9 +291,14 @@ impl Sources {
         if version.generation == known.generation && version.revision <= known.revision {
             return Applied::Nothing;
         }
+        // The very next revision, and exactly one entry more or fewer: a
+        // writer that moves no revision (Go gosd) shows up as a count that
+        // does not add up, and then only a fetch tells what happened.
         let next = version.generation == known.generation && version.revision == known.revision + 1;
+        let added = next && version.entries == known.entries + 1;
+        let removed = next && version.entries + 1 == known.entries;
         match change {
-            Some(Ok((entry, lease))) if next => {
+            Some(Ok((entry, lease))) if added => {
                 let field = entry.field.clone();
                 let at = received + lease;
                 self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
@@ -289,7 +308,7 @@ impl Sources {
                     self.registry.insert(at, found);
                 }
             }
-            Some(Err(field)) if next => self.remove_field(&field),
+            Some(Err(field)) if removed => self.remove_field(&field),
             _ => return Applied::NeedFetch,
         }
         self.version = Some(version);
@@ -406,30 +425,46 @@ mod tests {
 
     const HOLD: Duration = Duration::from_secs(10);
 
-    fn entry(field: &str, url: &str, _lease: Option<u64>) -> Entry {
+    fn entry(field: &str, url: &str) -> Entry {
         Entry {
             field: field.into(),
             url: url.into(),
         }
     }
 
-    fn version(generation: u64, revision: u64) -> Version {
+    fn version(generation: u64, revision: u64, entries: u64) -> Version {
         Version {
             generation,
             revision,
-            entries: 0,
+            entries,
         }
     }
 
     fn snapshot(generation: u64, revision: u64, entries: Vec<Entry>) -> Snapshot {
         Snapshot {
             next_expiry: (!entries.is_empty()).then_some(Duration::from_secs(5)),
+            version: version(generation, revision, entries.len() as u64),
             entries,
-            version: version(generation, revision),
         }
     }
 
-    fn urls(t: &RouteTable, service: &str) -> Vec<String> {
+    fn put(v: Version, field: &str) -> Event {
+        Event::Put {
+            version: v,
+            entry: entry(field, &format!("http://{field}")),
+            lease: Duration::from_secs(5),
+        }
+    }
+
+    fn removed(v: Version, field: &str) -> Event {
+        Event::Removed {
+            version: v,
+            field: field.into(),
+        }
+    }
+
+    fn urls(s: &Sources, service: &str) -> Vec<String> {
+        let t = s.build(&RouteTable::default());
         t.routes(service).iter().map(|r| r.to_string()).collect()
     }
 
@@ -437,37 +472,26 @@ mod tests {
     fn groups_by_service_sorted_by_name_and_skips_garbage() {
         let mut s = Sources::default();
         let now = Instant::now();
-        s.apply_snapshot(
-            snapshot(
-                1,
-                1,
-                vec![
-                    entry("p-2", "http://b", Some(5)),
-                    entry("p-1", "http://a", Some(9)),
-                    entry("order-api-7", "http://o", None),
-                    entry("nodash", "http://x", None),
-                    entry("p-3", "not a url", None),
-                    entry("p-4", "http://a", None),
-                ],
-            ),
-            now,
-            HOLD,
-        );
-        let t = s.build(&RouteTable::default());
-        assert_eq!(urls(&t, "p"), ["http://a", "http://b"]);
-        assert_eq!(t.routes("order-api").len(), 1);
-        assert!(t.routes("nodash").is_empty());
+        let entries = vec![
+            entry("p-2", "http://b"),
+            entry("p-1", "http://a"),
+            entry("order-api-7", "http://o"),
+            entry("nodash", "http://x"),
+            entry("p-3", "not a url"),
+            entry("p-4", "http://a"),
+        ];
+        s.apply_snapshot(snapshot(1, 1, entries), None, now, HOLD);
+        assert_eq!(urls(&s, "p"), ["http://a", "http://b"]);
+        assert_eq!(urls(&s, "order-api"), ["http://o"]);
+        assert!(urls(&s, "nodash").is_empty());
         assert_eq!(s.next_check(), Some(now + Duration::from_secs(5)));
     }
 
     #[test]
     fn rotation_survives_a_rebuild() {
         let mut s = Sources::default();
-        let entries = vec![
-            entry("p-1", "http://a", None),
-            entry("p-2", "http://b", None),
-        ];
-        s.apply_snapshot(snapshot(1, 1, entries), Instant::now(), HOLD);
+        let entries = vec![entry("p-1", "http://a"), entry("p-2", "http://b")];
+        s.apply_snapshot(snapshot(1, 1, entries), None, Instant::now(), HOLD);
         let t1 = s.build(&RouteTable::default());
         assert_eq!(t1.pick("p").unwrap().as_str(), "http://a");
         let t2 = s.build(&t1);
@@ -479,95 +503,123 @@ mod tests {
     fn manual_routes_survive_refreshes_and_removal_forgets_a_url() {
         let mut s = Sources::default();
         s.add_manual("m", Route::new("http://m"));
-        s.apply_snapshot(
-            snapshot(1, 1, vec![entry("p-1", "http://a", None)]),
-            Instant::now(),
-            HOLD,
-        );
-        let t = s.build(&RouteTable::default());
-        assert_eq!(t.routes("m").len(), 1);
+        let one = snapshot(1, 1, vec![entry("p-1", "http://a")]);
+        s.apply_snapshot(one, None, Instant::now(), HOLD);
+        assert_eq!(urls(&s, "m"), ["http://m"]);
         s.remove_url("http://a");
         s.remove_url("http://m");
-        let t = s.build(&t);
-        assert_eq!(t.services().count(), 0);
+        assert_eq!(s.build(&RouteTable::default()).services().count(), 0);
     }
 
     #[test]
     fn events_apply_in_order_and_gaps_ask_for_a_fetch() {
         let mut s = Sources::default();
         let now = Instant::now();
-        let put = |rev, field: &str| Event::Put {
-            version: version(1, rev),
-            entry: entry(field, &format!("http://{field}"), Some(5)),
-            lease: Duration::from_secs(5),
-        };
         assert_eq!(
-            s.apply_event(put(1, "p-1"), now),
+            s.apply_event(put(version(1, 1, 1), "p-1"), now),
             Applied::NeedFetch,
             "nothing known yet"
         );
-        s.apply_snapshot(snapshot(1, 1, vec![]), now, HOLD);
-        assert_eq!(s.apply_event(put(2, "p-1"), now), Applied::Changed);
+        s.apply_snapshot(snapshot(1, 1, vec![]), None, now, HOLD);
         assert_eq!(
-            s.apply_event(put(2, "p-1"), now),
+            s.apply_event(put(version(1, 2, 1), "p-1"), now),
+            Applied::Changed
+        );
+        assert_eq!(
+            s.apply_event(put(version(1, 2, 1), "p-1"), now),
             Applied::Nothing,
             "already have it"
         );
-        assert_eq!(s.apply_event(put(4, "p-2"), now), Applied::NeedFetch, "gap");
-        let removed = Event::Removed {
-            version: version(1, 3),
-            field: "p-1".into(),
-        };
-        assert_eq!(s.apply_event(removed, now), Applied::Changed);
-        assert!(s.build(&RouteTable::default()).routes("p").is_empty());
-        let other_generation = Event::Put {
-            version: version(2, 1),
-            entry: entry("p-3", "http://c", Some(5)),
-            lease: Duration::from_secs(5),
-        };
-        assert_eq!(s.apply_event(other_generation, now), Applied::NeedFetch);
-        let stale = snapshot(1, 2, vec![entry("p-9", "http://old", None)]);
-        assert!(
-            !s.apply_snapshot(stale, now, HOLD),
-            "an older snapshot is ignored"
+        assert_eq!(
+            s.apply_event(put(version(1, 4, 2), "p-2"), now),
+            Applied::NeedFetch,
+            "gap"
         );
+        assert_eq!(
+            s.apply_event(removed(version(1, 3, 0), "p-1"), now),
+            Applied::Changed
+        );
+        assert!(urls(&s, "p").is_empty());
+        assert_eq!(
+            s.apply_event(put(version(2, 1, 1), "p-3"), now),
+            Applied::NeedFetch,
+            "other generation"
+        );
+        let stale = snapshot(1, 2, vec![entry("p-9", "http://old")]);
+        assert!(
+            !s.apply_snapshot(stale, Some(version(1, 2, 0)), now, HOLD),
+            "overtaken by events"
+        );
+        assert!(urls(&s, "p").is_empty());
+    }
+
+    #[test]
+    fn an_event_whose_count_does_not_add_up_asks_for_a_fetch() {
+        // Go gosd removed an entry (no revision move), then we registered.
+        let mut s = Sources::default();
+        let now = Instant::now();
+        let two = vec![entry("go-1", "http://go"), entry("p-1", "http://a")];
+        s.apply_snapshot(snapshot(1, 5, two), None, now, HOLD);
+        assert_eq!(
+            s.apply_event(put(version(1, 6, 2), "p-2"), now),
+            Applied::NeedFetch
+        );
+        assert_eq!(
+            s.apply_event(removed(version(1, 6, 2), "p-1"), now),
+            Applied::NeedFetch
+        );
+        assert_eq!(s.version(), Some(version(1, 5, 2)), "nothing adopted");
     }
 
     #[test]
     fn a_registry_that_lost_its_state_does_not_empty_the_table() {
         let mut s = Sources::default();
         let now = Instant::now();
-        let both = vec![
-            entry("p-1", "http://a", Some(5)),
-            entry("p-2", "http://b", Some(5)),
-        ];
-        s.apply_snapshot(snapshot(1, 7, both), now, HOLD);
+        let both = vec![entry("p-1", "http://a"), entry("p-2", "http://b")];
+        s.apply_snapshot(snapshot(1, 7, both), None, now, HOLD);
         // Restarted empty: new generation, nothing in it.
-        s.apply_snapshot(snapshot(2, 1, vec![]), now, HOLD);
-        assert_eq!(
-            urls(&s.build(&RouteTable::default()), "p"),
-            ["http://a", "http://b"],
-            "held"
-        );
+        s.apply_snapshot(snapshot(2, 1, vec![]), Some(version(1, 7, 2)), now, HOLD);
+        assert_eq!(urls(&s, "p"), ["http://a", "http://b"], "held");
         assert_eq!(
             s.next_check(),
             Some(now + HOLD),
             "a look when the hold ends"
         );
         // p-1 registers again; p-2 leaves for real: removals apply at once.
-        let back = Event::Put {
-            version: version(2, 2),
-            entry: entry("p-1", "http://a", Some(5)),
-            lease: Duration::from_secs(5),
-        };
-        assert_eq!(s.apply_event(back, now), Applied::Changed);
-        let gone = Event::Removed {
-            version: version(2, 3),
-            field: "p-2".into(),
-        };
-        assert_eq!(s.apply_event(gone, now), Applied::Changed);
-        assert_eq!(urls(&s.build(&RouteTable::default()), "p"), ["http://a"]);
+        assert_eq!(
+            s.apply_event(put(version(2, 2, 1), "p-1"), now),
+            Applied::Changed
+        );
+        assert_eq!(
+            s.apply_event(removed(version(2, 3, 0), "p-2"), now),
+            Applied::Changed
+        );
+        assert_eq!(urls(&s, "p"), ["http://p-1"]);
         assert_eq!(s.hold_until, None, "repopulated");
+    }
+
+    #[test]
+    fn a_registry_that_went_back_in_time_counts_as_having_lost_its_state() {
+        // A failover to a lagging replica: same generation, older revision.
+        let mut s = Sources::default();
+        let now = Instant::now();
+        let both = vec![entry("p-1", "http://a"), entry("p-2", "http://b")];
+        s.apply_snapshot(snapshot(1, 100, both), None, now, HOLD);
+        let behind = snapshot(1, 90, vec![entry("p-1", "http://a")]);
+        assert!(
+            s.apply_snapshot(behind, Some(version(1, 100, 2)), now, HOLD),
+            "accepted"
+        );
+        assert_eq!(
+            s.version(),
+            Some(version(1, 90, 1)),
+            "the server's timeline now"
+        );
+        assert_eq!(
+            urls(&s, "p"),
+            ["http://a", "http://b"],
+            "p-2 held until it re-registers or the hold ends"
+        );
     }
 
     #[test]
@@ -575,14 +627,15 @@ mod tests {
         let mut s = Sources::default();
         let now = Instant::now();
         s.apply_snapshot(
-            snapshot(1, 1, vec![entry("p-1", "http://a", Some(5))]),
+            snapshot(1, 1, vec![entry("p-1", "http://a")]),
+            None,
             now,
             HOLD,
         );
-        s.apply_snapshot(snapshot(2, 1, vec![]), now, HOLD);
+        s.apply_snapshot(snapshot(2, 1, vec![]), Some(version(1, 1, 1)), now, HOLD);
         assert!(!s.unchanged(None, now + HOLD / 2));
-        assert_eq!(s.build(&RouteTable::default()).routes("p").len(), 1);
+        assert_eq!(urls(&s, "p").len(), 1);
         assert!(s.unchanged(None, now + HOLD), "the hold ran out");
-        assert!(s.build(&RouteTable::default()).routes("p").is_empty());
+        assert!(urls(&s, "p").is_empty());
     }
 }

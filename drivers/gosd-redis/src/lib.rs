@@ -59,6 +59,9 @@ pub use redis;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often an idle subscription is checked with a PING.
+const PING_EVERY: Duration = Duration::from_secs(15);
+
 /// A gosd registry in Redis. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct RedisDriver {
@@ -308,30 +311,46 @@ impl Driver for RedisDriver {
 
     async fn watch(&self, sink: EventSink) -> Result<(), DriverError> {
         use futures_util::StreamExt;
-        let mut pubsub = self
-            .client
-            .get_async_pubsub()
+        let timed_out = || self.error(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
+        let subscribe = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(&self.keys.events).await?;
+            Ok(pubsub)
+        };
+        let pubsub = tokio::time::timeout(TIMEOUT, subscribe)
             .await
-            .map_err(|e| self.error(e))?;
-        pubsub
-            .subscribe(&self.keys.events)
-            .await
+            .map_err(|_| timed_out())?
             .map_err(|e| self.error(e))?;
         sink(Event::Subscribed);
-        let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
-            match parse_event(msg.get_payload_bytes()) {
-                Some(event) => sink(event),
-                None => tracing::warn!(
-                    channel = %self.keys.events,
-                    payload = %String::from_utf8_lossy(msg.get_payload_bytes()),
-                    "ignoring an event that is not gosd's"
-                ),
+        let (mut control, mut messages) = pubsub.split();
+        // A half-open connection never ends the stream: a PING now and
+        // then finds it out.
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                msg = messages.next() => {
+                    // None: the connection ended (Redis died, or it was
+                    // killed); the caller subscribes again.
+                    let Some(msg) = msg else { return Ok(()) };
+                    match parse_event(msg.get_payload_bytes()) {
+                        Some(event) => sink(event),
+                        None => tracing::warn!(
+                            channel = %self.keys.events,
+                            payload = %String::from_utf8_lossy(msg.get_payload_bytes()),
+                            "ignoring an event that is not gosd's"
+                        ),
+                    }
+                }
+                _ = ping.tick() => {
+                    match tokio::time::timeout(TIMEOUT, control.ping::<Value>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return Err(self.error(e)),
+                        Err(_) => return Err(timed_out()),
+                    }
+                }
             }
         }
-        // The stream ends when the connection does (Redis died, or the
-        // connection was killed): the caller subscribes again.
-        Ok(())
     }
 
     async fn remove_stale(&self, url: &str) -> Result<usize, DriverError> {
@@ -363,17 +382,9 @@ fn parse_changed(v: Value) -> Result<Fetched, Value> {
         <[Value; 6]>::try_from(parts).map_err(Value::Array)?;
     let version = Version {
         // A registry that has not written its generation yet is generation 0.
-        generation: if generation == Value::Nil {
-            0
-        } else {
-            number(&generation).ok_or(generation)? as u64
-        },
-        revision: if revision == Value::Nil {
-            0
-        } else {
-            number(&revision).ok_or(revision)? as u64
-        },
-        entries: number(&len).ok_or(len)? as u64,
+        generation: integer_or_zero(generation)?,
+        revision: integer_or_zero(revision)?,
+        entries: integer_or_zero(len)?,
     };
     let now_ms = match &time {
         Value::Array(t) if t.len() == 2 => match (number(&t[0]), number(&t[1])) {
@@ -453,6 +464,19 @@ fn bytes(v: Value) -> Option<Vec<u8>> {
         Value::SimpleString(s) => Some(s.into_bytes()),
         _ => None,
     }
+}
+
+/// A counter as Redis returns it (integer or digits), `Nil` as 0. Parsed
+/// as an integer, never through `f64`, which would round large values.
+fn integer_or_zero(v: Value) -> Result<u64, Value> {
+    let n = match &v {
+        Value::Nil => Some(0),
+        Value::Int(i) => u64::try_from(*i).ok(),
+        Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
+    };
+    n.ok_or(v)
 }
 
 fn number(v: &Value) -> Option<f64> {
