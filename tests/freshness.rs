@@ -10,15 +10,6 @@ use std::time::Duration;
 use gosd::Client;
 use support::{Monitor, Proc, RedisServer, client, config, eventually, registry, routes_become};
 
-fn hset(server: &RedisServer, field: &str, value: &str) {
-    let _: () = redis::cmd("HSET")
-        .arg("gosd")
-        .arg(field)
-        .arg(value)
-        .query(&mut server.connection())
-        .unwrap();
-}
-
 /// A consumer with push on and nothing else that could refresh it: no
 /// cron, and leases long enough not to expire during the test.
 async fn watching_consumer(server: &RedisServer) -> Client {
@@ -61,7 +52,7 @@ async fn a_kill_9_eviction_reaches_a_watching_client() {
 #[tokio::test]
 async fn an_unchanged_refresh_is_one_command_and_a_changed_one_two_round_trips() {
     let server = RedisServer::start();
-    hset(&server, "provider-1", "http://a:1");
+    server.write_raw("provider-1", "http://a:1");
     let mut quiet = config(&server);
     quiet.watch = false; // only get() talks to Redis
     let consumer = Client::builder().config(quiet).build().await.unwrap();
@@ -73,7 +64,7 @@ async fn an_unchanged_refresh_is_one_command_and_a_changed_one_two_round_trips()
 
     // A Go gosd write (no revision bump) is still seen: the script says
     // "changed", then one atomic read brings the table (two round trips).
-    hset(&server, "provider-2", "http://b:1");
+    server.write_raw("provider-2", "http://b:1");
     monitor.client_commands();
     consumer.get().await.unwrap();
     let sent: Vec<String> = monitor

@@ -9,15 +9,6 @@ use std::time::Duration;
 use gosd::{Client, Error};
 use support::{RedisServer, client, config, eventually, free_port, registry};
 
-fn hset(server: &RedisServer, field: &str, value: &str) {
-    let _: () = redis::cmd("HSET")
-        .arg("gosd")
-        .arg(field)
-        .arg(value)
-        .query(&mut server.connection())
-        .unwrap();
-}
-
 #[tokio::test]
 async fn registration_writes_go_gosd_layout_with_a_lease_beside_it() {
     let server = RedisServer::start();
@@ -52,8 +43,7 @@ async fn registration_writes_go_gosd_layout_with_a_lease_beside_it() {
 #[tokio::test]
 async fn entries_written_by_go_gosd_are_discovered_and_never_reaped() {
     let server = RedisServer::start();
-    hset(
-        &server,
+    server.write_raw(
         "provider-20160315122936.17256541",
         "http://go-provider:8080",
     );
@@ -82,12 +72,12 @@ async fn entries_written_by_go_gosd_are_discovered_and_never_reaped() {
 #[tokio::test]
 async fn garbage_entries_are_skipped() {
     let server = RedisServer::start();
-    hset(&server, "nodash", "http://x:1");
-    hset(&server, "bad-1", "not a url");
-    hset(&server, "empty-1", "");
-    hset(&server, "-1", "http://y:1");
-    hset(&server, "svc-", "http://z:1");
-    hset(&server, "good-1", "http://ok:1");
+    server.write_raw("nodash", "http://x:1");
+    server.write_raw("bad-1", "not a url");
+    server.write_raw("empty-1", "");
+    server.write_raw("-1", "http://y:1");
+    server.write_raw("svc-", "http://z:1");
+    server.write_raw("good-1", "http://ok:1");
     let c = client(&server).await;
     assert_eq!(c.services(), ["good"]);
     assert_eq!(
@@ -129,7 +119,7 @@ async fn redis_down_at_start_names_the_address() {
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_last_good_table() {
     let mut server = RedisServer::start();
-    hset(&server, "provider-1", "http://a:1");
+    server.write_raw("provider-1", "http://a:1");
     let c = client(&server).await;
     server.stop();
     assert!(matches!(c.get().await, Err(Error::Unreachable { .. })));
@@ -193,7 +183,7 @@ async fn delete_service_with_url_cannot_take_out_a_healthy_provider() {
     let server = RedisServer::start();
     let p = client(&server).await;
     let _me = p.register("provider", "http://healthy:1").await.unwrap();
-    hset(&server, "provider-20160315122936.1", "http://stale:1");
+    server.write_raw("provider-20160315122936.1", "http://stale:1");
     let c = client(&server).await;
     assert_eq!(c.routes("provider").len(), 2);
 
@@ -295,7 +285,7 @@ async fn update_by_cron_refreshes_once_per_tick_in_the_background() {
         .build()
         .await
         .unwrap();
-    hset(&server, "late-1", "http://late:1");
+    server.write_raw("late-1", "http://late:1");
     eventually("a cron tick brings the new entry in", || {
         c.update_by_cron();
         !c.routes("late").is_empty()

@@ -106,6 +106,17 @@ impl RedisServer {
             .expect("connect to the test redis-server")
     }
 
+    /// Writes `field → value` into the `gosd` hash with no lease, as Go
+    /// gosd (or a person with redis-cli) would.
+    pub fn write_raw(&self, field: &str, value: &str) {
+        let _: () = redis::cmd("HSET")
+            .arg("gosd")
+            .arg(field)
+            .arg(value)
+            .query(&mut self.connection())
+            .expect("HSET");
+    }
+
     /// Stops the server at once (its data is lost: persistence is off).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -29,12 +29,7 @@ impl Harness for Redis {
     }
 
     async fn write_raw(&self, field: &str, value: &str) {
-        let _: () = redis::cmd("HSET")
-            .arg("gosd")
-            .arg(field)
-            .arg(value)
-            .query(&mut self.server.connection())
-            .expect("HSET");
+        self.server.write_raw(field, value);
     }
 }
 
