@@ -1,0 +1,376 @@
+//! Server-side discovery for gosd: a reverse proxy that looks services up
+//! in the registry and forwards to them, so clients in any language need no
+//! SDK.
+//!
+//! - `/<service>/<rest>` goes to an instance of `<service>`, round-robin,
+//!   sent as `/<rest>` (or the whole path with `GOSD_ROUTER_STRIP_PREFIX=false`).
+//! - No instance: 503 with a JSON body naming the service.
+//! - An instance that cannot be reached (connect error or timeout): an
+//!   idempotent request without a body is retried once on another instance;
+//!   then 502 with a JSON body. Three failures in a row eject an instance
+//!   from this router for a cooldown (passive health check).
+//! - Bodies stream both ways; upstream connections are pooled and kept
+//!   alive; hop-by-hop headers are removed; `X-Forwarded-For`, `-Proto` and
+//!   `-Host` are set.
+//! - `/-/health` answers the router's own liveness; `/-/services` lists
+//!   every service, its instances and their counters as JSON.
+//!
+//! The route table follows the registry by push (see `gosd`), so routes
+//! change within milliseconds of a registration or a crash.
+
+#![warn(missing_docs)]
+
+mod health;
+mod proxy;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use health::Health;
+
+/// A response or request body: streamed from the other side, or made here.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// The router's own settings (the registry's come from gosd's variables).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RouterConfig {
+    /// `GOSD_ROUTER_ADDR`: where to listen. Default `127.0.0.1:8000`.
+    pub addr: SocketAddr,
+    /// `GOSD_ROUTER_STRIP_PREFIX`: send `/<rest>` rather than the whole
+    /// path. Default `true`.
+    pub strip_prefix: bool,
+    /// `GOSD_ROUTER_TIMEOUT`: how long an instance may take to answer
+    /// (connect and response headers). Default 30 s.
+    pub timeout: Duration,
+    /// How long an instance that failed three times in a row gets no
+    /// traffic from this router. 10 s.
+    pub eject_cooldown: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            strip_prefix: true,
+            timeout: Duration::from_secs(30),
+            eject_cooldown: health::COOLDOWN,
+        }
+    }
+}
+
+impl RouterConfig {
+    /// Reads `GOSD_ROUTER_ADDR`, `GOSD_ROUTER_STRIP_PREFIX` and
+    /// `GOSD_ROUTER_TIMEOUT` (a bare integer is seconds, else humantime).
+    ///
+    /// # Errors
+    /// [`gosd::Error::Config`] naming the variable and its value.
+    pub fn from_env() -> Result<Self, gosd::Error> {
+        let mut c = Self::default();
+        let bad = |var: &str, value: &str, reason: &str| gosd::Error::Config {
+            var: var.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Ok(v) = std::env::var("GOSD_ROUTER_ADDR") {
+            c.addr = v.trim().parse().map_err(|_| {
+                bad(
+                    "GOSD_ROUTER_ADDR",
+                    &v,
+                    "expected ip:port, e.g. 127.0.0.1:8000",
+                )
+            })?;
+        }
+        if let Ok(v) = std::env::var("GOSD_ROUTER_STRIP_PREFIX") {
+            c.strip_prefix = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(bad(
+                        "GOSD_ROUTER_STRIP_PREFIX",
+                        &v,
+                        "expected `true` or `false`",
+                    ));
+                }
+            };
+        }
+        if let Ok(v) = std::env::var("GOSD_ROUTER_TIMEOUT") {
+            let t = v.trim();
+            c.timeout = t
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .or_else(|_| humantime::parse_duration(t))
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    bad(
+                        "GOSD_ROUTER_TIMEOUT",
+                        &v,
+                        "expected seconds or a duration such as 500ms",
+                    )
+                })?;
+        }
+        Ok(c)
+    }
+}
+
+/// The reverse proxy. Cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: gosd::Client,
+    http: HttpClient<HttpConnector, ProxyBody>,
+    config: RouterConfig,
+    health: Health,
+}
+
+impl Router {
+    /// A router over `client`'s route table.
+    pub fn new(client: gosd::Client, config: RouterConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.timeout));
+        connector.set_nodelay(true);
+        let http = HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Self {
+            shared: Arc::new(Shared {
+                client,
+                http,
+                health: Health::new(config.eject_cooldown),
+                config,
+            }),
+        }
+    }
+
+    /// Serves on `listener` until `shutdown` resolves; then stops
+    /// accepting, lets in-flight requests finish, and returns.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let router = self.clone();
+                    let service = service_fn(move |req| {
+                        let router = router.clone();
+                        async move { Ok::<_, Infallible>(router.handle(req, peer).await) }
+                    });
+                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tracing::info!(
+            in_flight = graceful.count(),
+            "stopped accepting; finishing in-flight requests"
+        );
+        graceful.shutdown().await;
+    }
+
+    /// Answers one request: an internal page, or a forwarded one.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        match req.uri().path() {
+            "/-/health" => return json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
+            "/-/services" => return json(StatusCode::OK, self.services_json()),
+            p if p.starts_with("/-/") => {
+                return json(
+                    StatusCode::NOT_FOUND,
+                    serde_json::json!({ "error": "no such page", "path": p }),
+                );
+            }
+            _ => {}
+        }
+        let Some((service, rest)) = proxy::split_service(req.uri().path()) else {
+            let hint = "route requests as /<service>/<path>";
+            return json(StatusCode::NOT_FOUND, serde_json::json!({ "error": hint }));
+        };
+        let service = service.to_owned();
+        let path = if self.shared.config.strip_prefix {
+            rest.to_owned()
+        } else {
+            req.uri().path().to_owned()
+        };
+        self.forward(req, peer, &service, &path).await
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        service: &str,
+        path: &str,
+    ) -> Response<ProxyBody> {
+        let Some(first) = self.pick(service, None) else {
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({ "error": "no instance of the service is registered", "service": service }),
+            );
+        };
+        let (mut parts, body) = req.into_parts();
+        // Only a request that can be sent again exactly may be retried.
+        let retryable = proxy::idempotent(&parts.method) && body.is_end_stream();
+        let host = parts.headers.remove(header::HOST);
+        proxy::strip_hop_by_hop(&mut parts.headers);
+        proxy::add_forwarded(&mut parts.headers, peer, host);
+        let query = parts.uri.query().map(str::to_owned);
+        let mut body = Some(body.boxed());
+        let mut route = first;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(uri) = proxy::upstream_uri(&route, path, query.as_deref()) else {
+                return json(
+                    StatusCode::BAD_GATEWAY,
+                    serde_json::json!({ "error": "unusable instance URL", "service": service, "instance": route.as_str() }),
+                );
+            };
+            let mut upstream = Request::new(body.take().unwrap_or_else(empty));
+            *upstream.method_mut() = parts.method.clone();
+            *upstream.uri_mut() = uri;
+            *upstream.headers_mut() = parts.headers.clone();
+            let sent = tokio::time::timeout(
+                self.shared.config.timeout,
+                self.shared.http.request(upstream),
+            )
+            .await;
+            let failure = match sent {
+                Ok(Ok(mut response)) => {
+                    self.shared.health.succeeded(&route);
+                    proxy::strip_hop_by_hop(response.headers_mut());
+                    return response.map(|b| b.boxed());
+                }
+                Ok(Err(e)) if e.is_connect() => format!("could not connect: {e}"),
+                Ok(Err(e)) => {
+                    self.shared.health.failed(&route);
+                    return json(
+                        StatusCode::BAD_GATEWAY,
+                        serde_json::json!({ "error": format!("upstream failed: {e}"), "service": service, "instance": route.as_str() }),
+                    );
+                }
+                Err(_) => format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.shared.config.timeout)
+                ),
+            };
+            self.shared.health.failed(&route);
+            tracing::debug!(service, instance = %route, attempt, failure, "upstream unreachable");
+            let other = if retryable && attempt == 1 {
+                self.pick(service, Some(&route))
+            } else {
+                None
+            };
+            match other {
+                Some(next) => route = next,
+                None => {
+                    return json(
+                        StatusCode::BAD_GATEWAY,
+                        serde_json::json!({ "error": failure, "service": service, "instance": route.as_str(), "attempts": attempt }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The next instance of `service` round-robin, skipping ejected ones
+    /// and `avoid`. If every instance is ejected, one is used anyway:
+    /// trying beats refusing.
+    fn pick(&self, service: &str, avoid: Option<&gosd::Route>) -> Option<gosd::Route> {
+        let client = &self.shared.client;
+        let now = Instant::now();
+        let mut fallback = None;
+        for _ in 0..16 {
+            let route = client.next_route(service)?;
+            if Some(&route) == avoid {
+                if client.routes(service).len() <= 1 {
+                    return None;
+                }
+                continue;
+            }
+            if !self.shared.health.is_ejected(&route, now) {
+                return Some(route);
+            }
+            fallback.get_or_insert(route);
+        }
+        fallback
+    }
+
+    fn services_json(&self) -> serde_json::Value {
+        let client = &self.shared.client;
+        let now = Instant::now();
+        let services: Vec<serde_json::Value> = client
+            .services()
+            .into_iter()
+            .map(|name| {
+                let instances: Vec<serde_json::Value> = client
+                    .routes(&name)
+                    .iter()
+                    .map(|route| {
+                        let s = self.shared.health.of(route);
+                        serde_json::json!({
+                            "url": route.as_str(),
+                            "requests": s.requests.load(std::sync::atomic::Ordering::Relaxed),
+                            "errors": s.errors.load(std::sync::atomic::Ordering::Relaxed),
+                            "ejected_for_ms": s.ejected_for(now).map(|d| d.as_millis() as u64),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "name": name, "instances": instances })
+            })
+            .collect();
+        serde_json::json!({ "services": services })
+    }
+}
+
+fn empty() -> ProxyBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from(value.to_string()))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,65 @@
+//! `gosd-router`: a reverse proxy over the gosd registry.
+//!
+//! ```text
+//! gosdRedisAddr=localhost:6379 cargo run -p gosd-router
+//! curl localhost:8000/provider/ping      # → an instance of `provider`, as /ping
+//! curl localhost:8000/-/services         # every service and instance, as JSON
+//! ```
+//! Settings: gosd's variables for the registry, plus `GOSD_ROUTER_ADDR`
+//! (default `127.0.0.1:8000`), `GOSD_ROUTER_STRIP_PREFIX` (default `true`)
+//! and `GOSD_ROUTER_TIMEOUT` (default 30 s). On SIGINT/SIGTERM it stops
+//! accepting, finishes in-flight requests and exits 0.
+
+use std::process::ExitCode;
+
+use gosd_router::{Router, RouterConfig};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gosd-router: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let config = RouterConfig::from_env()?;
+    let client = gosd::Client::from_env().await?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+    println!("gosd-router listening on http://{}", listener.local_addr()?);
+    Router::new(client.clone(), config)
+        .serve(listener, signal())
+        .await;
+    client.finish().await?;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

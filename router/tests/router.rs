@@ -1,0 +1,315 @@
+//! gosd-router against a real redis-server, real providers (the example
+//! provider, as processes) and an upstream that echoes what it receives.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gosd_router::{Router, RouterConfig};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use support::{Proc, RedisServer, client, free_port, routes_become};
+use tokio::net::TcpListener;
+
+/// The router on a free port, over its own gosd client; stops when dropped.
+struct Running {
+    addr: SocketAddr,
+    client: gosd::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn router(server: &RedisServer, tweak: impl FnOnce(&mut RouterConfig)) -> Running {
+    let client = client(server).await;
+    let mut config = RouterConfig::default();
+    config.timeout = Duration::from_secs(5);
+    tweak(&mut config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let r = Router::new(client.clone(), config);
+    tokio::spawn(r.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        client,
+        _stop: stop,
+    }
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (StatusCode, Bytes) {
+    let http = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = http
+        .request(req.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    (
+        status,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    let (status, body) = send(addr, Method::GET, path, &[], Bytes::new()).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// An upstream that echoes POST bodies and answers anything else with the
+/// path and headers it received, as JSON.
+async fn echo_upstream(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let response: Response<BoxBody<Bytes, hyper::Error>> = if req.method()
+                    == Method::POST
+                {
+                    Response::new(req.into_body().boxed())
+                } else {
+                    let headers: serde_json::Map<String, serde_json::Value> = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().into()))
+                        .collect();
+                    let body = serde_json::json!({ "path": req.uri().path(), "headers": headers })
+                        .to_string();
+                    Response::new(
+                        Full::new(Bytes::from(body))
+                            .map_err(|never| match never {})
+                            .boxed(),
+                    )
+                };
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// An echo upstream registered as `service`; returns its URL and keeps
+/// its registration alive as long as the returned value lives.
+async fn registered_echo(server: &RedisServer, service: &str) -> (String, gosd::Registration) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(echo_upstream(listener));
+    let me = client(server).await.register(service, &url).await.unwrap();
+    (url, me)
+}
+
+#[tokio::test]
+async fn routes_round_robin_to_real_providers() {
+    let server = RedisServer::start();
+    let (_p1, _, _) = Proc::provider(&server, "1", &[]);
+    let (_p2, _, _) = Proc::provider(&server, "2", &[]);
+    let r = router(&server, |_| {}).await;
+    routes_become(&r.client, "provider", "both providers", |routes| {
+        routes.len() == 2
+    })
+    .await;
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        let (status, body) = get(r.addr, "/provider/ping").await;
+        assert_eq!(status, StatusCode::OK);
+        bodies.push(body);
+    }
+    assert_ne!(bodies[0], bodies[1], "round-robin: {bodies:?}");
+    assert_eq!(bodies[0], bodies[2], "round-robin: {bodies:?}");
+    assert!(
+        bodies.contains(&"\"Provider: 1\"".to_owned())
+            && bodies.contains(&"\"Provider: 2\"".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn no_instance_is_503_naming_the_service() {
+    let server = RedisServer::start();
+    let r = router(&server, |_| {}).await;
+    let (status, body) = get(r.addr, "/nobody/ping").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json(&body)["service"], "nobody");
+    let (status, body) = get(r.addr, "/-/health").await;
+    assert_eq!(
+        (status, json(&body)["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_instance_is_retried_on_another_then_502() {
+    let server = RedisServer::start();
+    let (_p1, _, _) = Proc::provider(&server, "1", &[]);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let _dead_provider = client(&server)
+        .await
+        .register("provider", &dead)
+        .await
+        .unwrap();
+    let _dead_only = client(&server).await.register("dead", &dead).await.unwrap();
+    let r = router(&server, |_| {}).await;
+    routes_become(&r.client, "provider", "live and dead providers", |routes| {
+        routes.len() == 2
+    })
+    .await;
+    for _ in 0..6 {
+        let (status, body) = get(r.addr, "/provider/ping").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "\"Provider: 1\""),
+            "the dead one is retried on the live one"
+        );
+    }
+    routes_become(&r.client, "dead", "the dead service", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    let (status, body) = get(r.addr, "/dead/ping").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let body = json(&body);
+    assert_eq!(
+        (body["service"].as_str(), body["instance"].as_str()),
+        (Some("dead"), Some(dead.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn a_failing_instance_is_ejected_then_recovers_after_the_cooldown() {
+    let server = RedisServer::start();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _flaky = client(&server).await.register("flaky", &url).await.unwrap();
+    let r = router(&server, |c| c.eject_cooldown = Duration::from_millis(300)).await;
+    routes_become(&r.client, "flaky", "the flaky service", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(r.addr, "/flaky/x").await.0, StatusCode::BAD_GATEWAY);
+    }
+    let (_, services) = get(r.addr, "/-/services").await;
+    let instance = &json(&services)["services"][0]["instances"][0];
+    assert_eq!(instance["url"], url.as_str());
+    assert_eq!(
+        (instance["requests"].as_u64(), instance["errors"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert!(
+        instance["ejected_for_ms"].as_u64().is_some(),
+        "ejected: {instance}"
+    );
+
+    // The instance comes up; once the cooldown is over it gets traffic again.
+    tokio::spawn(echo_upstream(
+        TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
+    ));
+    tokio::time::sleep(Duration::from_millis(350)).await; // the cooldown is what is tested
+    let (status, body) = get(r.addr, "/flaky/after").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(json(&body)["path"], "/after");
+    let (_, services) = get(r.addr, "/-/services").await;
+    assert!(json(&services)["services"][0]["instances"][0]["ejected_for_ms"].is_null());
+}
+
+#[tokio::test]
+async fn streams_a_large_body_both_ways() {
+    let server = RedisServer::start();
+    let (_url, _me) = registered_echo(&server, "echo").await;
+    let r = router(&server, |_| {}).await;
+    routes_become(&r.client, "echo", "the echo service", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    let big: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let (status, echoed) = send(
+        r.addr,
+        Method::POST,
+        "/echo/upload",
+        &[],
+        Bytes::from(big.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(echoed.len(), big.len());
+    assert!(echoed == big, "the body came back intact");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_stay_and_forwarded_headers_are_set() {
+    let server = RedisServer::start();
+    let (url, _me) = registered_echo(&server, "echo").await;
+    let r = router(&server, |_| {}).await;
+    routes_become(&r.client, "echo", "the echo service", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    let headers = [
+        ("connection", "x-secret"),
+        ("x-secret", "1"),
+        ("x-kept", "1"),
+        ("x-forwarded-for", "10.0.0.1"),
+    ];
+    let (status, body) = send(
+        r.addr,
+        Method::GET,
+        "/echo/seen?q=1",
+        &headers,
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = json(&String::from_utf8_lossy(&body));
+    assert_eq!(seen["path"], "/seen", "the service prefix is stripped");
+    let h = &seen["headers"];
+    assert!(
+        h.get("x-secret").is_none(),
+        "named by Connection: not forwarded: {h}"
+    );
+    assert_eq!(h["x-kept"], "1");
+    assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], r.addr.to_string());
+    assert_eq!(
+        h["host"],
+        url.trim_start_matches("http://"),
+        "Host is the instance's"
+    );
+}
+
+#[tokio::test]
+async fn the_prefix_can_be_kept() {
+    let server = RedisServer::start();
+    let (_url, _me) = registered_echo(&server, "echo").await;
+    let r = router(&server, |c| c.strip_prefix = false).await;
+    routes_become(&r.client, "echo", "the echo service", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    let (_, body) = get(r.addr, "/echo/seen").await;
+    assert_eq!(json(&body)["path"], "/echo/seen");
+}
