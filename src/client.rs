@@ -78,6 +78,18 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// One registered instance, as [`Client::instances`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Instance {
+    /// The unique name, `<service>-<id>`.
+    pub name: String,
+    /// The service part of the name.
+    pub service: String,
+    /// Where it serves.
+    pub url: Route,
+}
+
 /// Builds a [`Client`]: from [`Config::default`] unless you pass a config,
 /// with the driver the config names unless you pass one.
 ///
@@ -391,6 +403,27 @@ impl Client {
     /// Every route `service` has now, in rotation order.
     pub fn routes(&self, service: &str) -> Vec<Route> {
         self.inner.table.load().routes(service).to_vec()
+    }
+
+    /// Every registered instance this client knows of, sorted by name (not
+    /// the manual routes, which have no instance behind them).
+    pub fn instances(&self) -> Vec<Instance> {
+        lock(&self.inner.sources)
+            .instances()
+            .into_iter()
+            .map(|(name, url)| Instance {
+                service: name.service().to_owned(),
+                name: name.to_string(),
+                url,
+            })
+            .collect()
+    }
+
+    /// Time left on every live lease in the registry, by instance name;
+    /// instances without a lease (Go gosd's) are absent. One read from the
+    /// registry: for status pages, not for every request.
+    pub async fn leases(&self) -> Result<std::collections::HashMap<String, Duration>> {
+        Ok(self.inner.driver.leases().await?.into_iter().collect())
     }
 
     /// The services that have at least one route now, sorted.

@@ -61,7 +61,7 @@ mod registration;
 mod signals;
 mod table;
 
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, Instance};
 pub use config::{Config, Cron, DriverKind, RedisTarget};
 pub use error::{Error, Result};
 pub use global::{

@@ -282,6 +282,18 @@ impl Sources {
         true
     }
 
+    /// Every instance from the registry (and held ones), sorted by name.
+    pub(crate) fn instances(&self) -> Vec<(InstanceName, Route)> {
+        let mut all: Vec<(InstanceName, Route)> = self
+            .registry
+            .iter()
+            .chain(&self.held)
+            .map(|f| (f.name.clone(), f.route.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Asks for a look at `at` at the latest (a fetch that failed).
     pub(crate) fn check_by(&mut self, at: Instant) {
         self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));

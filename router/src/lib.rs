@@ -27,6 +27,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http_body_util::combinators::BoxBody;
@@ -206,7 +207,7 @@ impl Router {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
         match req.uri().path() {
             "/-/health" => return json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
-            "/-/services" => return json(StatusCode::OK, self.services_json()),
+            "/-/services" => return json(StatusCode::OK, self.services_json().await),
             p if p.starts_with("/-/") => {
                 return json(
                     StatusCode::NOT_FOUND,
@@ -329,28 +330,33 @@ impl Router {
         fallback
     }
 
-    fn services_json(&self) -> serde_json::Value {
+    /// Every service, its instances, their leases and this router's
+    /// counters. A failed lease read leaves `lease_ms` null rather than
+    /// failing the page.
+    async fn services_json(&self) -> serde_json::Value {
         let client = &self.shared.client;
+        let leases = client.leases().await.unwrap_or_default();
         let now = Instant::now();
-        let services: Vec<serde_json::Value> = client
-            .services()
+        // Names sort as `a-1` < `a-b-1` < `a-2`: group by service explicitly.
+        let mut services: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
+            Default::default();
+        for instance in client.instances() {
+            let s = self.shared.health.of(&instance.url);
+            services
+                .entry(instance.service)
+                .or_default()
+                .push(serde_json::json!({
+                    "name": instance.name,
+                    "url": instance.url.as_str(),
+                    "lease_ms": leases.get(&instance.name).map(|d| d.as_millis() as u64),
+                    "requests": s.requests.load(Ordering::Relaxed),
+                    "errors": s.errors.load(Ordering::Relaxed),
+                    "ejected_for_ms": s.ejected_for(now).map(|d| d.as_millis() as u64),
+                }));
+        }
+        let services: Vec<serde_json::Value> = services
             .into_iter()
-            .map(|name| {
-                let instances: Vec<serde_json::Value> = client
-                    .routes(&name)
-                    .iter()
-                    .map(|route| {
-                        let s = self.shared.health.of(route);
-                        serde_json::json!({
-                            "url": route.as_str(),
-                            "requests": s.requests.load(std::sync::atomic::Ordering::Relaxed),
-                            "errors": s.errors.load(std::sync::atomic::Ordering::Relaxed),
-                            "ejected_for_ms": s.ejected_for(now).map(|d| d.as_millis() as u64),
-                        })
-                    })
-                    .collect();
-                serde_json::json!({ "name": name, "instances": instances })
-            })
+            .map(|(name, instances)| serde_json::json!({ "name": name, "instances": instances }))
             .collect();
         serde_json::json!({ "services": services })
     }

@@ -45,6 +45,7 @@ pub trait Harness: Sync {
 pub async fn run<H: Harness>(h: &H) {
     register_is_unique(h).await;
     snapshot_shows_leased_and_leaseless_entries(h).await;
+    leases_report_time_left_per_entry(h).await;
     deregister_removes_only_own_entry(h).await;
     expired_lease_is_reaped(h).await;
     renew_restores_after_data_loss(h).await;
@@ -122,6 +123,29 @@ pub async fn snapshot_shows_leased_and_leaseless_entries<H: Harness>(h: &H) {
     assert!(
         left <= TTL && left > TTL / 2,
         "snapshot: earliest lease {left:?} for TTL {TTL:?}"
+    );
+}
+
+/// `leases` gives each leased entry its time left; lease-less ones are absent.
+pub async fn leases_report_time_left_per_entry<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    d.register(&name("a-1"), "http://a1", TTL).await.unwrap();
+    d.register(&name("a-2"), "http://a2", TTL * 2)
+        .await
+        .unwrap();
+    h.write_raw("go-20160315122936.1", "http://go").await;
+    let mut leases = d.leases().await.unwrap();
+    leases.sort();
+    assert_eq!(leases.len(), 2, "leases: {leases:?}");
+    assert_eq!((leases[0].0.as_str(), leases[1].0.as_str()), ("a-1", "a-2"));
+    assert!(
+        leases[0].1 <= TTL && leases[0].1 > TTL / 2,
+        "leases: {leases:?}"
+    );
+    assert!(
+        leases[1].1 <= TTL * 2 && leases[1].1 > TTL,
+        "leases: {leases:?}"
     );
 }
 

@@ -327,6 +327,11 @@ pub trait Driver: Send + Sync + 'static {
     /// again, and fetches to cover the gap.
     fn watch(&self, sink: EventSink) -> impl Future<Output = Result<(), DriverError>> + Send;
 
+    /// Time left on every live lease, by field; entries without a lease
+    /// are absent. For status pages: a separate read, so that refreshes
+    /// need not carry every lease.
+    fn leases(&self) -> impl Future<Output = Result<Vec<(String, Duration)>, DriverError>> + Send;
+
     /// Removes the entries that map to `url` **and have no live lease**
     /// (expired, or none at all); returns how many. Entries with a live
     /// lease belong to a healthy instance and stay.
@@ -361,6 +366,7 @@ pub trait DynDriver: Send + Sync + 'static {
     fn fetch(&self, known: Option<Version>) -> BoxFuture<'_, Result<Fetched, DriverError>>;
     fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, DriverError>>;
     fn watch(&self, sink: EventSink) -> BoxFuture<'_, Result<(), DriverError>>;
+    fn leases(&self) -> BoxFuture<'_, Result<Vec<(String, Duration)>, DriverError>>;
     fn remove_stale<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<usize, DriverError>>;
 }
 
@@ -399,6 +405,9 @@ impl<D: Driver> DynDriver for D {
     }
     fn watch(&self, sink: EventSink) -> BoxFuture<'_, Result<(), DriverError>> {
         Box::pin(Driver::watch(self, sink))
+    }
+    fn leases(&self) -> BoxFuture<'_, Result<Vec<(String, Duration)>, DriverError>> {
+        Box::pin(Driver::leases(self))
     }
     fn remove_stale<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<usize, DriverError>> {
         Box::pin(Driver::remove_stale(self, url))

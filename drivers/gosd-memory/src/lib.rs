@@ -343,6 +343,18 @@ impl Driver for MemoryDriver {
         Err(self.unreachable())
     }
 
+    async fn leases(&self) -> Result<Vec<(String, Duration)>, DriverError> {
+        let l = self.live()?;
+        let now = l.now;
+        Ok(l.state
+            .entries
+            .iter()
+            .filter_map(|(field, s)| {
+                Some((field.clone(), s.expires?.saturating_duration_since(now)))
+            })
+            .collect())
+    }
+
     async fn remove_stale(&self, url: &str) -> Result<usize, DriverError> {
         // `live` already reaped the expired ones; what is left with no lease
         // is stale by definition.

@@ -353,6 +353,16 @@ impl Driver for RedisDriver {
         }
     }
 
+    async fn leases(&self) -> Result<Vec<(String, Duration)>, DriverError> {
+        let mut read = redis::pipe();
+        read.zrange_withscores(&self.keys.leases, 0, -1).cmd("TIME");
+        let v: Value = read
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(|e| self.error(e))?;
+        parse_leases(v).map_err(|got| self.unexpected("leases", &got))
+    }
+
     async fn remove_stale(&self, url: &str) -> Result<usize, DriverError> {
         let v = self.call(&REMOVE_STALE, &[url.as_bytes()]).await?;
         Ok(usize::try_from(self.int("remove_stale", v)?).unwrap_or(0))
@@ -410,6 +420,29 @@ fn parse_changed(v: Value) -> Result<Fetched, Value> {
         version,
         next_expiry,
     }))
+}
+
+/// `[ZRANGE leases WITHSCORES, TIME]` into time left per field; expired
+/// leases (not reaped yet) are left out.
+fn parse_leases(v: Value) -> Result<Vec<(String, Duration)>, Value> {
+    let Value::Array(parts) = v else {
+        return Err(v);
+    };
+    let [leases, time] = <[Value; 2]>::try_from(parts).map_err(Value::Array)?;
+    let now_ms = match &time {
+        Value::Array(t) if t.len() == 2 => match (number(&t[0]), number(&t[1])) {
+            (Some(s), Some(us)) => s * 1000.0 + (us / 1000.0).floor(),
+            _ => return Err(time),
+        },
+        _ => return Err(time),
+    };
+    Ok(pairs(leases)?
+        .filter_map(|(member, score)| {
+            let left = number(&score)? - now_ms;
+            let field = String::from_utf8_lossy(&bytes(member)?).into_owned();
+            (left > 0.0).then(|| (field, Duration::from_millis(left as u64)))
+        })
+        .collect())
 }
 
 /// Parses `<gen> <rev> <len> put <field> <lease_ms> <url>`,
