@@ -12,8 +12,9 @@
 //! - Bodies stream both ways; upstream connections are pooled and kept
 //!   alive; hop-by-hop headers are removed; `X-Forwarded-For`, `-Proto` and
 //!   `-Host` are set.
-//! - `/-/health` answers the router's own liveness; `/-/services` lists
-//!   every service, its instances and their counters as JSON.
+//! - `/-/` is a live status page: every service, its instances, their
+//!   leases counting down, requests, errors and ejection. `/-/services` is
+//!   the same as JSON; `/-/health` answers the router's own liveness.
 //!
 //! The route table follows the registry by push (see `gosd`), so routes
 //! change within milliseconds of a registration or a crash.
@@ -208,6 +209,7 @@ impl Router {
         match req.uri().path() {
             "/-/health" => return json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
             "/-/services" => return json(StatusCode::OK, self.services_json().await),
+            "/-/" | "/-" => return status_page(),
             p if p.starts_with("/-/") => {
                 return json(
                     StatusCode::NOT_FOUND,
@@ -366,6 +368,21 @@ fn empty() -> ProxyBody {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// The status page: one HTML file with its CSS and script inline, no
+/// build step, no external assets. It polls `/-/services` every second.
+fn status_page() -> Response<ProxyBody> {
+    const PAGE: &str = include_str!("status.html");
+    let body = Full::new(Bytes::from_static(PAGE.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
