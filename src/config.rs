@@ -330,7 +330,10 @@ impl Config {
         for (k, v) in vars {
             let (k, v) = (k.as_ref(), v.as_ref());
             let Some(var) = VARS.iter().find(|var| var.go == Some(k) || var.upper == k) else {
-                if k.starts_with("GOSD_") || k.starts_with("gosd") {
+                // GOSD_ROUTER_* belong to gosd-router, which reads them itself.
+                if (k.starts_with("GOSD_") || k.starts_with("gosd"))
+                    && !k.starts_with("GOSD_ROUTER_")
+                {
                     tracing::warn!(
                         variable = k,
                         "unknown gosd setting ignored; is it misspelled?"

@@ -251,6 +251,9 @@ impl Router {
         proxy::strip_hop_by_hop(&mut parts.headers);
         proxy::add_forwarded(&mut parts.headers, peer, host);
         let query = parts.uri.query().map(str::to_owned);
+        // A copy of the headers only when a second attempt is possible.
+        let mut headers = Some(std::mem::take(&mut parts.headers));
+        let spare = if retryable { headers.clone() } else { None };
         let mut body = Some(body.boxed());
         let mut route = first;
         let mut attempt = 0;
@@ -265,7 +268,7 @@ impl Router {
             let mut upstream = Request::new(body.take().unwrap_or_else(empty));
             *upstream.method_mut() = parts.method.clone();
             *upstream.uri_mut() = uri;
-            *upstream.headers_mut() = parts.headers.clone();
+            *upstream.headers_mut() = headers.take().or_else(|| spare.clone()).unwrap_or_default();
             let sent = tokio::time::timeout(
                 self.shared.config.timeout,
                 self.shared.http.request(upstream),

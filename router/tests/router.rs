@@ -313,3 +313,69 @@ async fn the_prefix_can_be_kept() {
     let (_, body) = get(r.addr, "/echo/seen").await;
     assert_eq!(json(&body)["path"], "/echo/seen");
 }
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_then_stops() {
+    let server = RedisServer::start();
+    // An upstream that says when a request arrived, then answers 300 ms later.
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", upstream.local_addr().unwrap());
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = arrived.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = upstream.accept().await else {
+                return;
+            };
+            let notify = notify.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                    let notify = notify.clone();
+                    async move {
+                        notify.notify_one();
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"done"),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let _slow = client(&server).await.register("slow", &url).await.unwrap();
+
+    let gosd = client(&server).await;
+    routes_become(&gosd, "slow", "the slow service", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(Router::new(gosd, RouterConfig::default()).serve(
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let in_flight = tokio::spawn(get(addr, "/slow/work"));
+    arrived.notified().await;
+    stop.send(()).unwrap();
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "done"),
+        "the in-flight request finished"
+    );
+    tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("serve returns once in-flight requests are done")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}

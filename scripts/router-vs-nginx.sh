@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# gosd-router against nginx with the same two static upstreams, on
+# loopback, in one run: requests/s and latency percentiles from wrk, and a
+# direct call to one upstream as the floor.
+#   scripts/router-vs-nginx.sh [SECONDS=10] [CONNECTIONS=32]
+# Needs redis-server, nginx and wrk (apt-get install -y redis-server nginx-light wrk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+conns=${2:-32}
+for tool in redis-server nginx wrk; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y redis-server nginx-light wrk" >&2; exit 1; }
+done
+cargo build -q --release --example provider -p gosd
+cargo build -q --release -p gosd-router
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; nginx -p "$dir" -c "$dir/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "nothing answers at $1" >&2; exit 1; }
+
+redis=$(free_port); p1=$(free_port); p2=$(free_port); router=$(free_port); ngx=$(free_port)
+redis-server --port "$redis" --save '' --appendonly no --dir "$dir" >/dev/null 2>&1 & pids+=($!)
+export gosdRedisAddr=127.0.0.1:$redis RUST_LOG=warn
+target/release/examples/provider "127.0.0.1:$p1" 1 >/dev/null & pids+=($!)
+target/release/examples/provider "127.0.0.1:$p2" 2 >/dev/null & pids+=($!)
+GOSD_ROUTER_ADDR=127.0.0.1:$router target/release/gosd-router >/dev/null & pids+=($!)
+mkdir -p "$dir/logs"
+cat > "$dir/nginx.conf" <<NGINX
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream providers { server 127.0.0.1:$p1; server 127.0.0.1:$p2; keepalive 64; }
+  server {
+    listen 127.0.0.1:$ngx;
+    location / {
+      proxy_pass http://providers;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+nginx -p "$dir" -c "$dir/nginx.conf"
+wait_http "http://127.0.0.1:$p1/ping"; wait_http "http://127.0.0.1:$ngx/ping"
+for _ in $(seq 100); do [ "$(curl -s "http://127.0.0.1:$router/-/services" | grep -o '"url"' | wc -l)" -ge 2 ] && break; sleep 0.1; done
+
+run() { # name url threads connections
+  local out
+  out=$(wrk -t"$3" -c"$4" -d"${secs}s" --latency "$2")
+  printf '| %-22s | %10s | %8s | %8s |\n' "$1" "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+    "$(awk '$1=="50%" {print $2}' <<<"$out")" "$(awk '$1=="99%" {print $2}' <<<"$out")"
+}
+table() { # threads connections
+  printf '| %-22s | %10s | %8s | %8s |\n' "target" "requests/s" "p50" "p99"
+  printf '|%s|%s|%s|%s|\n' "------------------------" "------------" "----------" "----------"
+  run "direct (one upstream)" "http://127.0.0.1:$p1/ping" "$1" "$2"
+  run "nginx (2 upstreams)" "http://127.0.0.1:$ngx/ping" "$1" "$2"
+  run "gosd-router" "http://127.0.0.1:$router/provider/ping" "$1" "$2"
+}
+echo "throughput: wrk -t2 -c$conns -d${secs}s on loopback, $(nproc) cores shared by everything"
+table 2 "$conns"
+echo
+echo "added latency, unsaturated (one connection): wrk -t1 -c1 -d${secs}s"
+table 1 1
