@@ -377,26 +377,24 @@ fn empty() -> ProxyBody {
 /// build step, no external assets. It polls `/-/services` every second.
 fn status_page() -> Response<ProxyBody> {
     const PAGE: &str = include_str!("status.html");
-    let body = Full::new(Bytes::from_static(PAGE.as_bytes()))
-        .map_err(|never| match never {})
-        .boxed();
-    let mut response = Response::new(body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
+    made_here(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        Bytes::from_static(PAGE.as_bytes()),
+    )
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
-    let body = Full::new(Bytes::from(value.to_string()))
-        .map_err(|never| match never {})
-        .boxed();
+    made_here(status, "application/json", Bytes::from(value.to_string()))
+}
+
+/// A response the router makes itself, rather than one it forwards.
+fn made_here(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ProxyBody> {
+    let body = Full::new(body).map_err(|never| match never {}).boxed();
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

@@ -396,13 +396,7 @@ fn parse_changed(v: Value) -> Result<Fetched, Value> {
         revision: integer_or_zero(revision)?,
         entries: integer_or_zero(len)?,
     };
-    let now_ms = match &time {
-        Value::Array(t) if t.len() == 2 => match (number(&t[0]), number(&t[1])) {
-            (Some(s), Some(us)) => s * 1000.0 + (us / 1000.0).floor(),
-            _ => return Err(time),
-        },
-        _ => return Err(time),
-    };
+    let now_ms = server_ms(&time).ok_or(time)?;
     let next_expiry = pairs(earliest)?
         .next()
         .and_then(|(_, score)| number(&score))
@@ -422,6 +416,16 @@ fn parse_changed(v: Value) -> Result<Fetched, Value> {
     }))
 }
 
+/// Redis's `TIME` reply (seconds, microseconds) in milliseconds.
+fn server_ms(time: &Value) -> Option<f64> {
+    match time {
+        Value::Array(t) if t.len() == 2 => {
+            Some(number(&t[0])? * 1000.0 + (number(&t[1])? / 1000.0).floor())
+        }
+        _ => None,
+    }
+}
+
 /// `[ZRANGE leases WITHSCORES, TIME]` into time left per field; expired
 /// leases (not reaped yet) are left out.
 fn parse_leases(v: Value) -> Result<Vec<(String, Duration)>, Value> {
@@ -429,13 +433,7 @@ fn parse_leases(v: Value) -> Result<Vec<(String, Duration)>, Value> {
         return Err(v);
     };
     let [leases, time] = <[Value; 2]>::try_from(parts).map_err(Value::Array)?;
-    let now_ms = match &time {
-        Value::Array(t) if t.len() == 2 => match (number(&t[0]), number(&t[1])) {
-            (Some(s), Some(us)) => s * 1000.0 + (us / 1000.0).floor(),
-            _ => return Err(time),
-        },
-        _ => return Err(time),
-    };
+    let now_ms = server_ms(&time).ok_or(time)?;
     Ok(pairs(leases)?
         .filter_map(|(member, score)| {
             let left = number(&score)? - now_ms;
