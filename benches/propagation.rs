@@ -319,5 +319,25 @@ fn main() {
                 );
             }
         }
+        // Against registry size: one client, with K other instances registered.
+        let filler = RedisDriver::new(server.url(), "gosd").unwrap();
+        let mut registered = 0;
+        for size in [0, 1_000, 10_000] {
+            let size = if quick { size / 100 } else { size };
+            while registered < size {
+                let name = InstanceName::new("filler", &registered.to_string()).unwrap();
+                let url = format!("http://filler-{registered}:80");
+                filler
+                    .register(&name, &url, Duration::from_secs(3600))
+                    .await
+                    .unwrap();
+                registered += 1;
+            }
+            let mut samples = gosd_round(&server, 1, rounds(200)).await;
+            report(
+                &format!("sweep: registry={size} gosd -> 1 client"),
+                &mut samples,
+            );
+        }
     });
 }

@@ -1,4 +1,4 @@
-//! Refresh cost on a registry of 1k and 10k instances: an unchanged refresh
+//! Refresh cost on a registry of 100, 1k and 10k instances: an unchanged refresh
 //! and a refresh after one change, against a raw `HGETALL` of the same hash
 //! (collected into a `HashMap`, as any client would) in the same run.
 //!
@@ -33,7 +33,7 @@ fn refresh(c: &mut Criterion) {
     let mut registered = 0;
     let extra = InstanceName::new("svc0", "extra").unwrap();
     let mut present = false;
-    for size in [1_000, 10_000] {
+    for size in [100, 1_000, 10_000] {
         rt.block_on(async {
             while registered < size {
                 let name =
