@@ -597,8 +597,9 @@ impl Inner {
         let applied = {
             let mut sources = lock(&self.sources);
             let applied = sources.apply_event(event, Instant::now());
-            if applied == Applied::Changed {
-                self.rebuild(&sources);
+            if let Applied::Changed(service) = &applied {
+                let table = sources.build_service(&self.table.load(), service);
+                self.install(table);
             }
             applied
         };
@@ -621,7 +622,11 @@ impl Inner {
     }
 
     fn rebuild(&self, sources: &Sources) {
-        let table = sources.build(&self.table.load());
+        self.install(sources.build(&self.table.load()));
+    }
+
+    /// Swaps `table` in and tells whoever waits for changes.
+    fn install(&self, table: RouteTable) {
         self.table.store(Arc::new(table));
         self.changes.send_modify(|n| *n += 1);
         self.wake.notify_one();

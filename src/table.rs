@@ -65,17 +65,19 @@ impl fmt::Debug for Route {
 }
 
 /// One immutable version of the routes.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct RouteTable {
     /// Fx, not SipHash: hashing the service name was half of a pick's
     /// instructions (callgrind). Keys are inserted only from our own
     /// registry; a lookup with a crafted name cannot degrade the table.
-    services: FxMap<Box<str>, ServiceRoutes>,
+    services: FxMap<Arc<str>, ServiceRoutes>,
 }
 
+#[derive(Clone)]
 struct ServiceRoutes {
-    /// Never empty.
-    routes: Box<[Route]>,
+    /// Never empty. Shared, so a table that changes one service copies
+    /// the others by reference.
+    routes: Arc<[Route]>,
     /// Shared by every table version, so a refresh does not restart the
     /// rotation (two providers keep strictly alternating).
     cursor: Arc<AtomicUsize>,
@@ -161,6 +163,13 @@ impl std::hash::Hasher for FxHasher {
     }
 }
 
+/// The service part of a registry field (empty if it has none).
+fn service_of(field: &str) -> String {
+    InstanceName::parse(field)
+        .map(|n| n.service().to_owned())
+        .unwrap_or_default()
+}
+
 /// A registry entry that passed validation.
 #[derive(Clone)]
 struct Found {
@@ -171,8 +180,8 @@ struct Found {
 /// What an event did to the sources.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Applied {
-    /// The routes changed: rebuild the table.
-    Changed,
+    /// The routes of this one service changed: rebuild it alone.
+    Changed(String),
     /// Nothing to do (an event we already have).
     Nothing,
     /// It cannot be applied on top of what we know: fetch.
@@ -323,7 +332,7 @@ impl Sources {
         let next = version.generation == known.generation && version.revision == known.revision + 1;
         let added = next && version.entries == known.entries + 1;
         let removed = next && version.entries + 1 == known.entries;
-        match change {
+        let field = match change {
             Some(Ok((entry, lease))) if added => {
                 let field = entry.field.clone();
                 let at = received + lease;
@@ -333,12 +342,16 @@ impl Sources {
                     let at = self.registry.partition_point(|f| f.name < found.name);
                     self.registry.insert(at, found);
                 }
+                field
             }
-            Some(Err(field)) if removed => self.remove_field(&field),
+            Some(Err(field)) if removed => {
+                self.remove_field(&field);
+                field
+            }
             _ => return Applied::NeedFetch,
-        }
+        };
         self.version = Some(version);
-        Applied::Changed
+        Applied::Changed(service_of(&field))
     }
 
     fn remove_field(&mut self, field: &str) {
@@ -410,6 +423,44 @@ impl Sources {
         self.manual.retain(|(_, r)| &**r != url);
     }
 
+    /// `old` with only `service` rebuilt: what one pushed change needs.
+    /// The other services' route lists are shared, not rebuilt, so a
+    /// change costs the size of its service, not of the registry.
+    pub(crate) fn build_service(&self, old: &RouteTable, service: &str) -> RouteTable {
+        let mut table = old.clone();
+        let mut seen: HashSet<&str, Fx> = HashSet::default();
+        let registry = self
+            .registry
+            .iter()
+            .chain(&self.held)
+            .filter(|f| f.name.service() == service)
+            .map(|f| &f.route);
+        let manual = self
+            .manual
+            .iter()
+            .filter(|(s, _)| &**s == service)
+            .map(|(_, r)| r);
+        let routes: Vec<Route> = registry
+            .chain(manual)
+            .filter(|r| seen.insert(r.as_str()))
+            .cloned()
+            .collect();
+        if routes.is_empty() {
+            table.services.remove(service);
+        } else {
+            let cursor = old
+                .services
+                .get(service)
+                .map(|s| s.cursor.clone())
+                .unwrap_or_default();
+            let routes = routes.into();
+            table
+                .services
+                .insert(service.into(), ServiceRoutes { routes, cursor });
+        }
+        table
+    }
+
     /// A new table; rotation cursors carry over from `old`.
     pub(crate) fn build(&self, old: &RouteTable) -> RouteTable {
         let mut lists: FxMap<&str, Vec<Route>> = FxMap::default();
@@ -435,7 +486,7 @@ impl Sources {
                     .get(service)
                     .map(|s| s.cursor.clone())
                     .unwrap_or_default();
-                let routes = routes.into_boxed_slice();
+                let routes = routes.into();
                 (service.into(), ServiceRoutes { routes, cursor })
             })
             .collect();
@@ -549,7 +600,7 @@ mod tests {
         s.apply_snapshot(snapshot(1, 1, vec![]), None, now, HOLD);
         assert_eq!(
             s.apply_event(put(version(1, 2, 1), "p-1"), now),
-            Applied::Changed
+            Applied::Changed("p".into())
         );
         assert_eq!(
             s.apply_event(put(version(1, 2, 1), "p-1"), now),
@@ -563,7 +614,7 @@ mod tests {
         );
         assert_eq!(
             s.apply_event(removed(version(1, 3, 0), "p-1"), now),
-            Applied::Changed
+            Applied::Changed("p".into())
         );
         assert!(urls(&s, "p").is_empty());
         assert_eq!(
@@ -614,11 +665,11 @@ mod tests {
         // p-1 registers again; p-2 leaves for real: removals apply at once.
         assert_eq!(
             s.apply_event(put(version(2, 2, 1), "p-1"), now),
-            Applied::Changed
+            Applied::Changed("p".into())
         );
         assert_eq!(
             s.apply_event(removed(version(2, 3, 0), "p-2"), now),
-            Applied::Changed
+            Applied::Changed("p".into())
         );
         assert_eq!(urls(&s, "p"), ["http://p-1"]);
         assert_eq!(s.hold_until, None, "repopulated");
@@ -663,5 +714,39 @@ mod tests {
         assert_eq!(urls(&s, "p").len(), 1);
         assert!(s.unchanged(None, now + HOLD), "the hold ran out");
         assert!(urls(&s, "p").is_empty());
+    }
+
+    #[test]
+    fn rebuilding_one_service_matches_a_full_rebuild_and_shares_the_rest() {
+        let mut s = Sources::default();
+        let now = Instant::now();
+        let three = vec![
+            entry("p-1", "http://p1"),
+            entry("p-2", "http://p2"),
+            entry("q-1", "http://q1"),
+        ];
+        s.apply_snapshot(snapshot(1, 1, three), None, now, HOLD);
+        let before = s.build(&RouteTable::default());
+        assert_eq!(
+            s.apply_event(put(version(1, 2, 4), "p-3"), now),
+            Applied::Changed("p".into())
+        );
+        let partial = s.build_service(&before, "p");
+        let full = s.build(&before);
+        assert_eq!(partial.routes("p"), full.routes("p"));
+        assert_eq!(partial.routes("p").len(), 3);
+        assert!(
+            Arc::ptr_eq(&partial.services["q"].routes, &before.services["q"].routes),
+            "q is shared, not rebuilt"
+        );
+        assert_eq!(
+            s.apply_event(removed(version(1, 3, 3), "q-1"), now),
+            Applied::Changed("q".into())
+        );
+        let partial = s.build_service(&partial, "q");
+        assert!(
+            partial.routes("q").is_empty() && partial.services().all(|name| name != "q"),
+            "an empty service is gone"
+        );
     }
 }
