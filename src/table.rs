@@ -310,15 +310,20 @@ impl Sources {
 
     /// Applies one pushed change if it is the very next one we expect.
     pub(crate) fn apply_event(&mut self, event: Event, received: Instant) -> Applied {
-        let (version, change) = match event {
+        let (version, since, change) = match event {
             Event::Subscribed => return Applied::NeedFetch,
-            Event::Changed { version } => (version, None),
+            Event::Changed { version } => (version, version.revision, None),
             Event::Put {
                 version,
+                since,
                 entry,
                 lease,
-            } => (version, Some(Ok((entry, lease)))),
-            Event::Removed { version, field } => (version, Some(Err(field))),
+            } => (version, since, Some(Ok((entry, lease)))),
+            Event::Removed {
+                version,
+                since,
+                field,
+            } => (version, since, Some(Err(field))),
         };
         let Some(known) = self.version else {
             return Applied::NeedFetch;
@@ -326,17 +331,21 @@ impl Sources {
         if version.generation == known.generation && version.revision <= known.revision {
             return Applied::Nothing;
         }
-        // The very next revision, and exactly one entry more or fewer: a
-        // writer that moves no revision (Go gosd) shows up as a count that
-        // does not add up, and then only a fetch tells what happened.
-        let next = version.generation == known.generation && version.revision == known.revision + 1;
+        // The very next change (nothing happened between our revision and
+        // this one, as the driver vouches with `since`), and exactly one
+        // entry more or fewer: a writer that moves no revision (Go gosd)
+        // shows up as a count that does not add up, and then only a fetch
+        // tells what happened.
+        let next = version.generation == known.generation && since <= known.revision;
         let added = next && version.entries == known.entries + 1;
         let removed = next && version.entries + 1 == known.entries;
         let field = match change {
             Some(Ok((entry, lease))) if added => {
                 let field = entry.field.clone();
-                let at = received + lease;
-                self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
+                if let Some(lease) = lease {
+                    let at = received + lease;
+                    self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
+                }
                 self.remove_field(&field);
                 if let Some(found) = self.validate(entry) {
                     let at = self.registry.partition_point(|f| f.name < found.name);
@@ -528,14 +537,16 @@ mod tests {
     fn put(v: Version, field: &str) -> Event {
         Event::Put {
             version: v,
+            since: v.revision - 1,
             entry: entry(field, &format!("http://{field}")),
-            lease: Duration::from_secs(5),
+            lease: Some(Duration::from_secs(5)),
         }
     }
 
     fn removed(v: Version, field: &str) -> Event {
         Event::Removed {
             version: v,
+            since: v.revision - 1,
             field: field.into(),
         }
     }
@@ -628,6 +639,32 @@ mod tests {
             "overtaken by events"
         );
         assert!(urls(&s, "p").is_empty());
+    }
+
+    #[test]
+    fn an_event_that_vouches_for_a_revision_gap_applies() {
+        // etcd: the revision is shared with keys outside the registry, so
+        // the next change under the prefix may be many revisions on.
+        let mut s = Sources::default();
+        let now = Instant::now();
+        s.apply_snapshot(snapshot(1, 10, vec![]), None, now, HOLD);
+        let jump = |since, rev, entries, field: &str| Event::Put {
+            version: version(1, rev, entries),
+            since,
+            entry: entry(field, "http://a"),
+            lease: None,
+        };
+        assert_eq!(
+            s.apply_event(jump(7, 15, 1, "p-1"), now),
+            Applied::Changed("p".into()),
+            "nothing happened between 7 and 15, and we stand at 10"
+        );
+        assert_eq!(
+            s.apply_event(jump(16, 20, 2, "p-2"), now),
+            Applied::NeedFetch,
+            "a change at 16 we never saw"
+        );
+        assert_eq!(urls(&s, "p"), ["http://a"]);
     }
 
     #[test]

@@ -128,8 +128,11 @@ pub struct Snapshot {
     pub entries: Vec<Entry>,
     /// Where the registry stood when it was read.
     pub version: Version,
-    /// Time left on the earliest lease, by the backend's clock; `None` when
-    /// no entry has a lease.
+    /// Time left on the earliest lease, by the backend's clock: when a
+    /// client should look again because an entry may have expired. `None`
+    /// when no entry has a lease, or when the backend removes expired
+    /// entries itself and pushes their removal (etcd), so there is nothing
+    /// to come back for.
     pub next_expiry: Option<Duration>,
 }
 
@@ -163,6 +166,15 @@ pub enum Fetched {
 }
 
 /// A change pushed by [`Driver::watch`].
+///
+/// `Put` and `Removed` say which revision they follow (`since`): the driver
+/// promises that nothing changed in the registry between `since` and
+/// `version.revision`. A client whose table stands at a revision `r` with
+/// `since <= r < version.revision` can apply the change without a fetch.
+/// For Redis, whose revision moves by one per change, `since` is always
+/// `version.revision - 1`; for etcd, whose revision is shared with every
+/// other key in the cluster, it is the revision of the previous change
+/// under the prefix, which the ordered, gap-free watch stream guarantees.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The subscription is live: every change from now on is delivered.
@@ -173,15 +185,21 @@ pub enum Event {
     Put {
         /// The registry's version after this change.
         version: Version,
+        /// The revision this change directly follows (see [`Event`]).
+        since: u64,
         /// The entry.
         entry: Entry,
-        /// Its lease, from now.
-        lease: Duration,
+        /// Its lease, from now; `None` when the driver does not know it
+        /// (etcd: the backend expires leases itself and pushes the removal).
+        lease: Option<Duration>,
     },
-    /// One entry was removed by its owner.
+    /// One entry was removed: deregistered, or (for backends that expire
+    /// leases themselves, like etcd) its lease ran out.
     Removed {
         /// The registry's version after this change.
         version: Version,
+        /// The revision this change directly follows (see [`Event`]).
+        since: u64,
         /// The removed field.
         field: String,
     },

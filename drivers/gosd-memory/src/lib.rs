@@ -127,11 +127,12 @@ impl State {
         self.revision += 1;
         Event::Put {
             version: self.version(),
+            since: self.revision - 1,
             entry: Entry {
                 field: name.as_str().to_owned(),
                 url: url.to_owned(),
             },
-            lease: ttl,
+            lease: Some(ttl),
         }
     }
 }
@@ -286,6 +287,7 @@ impl Driver for MemoryDriver {
         let version = l.state.version();
         l.events.push(Event::Removed {
             version,
+            since: version.revision - 1,
             field: name.as_str().to_owned(),
         });
         Ok(true)

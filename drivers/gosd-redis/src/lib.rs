@@ -458,14 +458,16 @@ fn parse_event(payload: &[u8]) -> Option<Event> {
     match (parts.next()?, parts.next(), parts.next(), parts.next()) {
         ("put", Some(field), Some(lease), Some(url)) => Some(Event::Put {
             version,
+            since: version.revision.checked_sub(1)?,
             entry: Entry {
                 field: field.to_owned(),
                 url: url.to_owned(),
             },
-            lease: Duration::from_millis(lease.parse().ok()?),
+            lease: Some(Duration::from_millis(lease.parse().ok()?)),
         }),
         ("del", Some(field), None, None) => Some(Event::Removed {
             version,
+            since: version.revision.checked_sub(1)?,
             field: field.to_owned(),
         }),
         ("changed", None, None, None) => Some(Event::Changed { version }),
@@ -710,6 +712,7 @@ mod tests {
         let put = parse_event(b"5 7 2 put svc-1 10000 http://a/b c").unwrap();
         let Event::Put {
             version,
+            since,
             entry,
             lease,
         } = put
@@ -724,7 +727,8 @@ mod tests {
             (entry.field.as_str(), entry.url.as_str()),
             ("svc-1", "http://a/b c")
         );
-        assert_eq!(lease, Duration::from_secs(10));
+        assert_eq!(lease, Some(Duration::from_secs(10)));
+        assert_eq!(since, 6, "a Redis change follows the revision before it");
         assert!(matches!(
             parse_event(b"5 8 1 del svc-1"),
             Some(Event::Removed { .. })
