@@ -166,7 +166,30 @@ fn driver_for(config: &Config) -> Result<Arc<dyn DynDriver>> {
     match config.driver {
         DriverKind::Memory => Ok(Arc::new(crate::shared_memory_registry())),
         DriverKind::Redis => redis_driver(config),
+        DriverKind::Etcd => etcd_driver(config),
     }
+}
+
+#[cfg(feature = "etcd")]
+fn etcd_driver(config: &Config) -> Result<Arc<dyn DynDriver>> {
+    let e = &config.etcd;
+    gosd_etcd::EtcdDriver::new(&e.endpoints, &e.prefix)
+        .map(|d| Arc::new(d) as Arc<dyn DynDriver>)
+        .map_err(|err| Error::Config {
+            var: "GOSD_ETCD_ENDPOINTS".into(),
+            value: crate::config::redact_url(&e.endpoints.join(",")),
+            reason: err.to_string(),
+        })
+}
+
+#[cfg(not(feature = "etcd"))]
+fn etcd_driver(_: &Config) -> Result<Arc<dyn DynDriver>> {
+    Err(Error::Config {
+        var: "GOSD_DRIVER".into(),
+        value: "etcd".into(),
+        reason: "gosd was built without its `etcd` feature; enable it (features = [\"etcd\"])"
+            .into(),
+    })
 }
 
 #[cfg(feature = "redis")]

@@ -24,6 +24,27 @@ pub enum DriverKind {
     /// The in-process registry: every client in this process shares it.
     /// For tests and the quickstart; nothing crosses process boundaries.
     Memory,
+    /// etcd v3: needs the `etcd` feature, off by default.
+    Etcd,
+}
+
+/// Where etcd is, for [`DriverKind::Etcd`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdTarget {
+    /// `GOSD_ETCD_ENDPOINTS`: comma-separated `http://host:port` (or
+    /// `host:port`) of the cluster's members. Default `http://localhost:2379`.
+    pub endpoints: Vec<String>,
+    /// `GOSD_ETCD_PREFIX`: where the registry's keys live. Default `/gosd`.
+    pub prefix: String,
+}
+
+impl Default for EtcdTarget {
+    fn default() -> Self {
+        Self {
+            endpoints: vec!["http://localhost:2379".to_owned()],
+            prefix: "/gosd".to_owned(),
+        }
+    }
 }
 
 /// Where Redis is. The password never shows in `Debug` or in errors.
@@ -64,8 +85,9 @@ impl fmt::Debug for RedisTarget {
 ///
 /// | setting | variables | default |
 /// |---|---|---|
-/// | [`driver`](Self::driver) | `GOSD_DRIVER` (`redis` or `memory`) | `redis` |
+/// | [`driver`](Self::driver) | `GOSD_DRIVER` (`redis`, `etcd` or `memory`) | `redis` |
 /// | [`redis`](Self::redis) | `GOSD_REDIS_URL`, `gosdRedisAddr`/`GOSD_REDIS_ADDR`, `gosdRedisPassword`/`GOSD_REDIS_PASSWORD`, `gosdRedisDB`/`GOSD_REDIS_DB` | `localhost:6379`, db 0 |
+/// | [`etcd`](Self::etcd) | `GOSD_ETCD_ENDPOINTS` (comma-separated), `GOSD_ETCD_PREFIX` | `http://localhost:2379`, `/gosd` |
 /// | [`try_refresh_amount`](Self::try_refresh_amount) | `gosdTryRefreshAmount`/`GOSD_TRY_REFRESH_AMOUNT` | 3 |
 /// | [`try_find_service_amount`](Self::try_find_service_amount) | `gosdTryFindServiceAmount`/`GOSD_TRY_FIND_SERVICE_AMOUNT` | 5 |
 /// | [`try_find_service_delay`](Self::try_find_service_delay) | `gosdTryFindServiceDelay`/`GOSD_TRY_FIND_SERVICE_DELAY` | 3 s |
@@ -98,6 +120,8 @@ pub struct Config {
     pub driver: DriverKind,
     /// Where Redis is, for [`DriverKind::Redis`].
     pub redis: RedisTarget,
+    /// Where etcd is, for [`DriverKind::Etcd`].
+    pub etcd: EtcdTarget,
     /// How many times a refresh (and a registration at start) is tried
     /// before it fails. At least 1.
     pub try_refresh_amount: u32,
@@ -130,6 +154,7 @@ impl Default for Config {
         Self {
             driver: DriverKind::Redis,
             redis: RedisTarget::default(),
+            etcd: EtcdTarget::default(),
             try_refresh_amount: 3,
             try_find_service_amount: 5,
             try_find_service_delay: Duration::from_secs(3),
@@ -246,6 +271,16 @@ const VARS: &[Var] = &[
         upper: "GOSD_DRIVER",
     },
     Var {
+        key: "etcd_endpoints",
+        go: None,
+        upper: "GOSD_ETCD_ENDPOINTS",
+    },
+    Var {
+        key: "etcd_prefix",
+        go: None,
+        upper: "GOSD_ETCD_PREFIX",
+    },
+    Var {
         key: "ttl",
         go: None,
         upper: "GOSD_TTL",
@@ -288,6 +323,8 @@ struct Raw {
     try_find_service_delay: Option<String>,
     redis_url: Option<String>,
     driver: Option<String>,
+    etcd_endpoints: Option<String>,
+    etcd_prefix: Option<String>,
     ttl: Option<String>,
     heartbeat: Option<String>,
     cron: Option<String>,
@@ -382,8 +419,23 @@ impl Config {
             c.driver = match v.trim().to_ascii_lowercase().as_str() {
                 "redis" => DriverKind::Redis,
                 "memory" => DriverKind::Memory,
-                _ => return Err(bad("driver", v, "expected `redis` or `memory`".into())),
+                "etcd" => DriverKind::Etcd,
+                _ => {
+                    let reason = "expected `redis`, `etcd` or `memory`".into();
+                    return Err(bad("driver", v, reason));
+                }
             };
+        }
+        if let Some(v) = &raw.etcd_endpoints {
+            c.etcd.endpoints = v
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = &raw.etcd_prefix {
+            c.etcd.prefix = v.trim().to_owned();
         }
         c.redis.url = raw.redis_url.clone();
         c.redis.addr = raw.redis_addr.as_ref().map(|v| v.trim().to_owned());
@@ -523,6 +575,16 @@ impl Config {
         {
             return bad("GOSD_REDIS_URL", redact_url(url), r);
         }
+        if self.driver == DriverKind::Etcd {
+            let endpoints = self.etcd.endpoints.join(",");
+            if let Err(r) = check_etcd_endpoints(&self.etcd.endpoints) {
+                return bad("GOSD_ETCD_ENDPOINTS", redact_url(&endpoints), r);
+            }
+            if self.etcd.prefix.trim_end_matches('/').is_empty() {
+                let reason = "the key prefix must not be empty; e.g. /gosd".to_owned();
+                return bad("GOSD_ETCD_PREFIX", self.etcd.prefix.clone(), reason);
+            }
+        }
         if self.redis.db < 0 {
             let reason = "expected a database number, 0 or more".to_owned();
             return bad("GOSD_REDIS_DB", self.redis.db.to_string(), reason);
@@ -535,11 +597,46 @@ const MIN_TTL: Duration = Duration::from_millis(100);
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 
+/// Each endpoint is `http://host:port` or `host:port`.
+fn check_etcd_endpoints(endpoints: &[String]) -> Result<(), String> {
+    if endpoints.is_empty() {
+        return Err("expected at least one endpoint, e.g. http://localhost:2379".into());
+    }
+    for e in endpoints {
+        let hostport = match e.split_once("://") {
+            None => e.as_str(),
+            Some(("http", rest)) => rest.trim_end_matches('/'),
+            Some(("https", _)) => {
+                return Err("TLS (https://) is not supported yet; use http://".into());
+            }
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "unsupported scheme `{scheme}`; expected http://host:port"
+                ));
+            }
+        };
+        if hostport.contains('@') {
+            return Err("credentials in an endpoint are not supported".into());
+        }
+        let valid = hostport.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.contains(|c: char| c.is_whitespace() || "/?#".contains(c))
+                && port.parse::<u16>().is_ok_and(|p| p != 0)
+        });
+        if !valid {
+            return Err(format!(
+                "endpoint `{e}`: expected http://host:port, e.g. http://localhost:2379"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The value as it may appear in an error: passwords never do.
 fn shown(key: &str, value: &str) -> String {
     match key {
         "redis_password" => "***".to_owned(),
-        "redis_url" | "redis_addr" => redact_url(value),
+        "redis_url" | "redis_addr" | "etcd_endpoints" => redact_url(value),
         _ => value.to_owned(),
     }
 }
@@ -708,6 +805,37 @@ mod tests {
         ];
         for (k, v) in cases {
             assert_eq!(err_var(&[(k, v)]), k, "for {k}={v}");
+        }
+    }
+
+    #[test]
+    fn etcd_settings() {
+        let c = Config::from_vars([
+            ("GOSD_DRIVER", "etcd"),
+            ("GOSD_ETCD_ENDPOINTS", " http://e1:2379, e2:2379 ,"),
+            ("GOSD_ETCD_PREFIX", "/svc"),
+        ])
+        .unwrap();
+        assert_eq!(c.driver, DriverKind::Etcd);
+        assert_eq!(c.etcd.endpoints, ["http://e1:2379", "e2:2379"]);
+        assert_eq!(c.etcd.prefix, "/svc");
+        let d = Config::from_vars([("GOSD_DRIVER", "etcd")]).unwrap();
+        assert_eq!(d.etcd, EtcdTarget::default());
+        for (var, value, says) in [
+            ("GOSD_ETCD_ENDPOINTS", "", "at least one endpoint"),
+            ("GOSD_ETCD_ENDPOINTS", "https://e:2379", "TLS"),
+            ("GOSD_ETCD_ENDPOINTS", "e1:2379,e2", "endpoint `e2`"),
+            (
+                "GOSD_ETCD_ENDPOINTS",
+                "http://root:hunter2@e:2379",
+                "credentials",
+            ),
+            ("GOSD_ETCD_PREFIX", "/", "prefix"),
+        ] {
+            let e = Config::from_vars([("GOSD_DRIVER", "etcd"), (var, value)]).unwrap_err();
+            let shown = e.to_string();
+            assert!(shown.contains(var) && shown.contains(says), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
         }
     }
 

@@ -40,7 +40,8 @@
 //!
 //! # Drivers
 //! The registry is a [`Driver`]: [`RedisDriver`] (feature `redis`, on by
-//! default), [`MemoryDriver`] for tests and the quickstart, or your own,
+//! default), `EtcdDriver` (feature `etcd`, `GOSD_DRIVER=etcd`),
+//! [`MemoryDriver`] for tests and the quickstart, or your own,
 //! passed to [`start_with`] or [`ClientBuilder::driver`]. The contract and
 //! its conformance suite live in the `gosd-driver` crate.
 //!
@@ -62,7 +63,7 @@ mod signals;
 mod table;
 
 pub use client::{Client, ClientBuilder, Instance};
-pub use config::{Config, Cron, DriverKind, RedisTarget};
+pub use config::{Config, Cron, DriverKind, EtcdTarget, RedisTarget};
 pub use error::{Error, Result};
 pub use global::{
     add_service_manually, client, connect, delete_service_with_url, finish, get,
@@ -72,6 +73,8 @@ pub use registration::Registration;
 pub use table::Route;
 
 pub use gosd_driver::{Driver, DriverError, DynDriver, InstanceName};
+#[cfg(feature = "etcd")]
+pub use gosd_etcd::EtcdDriver;
 pub use gosd_memory::MemoryDriver;
 #[cfg(feature = "redis")]
 pub use gosd_redis::RedisDriver;

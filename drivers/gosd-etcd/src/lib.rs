@@ -1,0 +1,871 @@
+//! etcd v3 driver for [gosd](https://docs.rs/gosd).
+//!
+//! # Data model
+//! | key | lease | content |
+//! |---|---|---|
+//! | `<prefix>/<service>/<id>` | the instance's own | the instance's URL |
+//! | `<prefix>:gone/<service>/<id>` | the deregistered instance's | a tombstone: the URL |
+//! | `<prefix>:generation` | none | empty; its create revision is the generation |
+//!
+//! The prefix is `/gosd` by default. An instance `order-api-20261121.1`
+//! lives at `/gosd/order-api/20261121.1`; the field gosd sees is the key
+//! after the prefix with its last `/` turned back into `-`.
+//!
+//! # How the contract maps onto etcd
+//! - **Leases.** Each instance gets an etcd lease of its TTL (etcd counts
+//!   whole seconds, so a TTL is rounded *up* to the next second, and etcd's
+//!   own minimum applies) and its key is attached to it. A renewal is one
+//!   keep-alive plus one transaction that checks the key still holds our
+//!   URL on our lease. etcd deletes the keys of an expired lease itself and
+//!   the watch pushes the removal, so snapshots report no
+//!   [`next_expiry`](gosd_driver::Snapshot::next_expiry): nothing needs a
+//!   client to come back at a lease's end.
+//! - **Unique names.** Registration is a transaction that writes the key only
+//!   if it was never created (`create_revision == 0`).
+//! - **Deregistration** deletes the key and, in the same transaction, writes
+//!   a tombstone on the *same lease*, so a renewal in flight sees the
+//!   tombstone and answers [`Renewal::Gone`] until the lease would have run
+//!   out, at which point etcd removes the tombstone too.
+//! - **Revision.** The version's revision is etcd's own store revision. A
+//!   fetch is unchanged when no key under the prefix was modified after the
+//!   revision the caller knows and the count is the same: one transaction of
+//!   two small reads, which does not ship the table. Because the store
+//!   revision also moves for keys outside the registry, each pushed event
+//!   names the revision it follows (`since`): the previous change under the
+//!   prefix, which etcd's ordered, gap-free watch stream vouches for.
+//! - **Generation.** The create revision of `<prefix>:generation`, made on
+//!   first use. If the registry's keys are deleted wholesale, a new one is
+//!   made with a new create revision; if etcd is restored from an older
+//!   backup, the revision goes back, which gosd clients also treat as lost
+//!   state.
+//!
+//! # Connections
+//! - One gRPC channel, opened on first use, so constructing a driver never
+//!   blocks or fails on a down server. Requests and connecting are bounded
+//!   by timeouts (2 s), and HTTP/2 pings detect a dead connection under a
+//!   watch.
+//! - Deregistration opens a channel of its own: it runs at shutdown,
+//!   possibly on a fresh runtime while the one that drove the shared
+//!   channel is blocked.
+//! - Plain `http://` endpoints only: TLS and etcd's user authentication are
+//!   not supported yet, and are refused with a clear error.
+
+#![warn(missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+};
+use gosd_driver::{
+    Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Renewal, Snapshot, Version,
+};
+use tokio::sync::OnceCell;
+
+/// The etcd-client crate, re-exported for callers who need its types.
+pub use etcd_client;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often an idle connection is pinged (HTTP/2), so a watch on a dead
+/// server ends instead of waiting forever.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// How many times a transaction that lost a race is tried again before
+/// the operation gives up with an error.
+const RACE_RETRIES: usize = 5;
+
+/// A gosd registry in etcd v3. Cheap to clone; clones share the channel
+/// and the lease bookkeeping.
+#[derive(Clone)]
+pub struct EtcdDriver {
+    endpoints: Arc<[String]>,
+    keys: Arc<Keys>,
+    client: Arc<OnceCell<Client>>,
+    /// The lease we hold for each name we registered, and its TTL in
+    /// seconds: a renewal keeps this lease alive.
+    leases: Arc<Mutex<HashMap<String, Lease>>>,
+    backend: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Lease {
+    id: i64,
+    ttl: i64,
+}
+
+#[derive(Debug)]
+struct Keys {
+    /// `<prefix>/`: entries live under it.
+    entries: String,
+    /// `<prefix>:gone/`: tombstones.
+    gone: String,
+    /// `<prefix>:generation`.
+    generation: String,
+    /// `<prefix>`: the watch covers all three.
+    prefix: String,
+}
+
+impl std::fmt::Debug for EtcdDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdDriver")
+            .field("backend", &self.backend)
+            .field("prefix", &self.keys.prefix)
+            .finish()
+    }
+}
+
+impl EtcdDriver {
+    /// A driver for the registry under `prefix` (gosd's is `"/gosd"`) on the
+    /// etcd cluster at `endpoints` (`http://host:port`, or `host:port`).
+    /// Nothing is connected until first use.
+    ///
+    /// Fails when there is no endpoint, an endpoint is not a plain
+    /// `http://host:port`, or the prefix is empty.
+    ///
+    /// ```
+    /// use gosd_etcd::EtcdDriver;
+    /// let driver = EtcdDriver::new(["127.0.0.1:2379", "http://10.0.0.2:2379"], "/gosd")?;
+    /// assert_eq!(
+    ///     gosd_driver::Driver::backend(&driver),
+    ///     "etcd at 127.0.0.1:2379,10.0.0.2:2379 under /gosd"
+    /// );
+    /// assert!(EtcdDriver::new(["https://h:2379"], "/gosd").is_err());
+    /// # Ok::<_, gosd_driver::DriverError>(())
+    /// ```
+    pub fn new<E: AsRef<str>>(
+        endpoints: impl IntoIterator<Item = E>,
+        prefix: &str,
+    ) -> Result<Self, DriverError> {
+        let invalid = |message: String| DriverError::Protocol {
+            backend: "etcd".to_owned(),
+            message,
+        };
+        let mut urls = Vec::new();
+        let mut shown = Vec::new();
+        for e in endpoints {
+            let e = e.as_ref().trim();
+            if let Some((_, host)) = e.rsplit_once('@') {
+                // Never echo what came before the `@`: it may be a password.
+                return Err(invalid(format!(
+                    "endpoint `***@{host}`: credentials are not supported; expected http://host:port"
+                )));
+            }
+            let hostport = match e.split_once("://") {
+                None => e,
+                Some(("http", rest)) => rest,
+                Some(("https", _)) => {
+                    return Err(invalid(format!(
+                        "endpoint `{e}`: TLS (https://) is not supported yet; use http://"
+                    )));
+                }
+                Some((scheme, _)) => {
+                    return Err(invalid(format!(
+                        "endpoint `{e}`: unsupported scheme `{scheme}`; expected http://host:port"
+                    )));
+                }
+            };
+            let hostport = hostport.trim_end_matches('/');
+            let valid = hostport
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid || hostport.contains(['/', ' ']) {
+                return Err(invalid(format!(
+                    "endpoint `{e}`: expected http://host:port"
+                )));
+            }
+            urls.push(format!("http://{hostport}"));
+            shown.push(hostport.to_owned());
+        }
+        if urls.is_empty() {
+            return Err(invalid("no endpoint given".to_owned()));
+        }
+        let prefix = prefix.trim_end_matches('/');
+        if prefix.is_empty() {
+            return Err(invalid(
+                "the key prefix is empty; use e.g. /gosd".to_owned(),
+            ));
+        }
+        Ok(Self {
+            endpoints: urls.into(),
+            keys: Arc::new(Keys {
+                entries: format!("{prefix}/"),
+                gone: format!("{prefix}:gone/"),
+                generation: format!("{prefix}:generation"),
+                prefix: prefix.to_owned(),
+            }),
+            client: Default::default(),
+            leases: Default::default(),
+            backend: format!("etcd at {} under {prefix}", shown.join(",")),
+        })
+    }
+
+    /// The key prefix (`/gosd` by default), without a trailing `/`.
+    pub fn prefix(&self) -> &str {
+        &self.keys.prefix
+    }
+
+    /// The key that holds the entry for `field` (`<service>-<id>`):
+    /// `<prefix>/<service>/<id>`. A field with no `-` lives at
+    /// `<prefix>/<field>`. For operators and tests writing entries by hand.
+    ///
+    /// ```
+    /// let d = gosd_etcd::EtcdDriver::new(["127.0.0.1:2379"], "/gosd")?;
+    /// assert_eq!(d.key_of("order-api-20261121.1"), "/gosd/order-api/20261121.1");
+    /// # Ok::<_, gosd_driver::DriverError>(())
+    /// ```
+    pub fn key_of(&self, field: &str) -> String {
+        key_under(&self.keys.entries, field)
+    }
+
+    fn gone_key(&self, field: &str) -> String {
+        key_under(&self.keys.gone, field)
+    }
+
+    fn field_of(&self, key: &[u8]) -> Option<String> {
+        let rest = key.strip_prefix(self.keys.entries.as_bytes())?;
+        let mut field = String::from_utf8_lossy(rest).into_owned();
+        if let Some(at) = field.rfind('/') {
+            field.replace_range(at..=at, "-");
+        }
+        Some(field)
+    }
+
+    fn unavailable(&self, source: etcd_client::Error) -> DriverError {
+        DriverError::Unavailable {
+            backend: self.backend.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    fn protocol(&self, message: impl Into<String>) -> DriverError {
+        DriverError::Protocol {
+            backend: self.backend.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Sorts a client library error into "try again later" and "wrong".
+    fn error(&self, e: etcd_client::Error) -> DriverError {
+        use etcd_client::Error as E;
+        use tonic::Code;
+        let transient = match &e {
+            E::TransportError(_) | E::IoError(_) | E::WatchError(_) => true,
+            E::LeaseKeepAliveError(m) => m != LEASE_NOT_FOUND,
+            E::GRpcStatus(s) => matches!(
+                s.code(),
+                Code::Unavailable
+                    | Code::DeadlineExceeded
+                    | Code::Cancelled
+                    | Code::Unknown
+                    | Code::Aborted
+                    | Code::ResourceExhausted
+            ),
+            _ => false,
+        };
+        if transient {
+            self.unavailable(e)
+        } else {
+            self.protocol(e.to_string())
+        }
+    }
+
+    async fn connect(&self) -> Result<Client, DriverError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(TIMEOUT)
+            .with_timeout(TIMEOUT)
+            .with_keep_alive(PING_EVERY, TIMEOUT)
+            .with_keep_alive_while_idle(true);
+        Client::connect(&*self.endpoints, Some(options))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// The shared channel, opened on first use.
+    async fn client(&self) -> Result<Client, DriverError> {
+        self.client
+            .get_or_try_init(|| self.connect())
+            .await
+            .cloned()
+    }
+
+    async fn txn(&self, c: &mut Client, txn: Txn) -> Result<TxnResponse, DriverError> {
+        c.txn(txn).await.map_err(|e| self.error(e))
+    }
+
+    fn remembered(&self, field: &str) -> Option<Lease> {
+        self.leases.lock().ok()?.get(field).copied()
+    }
+
+    fn remember(&self, field: &str, lease: Option<Lease>) {
+        if let Ok(mut leases) = self.leases.lock() {
+            match lease {
+                Some(l) => leases.insert(field.to_owned(), l),
+                None => leases.remove(field),
+            };
+        }
+    }
+
+    async fn grant(&self, c: &mut Client, ttl: i64) -> Result<Lease, DriverError> {
+        let granted = c.lease_grant(ttl, None).await.map_err(|e| self.error(e))?;
+        Ok(Lease {
+            id: granted.id(),
+            ttl,
+        })
+    }
+
+    /// Keeps `lease` alive once. `Ok(false)` when etcd no longer has it.
+    async fn keep_alive(&self, c: &mut Client, lease: i64) -> Result<bool, DriverError> {
+        match c.lease_keep_alive(lease).await {
+            Ok(_) => Ok(true),
+            Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == LEASE_NOT_FOUND => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// The generation and the registry's shape at one revision: the
+    /// entries (whole, or only the most recently modified key's revision
+    /// when `whole` is false) and how many there are.
+    async fn read(&self, c: &mut Client, whole: bool) -> Result<Read, DriverError> {
+        for _ in 0..RACE_RETRIES {
+            let entries = if whole {
+                GetOptions::new().with_prefix()
+            } else {
+                GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Mod, SortOrder::Descend)
+                    .with_limit(1)
+                    .with_keys_only()
+            };
+            let txn = Txn::new().and_then([
+                TxnOp::get(self.keys.generation.clone(), None),
+                TxnOp::get(self.keys.entries.clone(), Some(entries)),
+            ]);
+            let r = self.txn(c, txn).await?;
+            let revision = revision_of(&r);
+            let mut gets = gets(&r).into_iter();
+            let (Some(generation), Some(entries)) = (gets.next(), gets.next()) else {
+                return Err(self.protocol("a read transaction answered without its two reads"));
+            };
+            let Some(generation) = generation.kvs().first().map(|kv| kv.create_revision()) else {
+                self.create_generation(c).await?;
+                continue;
+            };
+            let count = u64::try_from(entries.count()).unwrap_or(0);
+            let kvs = entries.kvs();
+            return Ok(Read {
+                version: Version {
+                    generation: generation as u64,
+                    revision,
+                    entries: count,
+                },
+                last_modified: kvs.first().map_or(0, |kv| kv.mod_revision().max(0) as u64),
+                entries: if whole {
+                    kvs.iter().filter_map(|kv| self.entry_of(kv)).collect()
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        Err(self.protocol("the generation key kept disappearing"))
+    }
+
+    async fn create_generation(&self, c: &mut Client) -> Result<(), DriverError> {
+        let key = self.keys.generation.clone();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, "", None)]);
+        self.txn(c, txn).await?;
+        Ok(())
+    }
+
+    fn entry_of(&self, kv: &KeyValue) -> Option<Entry> {
+        Some(Entry {
+            field: self.field_of(kv.key())?,
+            url: String::from_utf8_lossy(kv.value()).into_owned(),
+        })
+    }
+
+    /// Reads the entry and the tombstone of `name`.
+    async fn state_of(
+        &self,
+        c: &mut Client,
+        name: &InstanceName,
+    ) -> Result<(Option<KeyValue>, bool), DriverError> {
+        let txn = Txn::new().and_then([
+            TxnOp::get(self.key_of(name.as_str()), None),
+            TxnOp::get(self.gone_key(name.as_str()), None),
+        ]);
+        let r = self.txn(c, txn).await?;
+        let mut gets = gets(&r).into_iter();
+        let entry = gets.next().and_then(|g| g.kvs().first().cloned());
+        let gone = gets.next().is_some_and(|g| !g.kvs().is_empty());
+        Ok((entry, gone))
+    }
+
+    /// Writes `name → url` on `lease` if the key still stands as `seen`
+    /// (`None`: absent and not tombstoned).
+    async fn put_if(
+        &self,
+        c: &mut Client,
+        name: &InstanceName,
+        url: &str,
+        lease: i64,
+        seen: Option<&KeyValue>,
+    ) -> Result<bool, DriverError> {
+        let key = self.key_of(name.as_str());
+        let compares = match seen {
+            Some(kv) => vec![Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )],
+            None => vec![
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(self.gone_key(name.as_str()), CompareOp::Equal, 0),
+            ],
+        };
+        let txn = Txn::new().when(compares).and_then([TxnOp::put(
+            key,
+            url,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+        Ok(self.txn(c, txn).await?.succeeded())
+    }
+
+    /// Time left on `lease` and the TTL it was granted with; `None` when
+    /// etcd no longer has it.
+    async fn time_to_live(
+        &self,
+        c: &mut Client,
+        lease: i64,
+    ) -> Result<Option<(Duration, i64)>, DriverError> {
+        let r = c
+            .lease_time_to_live(lease, None)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok((r.ttl() >= 0).then(|| (Duration::from_secs(r.ttl() as u64), r.granted_ttl())))
+    }
+}
+
+/// What etcd-client says when a keep-alive finds no lease.
+const LEASE_NOT_FOUND: &str = "lease not found";
+
+struct Read {
+    version: Version,
+    /// The highest mod revision among the entries (0 when there are none).
+    last_modified: u64,
+    entries: Vec<Entry>,
+}
+
+fn key_under(dir: &str, field: &str) -> String {
+    match InstanceName::parse(field) {
+        Some(name) => format!("{dir}{}/{}", name.service(), name.id()),
+        None => format!("{dir}{field}"),
+    }
+}
+
+/// etcd leases count whole seconds: round up, at least one.
+fn lease_seconds(ttl: Duration) -> i64 {
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    i64::try_from(secs.max(1)).unwrap_or(i64::MAX)
+}
+
+fn revision_of(r: &TxnResponse) -> u64 {
+    r.header().map_or(0, |h| h.revision().max(0) as u64)
+}
+
+fn gets(r: &TxnResponse) -> Vec<etcd_client::GetResponse> {
+    r.op_responses()
+        .into_iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(g) => Some(g),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Driver for EtcdDriver {
+    fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    async fn register(
+        &self,
+        name: &InstanceName,
+        url: &str,
+        ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        let mut c = self.client().await?;
+        let lease = self.grant(&mut c, lease_seconds(ttl)).await?;
+        let key = self.key_of(name.as_str());
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key,
+                url,
+                Some(PutOptions::new().with_lease(lease.id)),
+            )]);
+        match self.txn(&mut c, txn).await {
+            Ok(r) if r.succeeded() => {
+                self.remember(name.as_str(), Some(lease));
+                Ok(true)
+            }
+            outcome => {
+                // Not ours after all: the lease would only keep nothing alive.
+                let _ = c.lease_revoke(lease.id).await;
+                outcome.map(|_| false)
+            }
+        }
+    }
+
+    async fn renew(
+        &self,
+        name: &InstanceName,
+        url: &str,
+        ttl: Duration,
+    ) -> Result<Renewal, DriverError> {
+        let ttl = lease_seconds(ttl);
+        let mut c = self.client().await?;
+        let mut alive = None;
+        if let Some(lease) = self.remembered(name.as_str()) {
+            if self.keep_alive(&mut c, lease.id).await? {
+                alive = Some(lease);
+            } else {
+                self.remember(name.as_str(), None);
+            }
+        }
+        // The common case in one transaction: our URL, on our live lease.
+        let key = self.key_of(name.as_str());
+        if let Some(lease) = alive.filter(|l| l.ttl == ttl) {
+            let txn = Txn::new().when([
+                Compare::value(key.clone(), CompareOp::Equal, url),
+                Compare::lease(key.clone(), CompareOp::Equal, lease.id),
+            ]);
+            if self.txn(&mut c, txn).await?.succeeded() {
+                return Ok(Renewal::Renewed);
+            }
+        }
+        for _ in 0..RACE_RETRIES {
+            let (entry, gone) = self.state_of(&mut c, name).await?;
+            if gone {
+                return Ok(Renewal::Gone);
+            }
+            match entry {
+                Some(kv) if kv.value() != url.as_bytes() => return Ok(Renewal::Conflict),
+                Some(kv) => {
+                    // Ours, but on a lease we do not hold (another handle
+                    // registered it) or of another TTL: adopt or move it.
+                    if kv.lease() != 0
+                        && let Some((_, granted)) = self.time_to_live(&mut c, kv.lease()).await?
+                        && granted == ttl
+                        && self.keep_alive(&mut c, kv.lease()).await?
+                    {
+                        self.remember(
+                            name.as_str(),
+                            Some(Lease {
+                                id: kv.lease(),
+                                ttl,
+                            }),
+                        );
+                        return Ok(Renewal::Renewed);
+                    }
+                    let lease = match alive.filter(|l| l.ttl == ttl) {
+                        Some(l) => l,
+                        None => self.grant(&mut c, ttl).await?,
+                    };
+                    if self.put_if(&mut c, name, url, lease.id, Some(&kv)).await? {
+                        if kv.lease() != 0 && kv.lease() != lease.id {
+                            let _ = c.lease_revoke(kv.lease()).await;
+                        }
+                        self.remember(name.as_str(), Some(lease));
+                        return Ok(Renewal::Renewed);
+                    }
+                }
+                None => {
+                    let lease = match alive.filter(|l| l.ttl == ttl) {
+                        Some(l) => l,
+                        None => self.grant(&mut c, ttl).await?,
+                    };
+                    if self.put_if(&mut c, name, url, lease.id, None).await? {
+                        self.remember(name.as_str(), Some(lease));
+                        return Ok(Renewal::Restored);
+                    }
+                }
+            }
+        }
+        Err(self.protocol(format!("renewing {name}: the entry kept changing under us")))
+    }
+
+    async fn deregister(&self, name: &InstanceName, url: &str) -> Result<bool, DriverError> {
+        // A channel of its own: see "Connections" in the crate docs.
+        let mut c = self.connect().await?;
+        let key = self.key_of(name.as_str());
+        for _ in 0..RACE_RETRIES {
+            let (entry, _) = self.state_of(&mut c, name).await?;
+            let Some(kv) = entry.filter(|kv| kv.value() == url.as_bytes()) else {
+                return Ok(false);
+            };
+            let mut ops = vec![TxnOp::delete(key.clone(), None)];
+            if kv.lease() != 0 {
+                // The tombstone dies with the lease the entry would have had.
+                ops.push(TxnOp::put(
+                    self.gone_key(name.as_str()),
+                    url,
+                    Some(PutOptions::new().with_lease(kv.lease())),
+                ));
+            }
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then(ops);
+            if self.txn(&mut c, txn).await?.succeeded() {
+                self.remember(name.as_str(), None);
+                return Ok(true);
+            }
+        }
+        Err(self.protocol(format!(
+            "deregistering {name}: the entry kept changing under us"
+        )))
+    }
+
+    async fn fetch(&self, known: Option<Version>) -> Result<Fetched, DriverError> {
+        let mut c = self.client().await?;
+        if let Some(known) = known {
+            let now = self.read(&mut c, false).await?;
+            let unchanged = now.version.generation == known.generation
+                && now.version.entries == known.entries
+                && now.last_modified <= known.revision
+                && now.version.revision >= known.revision;
+            if unchanged {
+                return Ok(Fetched::Unchanged { next_expiry: None });
+            }
+        }
+        let now = self.read(&mut c, true).await?;
+        Ok(Fetched::Changed(Snapshot {
+            entries: now.entries,
+            version: now.version,
+            next_expiry: None,
+        }))
+    }
+
+    async fn watch(&self, sink: EventSink) -> Result<(), DriverError> {
+        let mut c = self.client().await?;
+        let start = self.read(&mut c, false).await?.version;
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(start.revision as i64 + 1);
+        let mut stream = c
+            .watch(self.keys.prefix.clone(), Some(options))
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut since = start.revision;
+        let mut entries = start.entries;
+        let version = |revision, entries| Version {
+            generation: start.generation,
+            revision,
+            entries,
+        };
+        loop {
+            let Some(message) = stream.message().await.map_err(|e| self.error(e))? else {
+                return Ok(());
+            };
+            if message.created() {
+                sink(Event::Subscribed);
+            }
+            if message.canceled() {
+                tracing::debug!(reason = message.cancel_reason(), "etcd cancelled the watch");
+                return Ok(());
+            }
+            // Events of one transaction share a revision: group them.
+            let mut events = message.events().iter().peekable();
+            while let Some(first) = events.next() {
+                let Some(kv) = first.kv() else { continue };
+                let revision = kv.mod_revision().max(0) as u64;
+                let mut group = vec![first];
+                while let Some(e) = events.next_if(|e| {
+                    e.kv()
+                        .is_some_and(|kv| kv.mod_revision().max(0) as u64 == revision)
+                }) {
+                    group.push(e);
+                }
+                if group.iter().any(|e| {
+                    e.kv()
+                        .is_some_and(|kv| kv.key() == self.keys.generation.as_bytes())
+                }) {
+                    // The registry was wiped and began anew: start over.
+                    return Ok(());
+                }
+                let changes: Vec<_> = group
+                    .iter()
+                    .filter_map(|e| {
+                        let kv = e.kv()?;
+                        self.field_of(kv.key())
+                            .map(|field| (e.event_type(), kv, field))
+                    })
+                    .collect();
+                for (kind, kv, _) in &changes {
+                    match kind {
+                        EventType::Put if kv.version() == 1 => entries += 1,
+                        EventType::Delete => entries = entries.saturating_sub(1),
+                        _ => {}
+                    }
+                }
+                let event = match changes.as_slice() {
+                    [] => continue, // a tombstone came or went
+                    [(EventType::Put, kv, field)] => Event::Put {
+                        version: version(revision, entries),
+                        since,
+                        entry: Entry {
+                            field: field.clone(),
+                            url: String::from_utf8_lossy(kv.value()).into_owned(),
+                        },
+                        lease: None,
+                    },
+                    [(EventType::Delete, _, field)] => Event::Removed {
+                        version: version(revision, entries),
+                        since,
+                        field: field.clone(),
+                    },
+                    _ => Event::Changed {
+                        version: version(revision, entries),
+                    },
+                };
+                since = revision;
+                sink(event);
+            }
+        }
+    }
+
+    async fn leases(&self) -> Result<Vec<(String, Duration)>, DriverError> {
+        let mut c = self.client().await?;
+        let r = c
+            .get(
+                self.keys.entries.clone(),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        let leased: Vec<(String, i64)> = r
+            .kvs()
+            .iter()
+            .filter(|kv| kv.lease() != 0)
+            .filter_map(|kv| Some((self.field_of(kv.key())?, kv.lease())))
+            .collect();
+        let mut distinct: Vec<i64> = leased.iter().map(|(_, l)| *l).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let lookups = distinct.iter().map(|&lease| {
+            let mut c = c.clone();
+            async move { (lease, self.time_to_live(&mut c, lease).await) }
+        });
+        let mut left = HashMap::new();
+        for (lease, ttl) in futures_util::future::join_all(lookups).await {
+            if let Some((ttl, _)) = ttl? {
+                left.insert(lease, ttl);
+            }
+        }
+        Ok(leased
+            .into_iter()
+            .filter_map(|(field, lease)| Some((field, *left.get(&lease)?)))
+            .collect())
+    }
+
+    async fn remove_stale(&self, url: &str) -> Result<usize, DriverError> {
+        let mut c = self.client().await?;
+        for _ in 0..RACE_RETRIES {
+            let r = c
+                .get(
+                    self.keys.entries.clone(),
+                    Some(GetOptions::new().with_prefix()),
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            // Expired leases took their keys with them, so only entries
+            // without a lease can be stale.
+            let stale: Vec<&KeyValue> = r
+                .kvs()
+                .iter()
+                .filter(|kv| kv.lease() == 0 && kv.value() == url.as_bytes())
+                .collect();
+            if stale.is_empty() {
+                return Ok(0);
+            }
+            let txn = Txn::new()
+                .when(
+                    stale
+                        .iter()
+                        .map(|kv| {
+                            Compare::mod_revision(kv.key(), CompareOp::Equal, kv.mod_revision())
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .and_then(
+                    stale
+                        .iter()
+                        .map(|kv| TxnOp::delete(kv.key(), None))
+                        .collect::<Vec<_>>(),
+                );
+            if self.txn(&mut c, txn).await?.succeeded() {
+                return Ok(stale.len());
+            }
+        }
+        Err(self.protocol("removing stale entries: they kept changing under us"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_map_to_keys_and_back() {
+        let d = EtcdDriver::new(["127.0.0.1:2379"], "/gosd/").unwrap();
+        for (field, key) in [
+            ("svc-1", "/gosd/svc/1"),
+            ("order-api-2026.5", "/gosd/order-api/2026.5"),
+            ("a/b-1", "/gosd/a/b/1"),
+            ("nodash", "/gosd/nodash"),
+            ("", "/gosd/"),
+        ] {
+            assert_eq!(d.key_of(field), key);
+            assert_eq!(d.field_of(key.as_bytes()).as_deref(), Some(field));
+        }
+        assert_eq!(d.field_of(b"/gosd:generation"), None);
+        assert_eq!(d.field_of(b"/gosd:gone/svc/1"), None);
+    }
+
+    #[test]
+    fn leases_round_up_to_whole_seconds() {
+        assert_eq!(lease_seconds(Duration::from_millis(100)), 1);
+        assert_eq!(lease_seconds(Duration::from_secs(10)), 10);
+        assert_eq!(lease_seconds(Duration::from_millis(10_001)), 11);
+        assert_eq!(lease_seconds(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn bad_endpoints_say_what_is_wrong() {
+        let err = |e: &[&str]| EtcdDriver::new(e, "/gosd").unwrap_err().to_string();
+        assert!(err(&[]).contains("no endpoint"));
+        assert!(err(&["https://h:2379"]).contains("TLS"));
+        assert!(err(&["grpc://h:2379"]).contains("unsupported scheme `grpc`"));
+        assert!(err(&["h"]).contains("expected http://host:port"));
+        let creds = err(&["http://u:hunter2@h:2379"]);
+        assert!(
+            creds.contains("credentials") && !creds.contains("hunter2"),
+            "{creds}"
+        );
+        assert!(
+            EtcdDriver::new(["h:1"], "/")
+                .unwrap_err()
+                .to_string()
+                .contains("prefix")
+        );
+    }
+}

@@ -1,0 +1,66 @@
+//! The shared driver conformance suite, against a real etcd.
+
+#[path = "../../../tests/support/etcd_server.rs"]
+mod etcd_server;
+
+use etcd_client::{Client, DeleteOptions, PutOptions};
+use etcd_server::EtcdServer;
+use gosd_driver::conformance::{self, Harness};
+use gosd_etcd::EtcdDriver;
+
+struct Etcd {
+    server: EtcdServer,
+}
+
+impl Etcd {
+    async fn client(&self) -> Client {
+        Client::connect([self.server.endpoint()], None)
+            .await
+            .expect("connect to the test etcd")
+    }
+}
+
+impl Harness for Etcd {
+    type Driver = EtcdDriver;
+
+    fn driver(&self) -> EtcdDriver {
+        EtcdDriver::new([self.server.endpoint()], "/gosd").expect("driver")
+    }
+
+    fn unreachable(&self) -> EtcdDriver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        EtcdDriver::new([format!("http://127.0.0.1:{port}")], "/gosd").expect("driver")
+    }
+
+    /// What a member restarted without its data dir looks like to gosd:
+    /// no keys, no leases.
+    async fn wipe(&self) {
+        let mut c = self.client().await;
+        for lease in c.leases().await.expect("list leases").leases() {
+            c.lease_revoke(lease.id()).await.expect("revoke");
+        }
+        c.delete("", Some(DeleteOptions::new().with_all_keys()))
+            .await
+            .expect("delete all");
+    }
+
+    async fn write_raw(&self, field: &str, value: &str) {
+        let key = self.driver().key_of(field);
+        self.client()
+            .await
+            .put(key, value, None::<PutOptions>)
+            .await
+            .expect("put");
+    }
+}
+
+#[tokio::test]
+async fn etcd_driver_passes_the_conformance_suite() {
+    let harness = Etcd {
+        server: EtcdServer::start(),
+    };
+    conformance::run(&harness).await;
+}

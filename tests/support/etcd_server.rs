@@ -1,0 +1,121 @@
+//! A real `etcd` for tests: a single member on free loopback ports in a
+//! temp dir, killed on drop (its data dir goes with it).
+//!
+//! Readiness is etcd's own "serving client traffic" log line, so
+//! no test sleeps waiting for it. The raft timers are shortened (10 ms
+//! heartbeat, 100 ms election) so that the member elects itself at once
+//! and short leases are allowed.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub struct EtcdServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+impl EtcdServer {
+    /// Starts a member on free ports.
+    pub fn start() -> Self {
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start(free_port(), free_port()) {
+                return server;
+            }
+        }
+        panic!("etcd did not start on any of 5 pairs of free ports");
+    }
+
+    fn try_start(client: u16, peer: u16) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let spawned = Command::new("etcd")
+            .args(["--name", "gosd-test"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("gosd-test={peer_url}")])
+            .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
+            .args([
+                "--logger",
+                "zap",
+                "--log-outputs",
+                "stderr",
+                "--log-level",
+                "info",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "etcd is not installed, and the etcd tests need a real one.\n\
+                 Install it with `apt-get install -y etcd-server` (Debian/Ubuntu) or \
+                 `brew install etcd` (macOS), or run `bash .ci/run`, which installs it."
+            ),
+            Err(e) => panic!("could not run etcd: {e}"),
+        };
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        // Keeps draining the log so etcd never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // etcd 3.4 with zap logs the first; 3.5+ the second.
+                if line.contains("serving client traffic")
+                    || line.contains("ready to serve client requests")
+                {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(()) => Some(Self {
+                child,
+                port: client,
+                _dir: dir,
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>`, the form `GOSD_ETCD_ENDPOINTS` takes.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the member at once.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
