@@ -16,6 +16,7 @@ use std::time::Duration;
 pub struct EtcdServer {
     child: Child,
     port: u16,
+    peer_port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -88,6 +89,7 @@ impl EtcdServer {
             Ok(()) => Some(Self {
                 child,
                 port: client,
+                peer_port: peer,
                 _dir: dir,
             }),
             Err(_) => {
@@ -105,6 +107,14 @@ impl EtcdServer {
     /// `http://127.0.0.1:<port>`, the form `GOSD_ETCD_ENDPOINTS` takes.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the member and starts a new one on the same ports with an
+    /// empty data dir: etcd lost everything, keys and leases.
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        *self = Self::try_start(self.port, self.peer_port)
+            .unwrap_or_else(|| panic!("etcd did not restart on port {}", self.port));
     }
 
     /// Stops the member at once.

@@ -2,6 +2,7 @@
 //! processes, and clients configured for fast tests.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod etcd_server;
 pub mod redis_server;
 
 use std::io::{BufRead, BufReader};
@@ -10,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+pub use etcd_server::EtcdServer;
 pub use redis_server::{RedisServer, free_port};
 
 /// How long a test waits for something that should take milliseconds
@@ -26,6 +28,26 @@ pub fn config(server: &RedisServer) -> gosd::Config {
     c.try_find_service_delay = Duration::ZERO;
     c.cron = None;
     c
+}
+
+/// [`config`] for an etcd member instead.
+pub fn etcd_config(server: &EtcdServer) -> gosd::Config {
+    let mut c = gosd::Config::default();
+    c.driver = gosd::DriverKind::Etcd;
+    c.etcd.endpoints = vec![server.endpoint()];
+    c.try_refresh_amount = 2;
+    c.try_find_service_amount = 1;
+    c.try_find_service_delay = Duration::ZERO;
+    c.cron = None;
+    c
+}
+
+/// The environment that points an example at an etcd member.
+pub fn etcd_env(server: &EtcdServer) -> Vec<(String, String)> {
+    vec![
+        ("GOSD_DRIVER".into(), "etcd".into()),
+        ("GOSD_ETCD_ENDPOINTS".into(), server.endpoint()),
+    ]
 }
 
 pub async fn client(server: &RedisServer) -> gosd::Client {
@@ -97,9 +119,16 @@ pub struct Proc {
 impl Proc {
     /// Runs an example against `server` with extra environment.
     pub fn spawn(name: &str, args: &[&str], server: &RedisServer, env: &[(&str, &str)]) -> Self {
+        let addr = server.addr();
+        let mut all = vec![("gosdRedisAddr", addr.as_str())];
+        all.extend_from_slice(env);
+        Self::spawn_with(name, args, &all)
+    }
+
+    /// Runs an example with exactly this gosd environment (plus logging).
+    pub fn spawn_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(example(name));
         cmd.args(args)
-            .env("gosdRedisAddr", server.addr())
             .env("RUST_LOG", "gosd=debug,info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -122,8 +151,16 @@ impl Proc {
     /// A provider on a free port; returns it with its instance name once
     /// it has registered.
     pub fn provider(server: &RedisServer, n: &str, env: &[(&str, &str)]) -> (Self, String, String) {
+        let addr = server.addr();
+        let mut all = vec![("gosdRedisAddr", addr.as_str())];
+        all.extend_from_slice(env);
+        Self::provider_with(n, &all)
+    }
+
+    /// [`Proc::provider`] with exactly this gosd environment.
+    pub fn provider_with(n: &str, env: &[(&str, &str)]) -> (Self, String, String) {
         let port = free_port();
-        let mut p = Self::spawn("provider", &[&format!(":{port}"), n], server, env);
+        let mut p = Self::spawn_with("provider", &[&format!(":{port}"), n], env);
         let line = p
             .next_line()
             .expect("provider printed nothing; see its stderr above");

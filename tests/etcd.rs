@@ -1,0 +1,176 @@
+//! gosd end to end on a real etcd: the examples unchanged with
+//! `GOSD_DRIVER=etcd`, crashes, signals and an etcd that loses its data.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use gosd::driver::Driver;
+use support::{EtcdServer, Proc, etcd_config, etcd_env, routes_become};
+
+fn env_of(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+async fn client(server: &EtcdServer) -> gosd::Client {
+    gosd::Client::builder()
+        .config(etcd_config(server))
+        .build()
+        .await
+        .expect("client")
+}
+
+/// The registry's fields, straight from etcd through a driver of our own.
+async fn registry(server: &EtcdServer) -> Vec<String> {
+    let d = gosd::EtcdDriver::new([server.endpoint()], "/gosd").expect("driver");
+    let mut fields: Vec<String> = d
+        .snapshot()
+        .await
+        .expect("snapshot")
+        .entries
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    fields.sort();
+    fields
+}
+
+#[test]
+fn two_providers_and_a_consumer_alternate_on_etcd() {
+    let server = EtcdServer::start();
+    let env = etcd_env(&server);
+    let env = env_of(&env);
+    let (_p1, _, _) = Proc::provider_with("1", &env);
+    let (_p2, _, _) = Proc::provider_with("2", &env);
+    let mut consumer = Proc::spawn_with("consumer", &["10"], &env);
+    assert_eq!(consumer.wait(), Some(0));
+    let lines = consumer.lines();
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    for pair in lines.windows(2) {
+        assert_ne!(pair[0], pair[1], "not alternating: {lines:?}");
+    }
+    for n in ["1", "2"] {
+        let from_n = lines
+            .iter()
+            .filter(|l| **l == format!("\"Provider: {n}\""))
+            .count();
+        assert_eq!(from_n, 5, "{lines:?}");
+    }
+}
+
+#[test]
+fn the_watch_example_follows_a_provider_on_etcd() {
+    let server = EtcdServer::start();
+    let env = etcd_env(&server);
+    let env = env_of(&env);
+    let mut watch = Proc::spawn_with("watch", &["provider"], &env);
+    let first = watch.next_line().expect("watch prints the current list");
+    assert!(first.ends_with(" 0"), "{first:?}");
+    let (mut p, _, url) = Proc::provider_with("1", &env);
+    let seen = watch.next_line().expect("watch prints the provider");
+    assert!(seen.ends_with(&format!(" 1 {url}")), "{seen:?}");
+    p.signal("TERM");
+    assert_eq!(p.wait(), Some(143));
+    let gone = watch.next_line().expect("watch prints the departure");
+    assert!(gone.ends_with(" 0"), "{gone:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_deregisters_from_etcd_before_exit() {
+    let server = EtcdServer::start();
+    let env = etcd_env(&server);
+    let (mut p, name, _) = Proc::provider_with("1", &env_of(&env));
+    assert_eq!(registry(&server).await, vec![name.clone()]);
+    p.signal("TERM");
+    assert_eq!(p.wait(), Some(143));
+    assert!(
+        registry(&server).await.is_empty(),
+        "deregistered before exit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_provider_leaves_a_watching_client_when_its_lease_ends() {
+    let server = EtcdServer::start();
+    let consumer = client(&server).await; // cron off: the pushed expiry must do it
+    let env = etcd_env(&server);
+    let mut env = env_of(&env);
+    env.push(("GOSD_TTL", "1s"));
+    let (mut p, name, url) = Proc::provider_with("1", &env);
+    routes_become(&consumer, "provider", "the provider is seen", |r| {
+        r.iter().any(|r| r.to_string() == url)
+    })
+    .await;
+
+    p.child.kill().unwrap(); // SIGKILL: nothing runs in the provider
+    let killed = Instant::now();
+    p.child.wait().unwrap();
+    routes_become(&consumer, "provider", "evicted by the lease", |r| {
+        r.is_empty()
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(!registry(&server).await.contains(&name), "gone from etcd");
+    eprintln!("kill -9 -> gone from a watching client in {took:?} (TTL 1s, etcd lease)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_registers_again_after_etcd_loses_its_data() {
+    let mut server = EtcdServer::start();
+    let env = etcd_env(&server);
+    let mut env = env_of(&env);
+    env.push(("GOSD_TTL", "2s"));
+    let (_p, name, _) = Proc::provider_with("1", &env);
+    assert_eq!(registry(&server).await, vec![name.clone()]);
+
+    server.restart_empty(); // keys and leases gone, same address
+    let restored = eventually_async("the provider is back in etcd", async || {
+        registry(&server).await == [name.clone()]
+    })
+    .await;
+    eprintln!("etcd restarted empty -> provider back after {restored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_keeps_its_table_while_etcd_is_down() {
+    let mut server = EtcdServer::start();
+    let consumer = client(&server).await;
+    let env = etcd_env(&server);
+    let (_p, _, url) = Proc::provider_with("1", &env_of(&env));
+    routes_become(&consumer, "provider", "the provider is seen", |r| {
+        r.iter().any(|r| r.to_string() == url)
+    })
+    .await;
+    server.stop();
+    assert!(
+        consumer.get().await.is_err(),
+        "a refresh with etcd down fails"
+    );
+    assert_eq!(
+        consumer
+            .iterate_service_route("provider")
+            .await
+            .unwrap()
+            .to_string(),
+        url,
+        "the last good table is kept"
+    );
+}
+
+/// Polls an async condition every 10 ms until it holds; panics after
+/// [`support::PATIENCE`]. For state in another process, which offers no
+/// event to await.
+async fn eventually_async(what: &str, mut done: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done().await {
+        assert!(
+            started.elapsed() < support::PATIENCE,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
