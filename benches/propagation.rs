@@ -9,86 +9,22 @@
 
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use gosd::{Client, Config, Driver, InstanceName, RedisDriver};
+use gosd::{Config, Driver, InstanceName, RedisDriver};
 use redis_server::{RedisServer, free_port};
-use tokio::sync::Barrier;
+use support::{propagation_round, report};
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() - 1) as f64 * p).round() as usize]
-}
-
-fn report(what: &str, samples: &mut [Duration]) -> (Duration, Duration) {
-    let (p50, p99) = (percentile(samples, 0.50), percentile(samples, 0.99));
-    println!(
-        "{what:<44} n={:<6} p50={p50:>10.1?} p99={p99:>10.1?}",
-        samples.len()
-    );
-    (p50, p99)
-}
-
-/// Register one instance, time until every client's table has it; then
-/// deregister it and wait until every table dropped it (untimed).
+/// Register one instance, time until every client's table has it.
 async fn gosd_round(server: &RedisServer, clients: usize, rounds: usize) -> Vec<Duration> {
     let mut config = Config::default();
     config.redis.addr = Some(server.addr());
-    config.cron = None;
-    let mut consumers = Vec::new();
-    for _ in 0..clients {
-        consumers.push(
-            Client::builder()
-                .config(config.clone())
-                .build()
-                .await
-                .unwrap(),
-        );
-    }
-    let writer = RedisDriver::new(server.url(), "gosd").unwrap();
-    let mut samples = Vec::with_capacity(clients * rounds);
-    for round in 0..rounds {
-        let name = InstanceName::new("bench", &round.to_string()).unwrap();
-        let url = format!("http://bench-{round}:80");
-        let start = Arc::new(Barrier::new(clients + 1));
-        let waiters: Vec<_> = consumers
-            .iter()
-            .map(|c| {
-                let (c, url, start) = (c.clone(), url.clone(), start.clone());
-                tokio::spawn(async move {
-                    let mut changes = c.changes();
-                    start.wait().await;
-                    loop {
-                        changes.borrow_and_update();
-                        if c.routes("bench").iter().any(|r| **r == *url) {
-                            return Instant::now();
-                        }
-                        changes.changed().await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        start.wait().await;
-        let t0 = Instant::now();
-        writer
-            .register(&name, &url, Duration::from_secs(60))
-            .await
-            .unwrap();
-        for w in waiters {
-            samples.push(w.await.unwrap() - t0);
-        }
-        writer.deregister(&name, &url).await.unwrap();
-        for c in &consumers {
-            let mut changes = c.changes();
-            while !c.routes("bench").is_empty() {
-                changes.changed().await.unwrap();
-            }
-        }
-    }
-    samples
+    let writer = Arc::new(RedisDriver::new(server.url(), "gosd").unwrap());
+    propagation_round(&config, writer, clients, rounds).await
 }
 
 /// The floor: PUBLISH one message, time until each of N subscribers has it.

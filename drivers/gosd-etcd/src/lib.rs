@@ -6,6 +6,7 @@
 //! | `<prefix>/<service>/<id>` | the instance's own | the instance's URL |
 //! | `<prefix>:gone/<service>/<id>` | the deregistered instance's | a tombstone: the URL |
 //! | `<prefix>:generation` | none | empty; its create revision is the generation |
+//! | `<prefix>:changed` | none | empty; rewritten by every change this driver makes |
 //!
 //! The prefix is `/gosd` by default. An instance `order-api-20261121.1`
 //! lives at `/gosd/order-api/20261121.1`; the field gosd sees is the key
@@ -27,9 +28,15 @@
 //!   tombstone and answers [`Renewal::Gone`] until the lease would have run
 //!   out, at which point etcd removes the tombstone too.
 //! - **Revision.** The version's revision is etcd's own store revision. A
-//!   fetch is unchanged when no key under the prefix was modified after the
-//!   revision the caller knows and the count is the same: one transaction of
-//!   two small reads, which does not ship the table. Because the store
+//!   fetch is unchanged when etcd's revision has not moved at all (one
+//!   point read), or, when it moved for other keys, when `<prefix>:changed`
+//!   was not rewritten after the revision the caller knows and the entry
+//!   count is the same (a second request: a point read and a count). The
+//!   table is never shipped or sorted for this (asking etcd for the newest
+//!   mod revision under the prefix would sort the whole range: 3.6 ms at 8k
+//!   entries). The count catches what the driver does not write itself,
+//!   leases that etcd expired; an entry rewritten by hand with `etcdctl`
+//!   that keeps the count shows at the next change. Because the store
 //!   revision also moves for keys outside the registry, each pushed event
 //!   names the revision it follows (`since`): the previous change under the
 //!   prefix, which etcd's ordered, gap-free watch stream vouches for.
@@ -57,8 +64,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions,
-    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
+    TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
 use gosd_driver::{
     Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Renewal, Snapshot, Version,
@@ -105,6 +112,8 @@ struct Keys {
     gone: String,
     /// `<prefix>:generation`.
     generation: String,
+    /// `<prefix>:changed`.
+    changed: String,
     /// `<prefix>`: the watch covers all three.
     prefix: String,
 }
@@ -195,6 +204,7 @@ impl EtcdDriver {
                 entries: format!("{prefix}/"),
                 gone: format!("{prefix}:gone/"),
                 generation: format!("{prefix}:generation"),
+                changed: format!("{prefix}:changed"),
                 prefix: prefix.to_owned(),
             }),
             client: Default::default(),
@@ -326,29 +336,26 @@ impl EtcdDriver {
         }
     }
 
-    /// The generation and the registry's shape at one revision: the
-    /// entries (whole, or only the most recently modified key's revision
-    /// when `whole` is false) and how many there are.
+    /// The generation, the last driver change, and the entries (whole, or
+    /// only counted when `whole` is false), all at one revision.
     async fn read(&self, c: &mut Client, whole: bool) -> Result<Read, DriverError> {
         for _ in 0..RACE_RETRIES {
-            let entries = if whole {
-                GetOptions::new().with_prefix()
-            } else {
-                GetOptions::new()
-                    .with_prefix()
-                    .with_sort(SortTarget::Mod, SortOrder::Descend)
-                    .with_limit(1)
-                    .with_keys_only()
+            let entries = match whole {
+                true => GetOptions::new().with_prefix(),
+                false => GetOptions::new().with_prefix().with_count_only(),
             };
             let txn = Txn::new().and_then([
                 TxnOp::get(self.keys.generation.clone(), None),
+                TxnOp::get(self.keys.changed.clone(), None),
                 TxnOp::get(self.keys.entries.clone(), Some(entries)),
             ]);
             let r = self.txn(c, txn).await?;
             let revision = revision_of(&r);
             let mut gets = gets(&r).into_iter();
-            let (Some(generation), Some(entries)) = (gets.next(), gets.next()) else {
-                return Err(self.protocol("a read transaction answered without its two reads"));
+            let (Some(generation), Some(changed), Some(entries)) =
+                (gets.next(), gets.next(), gets.next())
+            else {
+                return Err(self.protocol("a read transaction answered without its reads"));
             };
             let Some(generation) = generation.kvs().first().map(|kv| kv.create_revision()) else {
                 self.create_generation(c).await?;
@@ -362,7 +369,10 @@ impl EtcdDriver {
                     revision,
                     entries: count,
                 },
-                last_modified: kvs.first().map_or(0, |kv| kv.mod_revision().max(0) as u64),
+                last_changed: changed
+                    .kvs()
+                    .first()
+                    .map_or(0, |kv| kv.mod_revision().max(0) as u64),
                 entries: if whole {
                     kvs.iter().filter_map(|kv| self.entry_of(kv)).collect()
                 } else {
@@ -380,6 +390,11 @@ impl EtcdDriver {
             .and_then([TxnOp::put(key, "", None)]);
         self.txn(c, txn).await?;
         Ok(())
+    }
+
+    /// Marks a change, in the transaction that makes it.
+    fn touch(&self) -> TxnOp {
+        TxnOp::put(self.keys.changed.clone(), "", None)
     }
 
     fn entry_of(&self, kv: &KeyValue) -> Option<Entry> {
@@ -428,11 +443,10 @@ impl EtcdDriver {
                 Compare::create_revision(self.gone_key(name.as_str()), CompareOp::Equal, 0),
             ],
         };
-        let txn = Txn::new().when(compares).and_then([TxnOp::put(
-            key,
-            url,
-            Some(PutOptions::new().with_lease(lease)),
-        )]);
+        let txn = Txn::new().when(compares).and_then([
+            TxnOp::put(key, url, Some(PutOptions::new().with_lease(lease))),
+            self.touch(),
+        ]);
         Ok(self.txn(c, txn).await?.succeeded())
     }
 
@@ -456,8 +470,8 @@ const LEASE_NOT_FOUND: &str = "lease not found";
 
 struct Read {
     version: Version,
-    /// The highest mod revision among the entries (0 when there are none).
-    last_modified: u64,
+    /// When this driver last changed the registry (0: never).
+    last_changed: u64,
     entries: Vec<Entry>,
 }
 
@@ -504,11 +518,10 @@ impl Driver for EtcdDriver {
         let key = self.key_of(name.as_str());
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                url,
-                Some(PutOptions::new().with_lease(lease.id)),
-            )]);
+            .and_then([
+                TxnOp::put(key, url, Some(PutOptions::new().with_lease(lease.id))),
+                self.touch(),
+            ]);
         match self.txn(&mut c, txn).await {
             Ok(r) if r.succeeded() => {
                 self.remember(name.as_str(), Some(lease));
@@ -609,7 +622,7 @@ impl Driver for EtcdDriver {
             let Some(kv) = entry.filter(|kv| kv.value() == url.as_bytes()) else {
                 return Ok(false);
             };
-            let mut ops = vec![TxnOp::delete(key.clone(), None)];
+            let mut ops = vec![TxnOp::delete(key.clone(), None), self.touch()];
             if kv.lease() != 0 {
                 // The tombstone dies with the lease the entry would have had.
                 ops.push(TxnOp::put(
@@ -638,10 +651,21 @@ impl Driver for EtcdDriver {
     async fn fetch(&self, known: Option<Version>) -> Result<Fetched, DriverError> {
         let mut c = self.client().await?;
         if let Some(known) = known {
+            // Nothing at all written to etcd since: one request of two
+            // point reads. Counting the entries costs as much again at 4k
+            // (etcd walks its index), so it waits until something moved.
+            let txn = Txn::new().and_then([TxnOp::get(self.keys.generation.clone(), None)]);
+            let r = self.txn(&mut c, txn).await?;
+            let generation = gets(&r)
+                .first()
+                .and_then(|g| g.kvs().first().map(|kv| kv.create_revision().max(0) as u64));
+            if generation == Some(known.generation) && revision_of(&r) == known.revision {
+                return Ok(Fetched::Unchanged { next_expiry: None });
+            }
             let now = self.read(&mut c, false).await?;
             let unchanged = now.version.generation == known.generation
                 && now.version.entries == known.entries
-                && now.last_modified <= known.revision
+                && now.last_changed <= known.revision
                 && now.version.revision >= known.revision;
             if unchanged {
                 return Ok(Fetched::Unchanged { next_expiry: None });
@@ -810,6 +834,7 @@ impl Driver for EtcdDriver {
                     stale
                         .iter()
                         .map(|kv| TxnOp::delete(kv.key(), None))
+                        .chain([self.touch()])
                         .collect::<Vec<_>>(),
                 );
             if self.txn(&mut c, txn).await?.succeeded() {
