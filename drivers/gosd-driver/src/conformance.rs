@@ -50,6 +50,7 @@ pub async fn run<H: Harness>(h: &H) {
     expired_lease_is_reaped(h).await;
     renew_restores_after_data_loss(h).await;
     renew_after_deregister_stays_gone(h).await;
+    a_name_registered_again_renews(h).await;
     revision_tracks_changes_only(h).await;
     fetch_answers_unchanged_without_the_table(h).await;
     generation_changes_when_the_backend_loses_its_data(h).await;
@@ -285,6 +286,31 @@ pub async fn renew_after_deregister_stays_gone<H: Harness>(h: &H) {
         snap(&d).await.entries.is_empty(),
         "a deregistered instance stays gone"
     );
+}
+
+/// A name deregistered and then registered again is alive: its renewals
+/// succeed, whatever trace of the first life the driver keeps.
+pub async fn a_name_registered_again_renews<H: Harness>(h: &H) {
+    h.wipe().await;
+    let d = h.driver();
+    let n = name("svc-1");
+    d.register(&n, "http://a", TTL).await.unwrap();
+    assert!(d.deregister(&n, "http://a").await.unwrap());
+    assert!(
+        d.register(&n, "http://a", TTL).await.unwrap(),
+        "registered again"
+    );
+    assert_eq!(
+        h.driver().renew(&n, "http://a", TTL).await.unwrap(),
+        Renewal::Renewed,
+        "renewed from another handle"
+    );
+    assert_eq!(
+        d.renew(&n, "http://a", TTL).await.unwrap(),
+        Renewal::Renewed,
+        "renewed by its own handle"
+    );
+    assert_eq!(url_of(&snap(&d).await, "svc-1"), Some("http://a"));
 }
 
 /// The revision moves on every change a driver makes, and only then.

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `<prefix>/<service>/<id>` | the instance's own | the instance's URL |
 //! | `<prefix>:gone/<service>/<id>` | the deregistered instance's | a tombstone: the URL |
-//! | `<prefix>:generation` | none | empty; its create revision is the generation |
+//! | `<prefix>:generation` | none | the generation: a number made when this registry's state began |
 //! | `<prefix>:changed` | none | empty; rewritten by every change this driver makes |
 //!
 //! The prefix is `/gosd` by default. An instance `order-api-20261121.1`
@@ -40,11 +40,16 @@
 //!   revision also moves for keys outside the registry, each pushed event
 //!   names the revision it follows (`since`): the previous change under the
 //!   prefix, which etcd's ordered, gap-free watch stream vouches for.
-//! - **Generation.** The create revision of `<prefix>:generation`, made on
-//!   first use. If the registry's keys are deleted wholesale, a new one is
-//!   made with a new create revision; if etcd is restored from an older
-//!   backup, the revision goes back, which gosd clients also treat as lost
-//!   state.
+//! - **Generation.** `<prefix>:generation` holds a number made from the
+//!   clock and the process when the key is first created (compare-and-set,
+//!   so one writer wins). An etcd that restarts empty has no such key, and
+//!   the next read makes a new one, so clients tell "the registry forgot
+//!   everyone" from "everyone left". A *restore from an older backup* brings
+//!   the old key back, so each driver also remembers the highest revision
+//!   it has seen: when etcd answers with a lower one under the same
+//!   generation, the driver writes a new generation. That catches a restore
+//!   as long as some gosd process talks to etcd before the revision climbs
+//!   back past where it was.
 //!
 //! # Connections
 //! - One gRPC channel, opened on first use, so constructing a driver never
@@ -67,6 +72,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
     TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
+use futures_util::StreamExt;
 use gosd_driver::{
     Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Renewal, Snapshot, Version,
 };
@@ -76,6 +82,14 @@ use tokio::sync::OnceCell;
 pub use etcd_client;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The largest reply a read may bring (tonic's default is 4 MiB, about
+/// 50k entries): a whole registry must always fit.
+const MAX_REPLY: usize = 1 << 30;
+
+/// Stale entries removed per transaction: etcd refuses transactions of
+/// more than 128 operations by default (`--max-txn-ops`).
+const REMOVE_PER_TXN: usize = 100;
 
 /// How often an idle connection is pinged (HTTP/2), so a watch on a dead
 /// server ends instead of waiting forever.
@@ -95,6 +109,9 @@ pub struct EtcdDriver {
     /// The lease we hold for each name we registered, and its TTL in
     /// seconds: a renewal keeps this lease alive.
     leases: Arc<Mutex<HashMap<String, Lease>>>,
+    /// The generation and the highest revision this driver has read, to
+    /// notice etcd going back in time.
+    seen: Arc<Mutex<(u64, u64)>>,
     backend: String,
 }
 
@@ -209,6 +226,7 @@ impl EtcdDriver {
             }),
             client: Default::default(),
             leases: Default::default(),
+            seen: Default::default(),
             backend: format!("etcd at {} under {prefix}", shown.join(",")),
         })
     }
@@ -303,7 +321,23 @@ impl EtcdDriver {
     }
 
     async fn txn(&self, c: &mut Client, txn: Txn) -> Result<TxnResponse, DriverError> {
-        c.txn(txn).await.map_err(|e| self.error(e))
+        c.kv_client()
+            .max_decoding_message_size(MAX_REPLY)
+            .txn(txn)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every key under the entries prefix, with values and leases.
+    async fn all_entries(&self, c: &mut Client) -> Result<Vec<KeyValue>, DriverError> {
+        let all = GetOptions::new().with_prefix();
+        let txn = Txn::new().and_then([TxnOp::get(self.keys.entries.clone(), Some(all))]);
+        let r = self.txn(c, txn).await?;
+        Ok(gets(&r)
+            .into_iter()
+            .next()
+            .map(|mut g| g.take_kvs())
+            .unwrap_or_default())
     }
 
     fn remembered(&self, field: &str) -> Option<Lease> {
@@ -349,6 +383,7 @@ impl EtcdDriver {
                 TxnOp::get(self.keys.changed.clone(), None),
                 TxnOp::get(self.keys.entries.clone(), Some(entries)),
             ]);
+            let floor = self.floor();
             let r = self.txn(c, txn).await?;
             let revision = revision_of(&r);
             let mut gets = gets(&r).into_iter();
@@ -357,15 +392,21 @@ impl EtcdDriver {
             else {
                 return Err(self.protocol("a read transaction answered without its reads"));
             };
-            let Some(generation) = generation.kvs().first().map(|kv| kv.create_revision()) else {
+            let Some(generation_kv) = generation.kvs().first() else {
                 self.create_generation(c).await?;
                 continue;
             };
+            let generation = generation_of(generation_kv);
+            if self.went_back(floor, generation, revision) {
+                self.renew_generation(c, generation_kv.mod_revision())
+                    .await?;
+                continue;
+            }
             let count = u64::try_from(entries.count()).unwrap_or(0);
             let kvs = entries.kvs();
             return Ok(Read {
                 version: Version {
-                    generation: generation as u64,
+                    generation,
                     revision,
                     entries: count,
                 },
@@ -387,9 +428,51 @@ impl EtcdDriver {
         let key = self.keys.generation.clone();
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, "", None)]);
+            .and_then([TxnOp::put(key, new_generation().to_string(), None)]);
         self.txn(c, txn).await?;
         Ok(())
+    }
+
+    /// Replaces the generation we saw (at `mod_revision`) with a new one;
+    /// if another driver got there first, theirs stands.
+    async fn renew_generation(&self, c: &mut Client, mod_revision: i64) -> Result<(), DriverError> {
+        let key = self.keys.generation.clone();
+        tracing::warn!(
+            backend = %self.backend,
+            "etcd's revision went back (restored from an older backup?); starting a new generation"
+        );
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                mod_revision,
+            )])
+            .and_then([TxnOp::put(key, new_generation().to_string(), None)]);
+        self.txn(c, txn).await?;
+        Ok(())
+    }
+
+    /// The generation and revision this driver had seen when it sent a
+    /// request: a linearizable read sent after that must answer at least
+    /// as late, whatever else runs concurrently.
+    fn floor(&self) -> (u64, u64) {
+        self.seen.lock().map_or((0, 0), |seen| *seen)
+    }
+
+    /// Records a read at `revision` under `generation`, sent when the
+    /// driver stood at `floor`; true when etcd answered from before it.
+    fn went_back(&self, floor: (u64, u64), generation: u64, revision: u64) -> bool {
+        if floor.0 == generation && revision < floor.1 {
+            return true;
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.0 == generation {
+                seen.1 = seen.1.max(revision);
+            } else {
+                *seen = (generation, revision);
+            }
+        }
+        false
     }
 
     /// Marks a change, in the transaction that makes it.
@@ -463,6 +546,119 @@ impl EtcdDriver {
             .map_err(|e| self.error(e))?;
         Ok((r.ttl() >= 0).then(|| (Duration::from_secs(r.ttl() as u64), r.granted_ttl())))
     }
+
+    /// `renew` when the entry is not simply ours on our lease: look at what
+    /// is there and repair it, retrying when another writer wins a race.
+    async fn renew_slow(
+        &self,
+        c: &mut Client,
+        name: &InstanceName,
+        url: &str,
+        ttl: i64,
+        alive: Option<Lease>,
+    ) -> Result<Renewal, DriverError> {
+        let key = self.key_of(name.as_str());
+        let mut granted: Option<Lease> = None;
+        for _ in 0..RACE_RETRIES {
+            let (entry, gone) = self.state_of(c, name).await?;
+            // The entry decides first: an instance registered again under
+            // a name it once deregistered is alive, tombstone or not.
+            let outcome = match entry {
+                Some(kv) if kv.value() != url.as_bytes() => Some(Renewal::Conflict),
+                Some(kv) => {
+                    // Ours, but on a lease we do not hold (another handle
+                    // registered it) or of another TTL: adopt or move it.
+                    if kv.lease() != 0
+                        && let Some((_, granted_ttl)) = self.time_to_live(c, kv.lease()).await?
+                        && granted_ttl == ttl
+                        && self.keep_alive(c, kv.lease()).await?
+                    {
+                        // Still there on that lease after the keep-alive?
+                        let txn = Txn::new().when([
+                            Compare::value(key.clone(), CompareOp::Equal, url),
+                            Compare::lease(key.clone(), CompareOp::Equal, kv.lease()),
+                        ]);
+                        if self.txn(c, txn).await?.succeeded() {
+                            let lease = Lease {
+                                id: kv.lease(),
+                                ttl,
+                            };
+                            self.remember(name.as_str(), Some(lease));
+                            if let Some(l) = granted {
+                                let _ = c.lease_revoke(l.id).await;
+                            }
+                            return Ok(Renewal::Renewed);
+                        }
+                        continue;
+                    }
+                    let lease = match alive.filter(|l| l.ttl == ttl).or(granted) {
+                        Some(l) => l,
+                        None => *granted.insert(self.grant(c, ttl).await?),
+                    };
+                    if self.put_if(c, name, url, lease.id, Some(&kv)).await? {
+                        if kv.lease() != 0 && kv.lease() != lease.id {
+                            let _ = c.lease_revoke(kv.lease()).await;
+                        }
+                        self.remember(name.as_str(), Some(lease));
+                        return Ok(Renewal::Renewed);
+                    }
+                    None
+                }
+                None if gone => Some(Renewal::Gone),
+                None => {
+                    let lease = match alive.filter(|l| l.ttl == ttl).or(granted) {
+                        Some(l) => l,
+                        None => *granted.insert(self.grant(c, ttl).await?),
+                    };
+                    if self.put_if(c, name, url, lease.id, None).await? {
+                        self.remember(name.as_str(), Some(lease));
+                        return Ok(Renewal::Restored);
+                    }
+                    None
+                }
+            };
+            if let Some(outcome) = outcome {
+                if let Some(l) = granted {
+                    let _ = c.lease_revoke(l.id).await;
+                }
+                return Ok(outcome);
+            }
+        }
+        if let Some(l) = granted {
+            let _ = c.lease_revoke(l.id).await;
+        }
+        Err(self.protocol(format!("renewing {name}: the entry kept changing under us")))
+    }
+}
+
+/// The generation a key holds. Garbage (written by hand) still gives a
+/// stable number, so a client sees it as one generation, not an error.
+fn generation_of(kv: &KeyValue) -> u64 {
+    match std::str::from_utf8(kv.value())
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(g) => g,
+        None => kv.value().iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        }),
+    }
+}
+
+/// A number no other registry start is likely to have made: the clock in
+/// nanoseconds, mixed with the process id and a per-process counter.
+fn new_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mix = u64::from(std::process::id()) << 32 ^ COUNTER.fetch_add(1, Ordering::Relaxed);
+    // splitmix64's finaliser, so nearby clocks give unrelated numbers.
+    let mut z = nanos ^ mix.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).max(1)
 }
 
 /// What etcd-client says when a keep-alive finds no lease.
@@ -483,9 +679,16 @@ fn key_under(dir: &str, field: &str) -> String {
 }
 
 /// etcd leases count whole seconds: round up, at least one.
+/// etcd's longest lease (its `MaxLeaseTTL`).
+const MAX_LEASE_SECONDS: i64 = 9_000_000_000;
+
 fn lease_seconds(ttl: Duration) -> i64 {
-    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-    i64::try_from(secs.max(1)).unwrap_or(i64::MAX)
+    let secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX)
+        .clamp(1, MAX_LEASE_SECONDS)
 }
 
 fn revision_of(r: &TxnResponse) -> u64 {
@@ -521,6 +724,8 @@ impl Driver for EtcdDriver {
             .and_then([
                 TxnOp::put(key, url, Some(PutOptions::new().with_lease(lease.id))),
                 self.touch(),
+                // A tombstone from an earlier life of this name is moot now.
+                TxnOp::delete(self.gone_key(name.as_str()), None),
             ]);
         match self.txn(&mut c, txn).await {
             Ok(r) if r.succeeded() => {
@@ -562,55 +767,18 @@ impl Driver for EtcdDriver {
                 return Ok(Renewal::Renewed);
             }
         }
-        for _ in 0..RACE_RETRIES {
-            let (entry, gone) = self.state_of(&mut c, name).await?;
-            if gone {
-                return Ok(Renewal::Gone);
-            }
-            match entry {
-                Some(kv) if kv.value() != url.as_bytes() => return Ok(Renewal::Conflict),
-                Some(kv) => {
-                    // Ours, but on a lease we do not hold (another handle
-                    // registered it) or of another TTL: adopt or move it.
-                    if kv.lease() != 0
-                        && let Some((_, granted)) = self.time_to_live(&mut c, kv.lease()).await?
-                        && granted == ttl
-                        && self.keep_alive(&mut c, kv.lease()).await?
-                    {
-                        self.remember(
-                            name.as_str(),
-                            Some(Lease {
-                                id: kv.lease(),
-                                ttl,
-                            }),
-                        );
-                        return Ok(Renewal::Renewed);
-                    }
-                    let lease = match alive.filter(|l| l.ttl == ttl) {
-                        Some(l) => l,
-                        None => self.grant(&mut c, ttl).await?,
-                    };
-                    if self.put_if(&mut c, name, url, lease.id, Some(&kv)).await? {
-                        if kv.lease() != 0 && kv.lease() != lease.id {
-                            let _ = c.lease_revoke(kv.lease()).await;
-                        }
-                        self.remember(name.as_str(), Some(lease));
-                        return Ok(Renewal::Renewed);
-                    }
-                }
-                None => {
-                    let lease = match alive.filter(|l| l.ttl == ttl) {
-                        Some(l) => l,
-                        None => self.grant(&mut c, ttl).await?,
-                    };
-                    if self.put_if(&mut c, name, url, lease.id, None).await? {
-                        self.remember(name.as_str(), Some(lease));
-                        return Ok(Renewal::Restored);
-                    }
-                }
-            }
+        // A lease we hold but did not end up using must not outlive this call.
+        let spare = alive.filter(|l| l.ttl != ttl);
+        let outcome = self.renew_slow(&mut c, name, url, ttl, alive).await;
+        if let Some(old) = spare
+            && !matches!(outcome, Ok(Renewal::Renewed | Renewal::Restored))
+        {
+            let _ = c.lease_revoke(old.id).await;
         }
-        Err(self.protocol(format!("renewing {name}: the entry kept changing under us")))
+        if matches!(outcome, Ok(Renewal::Gone | Renewal::Conflict)) {
+            self.remember(name.as_str(), None);
+        }
+        outcome
     }
 
     async fn deregister(&self, name: &InstanceName, url: &str) -> Result<bool, DriverError> {
@@ -655,11 +823,15 @@ impl Driver for EtcdDriver {
             // point reads. Counting the entries costs as much again at 4k
             // (etcd walks its index), so it waits until something moved.
             let txn = Txn::new().and_then([TxnOp::get(self.keys.generation.clone(), None)]);
+            let floor = self.floor();
             let r = self.txn(&mut c, txn).await?;
             let generation = gets(&r)
                 .first()
-                .and_then(|g| g.kvs().first().map(|kv| kv.create_revision().max(0) as u64));
-            if generation == Some(known.generation) && revision_of(&r) == known.revision {
+                .and_then(|g| g.kvs().first().map(generation_of));
+            if generation == Some(known.generation)
+                && revision_of(&r) == known.revision
+                && !self.went_back(floor, known.generation, known.revision)
+            {
                 return Ok(Fetched::Unchanged { next_expiry: None });
             }
             let now = self.read(&mut c, false).await?;
@@ -682,11 +854,13 @@ impl Driver for EtcdDriver {
     async fn watch(&self, sink: EventSink) -> Result<(), DriverError> {
         let mut c = self.client().await?;
         let start = self.read(&mut c, false).await?.version;
+        // `<prefix>/` up to `<prefix>;`: the entries and the `<prefix>:…`
+        // keys, not `<prefix>foo/…` of someone else.
         let options = WatchOptions::new()
-            .with_prefix()
+            .with_range(format!("{};", self.keys.prefix))
             .with_start_revision(start.revision as i64 + 1);
         let mut stream = c
-            .watch(self.keys.prefix.clone(), Some(options))
+            .watch(self.keys.entries.clone(), Some(options))
             .await
             .map_err(|e| self.error(e))?;
         let mut since = start.revision;
@@ -769,15 +943,9 @@ impl Driver for EtcdDriver {
 
     async fn leases(&self) -> Result<Vec<(String, Duration)>, DriverError> {
         let mut c = self.client().await?;
-        let r = c
-            .get(
-                self.keys.entries.clone(),
-                Some(GetOptions::new().with_prefix()),
-            )
-            .await
-            .map_err(|e| self.error(e))?;
-        let leased: Vec<(String, i64)> = r
-            .kvs()
+        let leased: Vec<(String, i64)> = self
+            .all_entries(&mut c)
+            .await?
             .iter()
             .filter(|kv| kv.lease() != 0)
             .filter_map(|kv| Some((self.field_of(kv.key())?, kv.lease())))
@@ -785,12 +953,17 @@ impl Driver for EtcdDriver {
         let mut distinct: Vec<i64> = leased.iter().map(|(_, l)| *l).collect();
         distinct.sort_unstable();
         distinct.dedup();
-        let lookups = distinct.iter().map(|&lease| {
-            let mut c = c.clone();
-            async move { (lease, self.time_to_live(&mut c, lease).await) }
-        });
+        // One request per lease (etcd has no bulk form); 32 in flight.
+        let lookups: Vec<_> = distinct
+            .into_iter()
+            .map(|lease| {
+                let mut c = c.clone();
+                async move { (lease, self.time_to_live(&mut c, lease).await) }
+            })
+            .collect();
+        let mut answers = futures_util::stream::iter(lookups).buffer_unordered(32);
         let mut left = HashMap::new();
-        for (lease, ttl) in futures_util::future::join_all(lookups).await {
+        while let Some((lease, ttl)) = answers.next().await {
             if let Some((ttl, _)) = ttl? {
                 left.insert(lease, ttl);
             }
@@ -803,27 +976,21 @@ impl Driver for EtcdDriver {
 
     async fn remove_stale(&self, url: &str) -> Result<usize, DriverError> {
         let mut c = self.client().await?;
-        for _ in 0..RACE_RETRIES {
-            let r = c
-                .get(
-                    self.keys.entries.clone(),
-                    Some(GetOptions::new().with_prefix()),
-                )
-                .await
-                .map_err(|e| self.error(e))?;
-            // Expired leases took their keys with them, so only entries
-            // without a lease can be stale.
-            let stale: Vec<&KeyValue> = r
-                .kvs()
-                .iter()
-                .filter(|kv| kv.lease() == 0 && kv.value() == url.as_bytes())
-                .collect();
-            if stale.is_empty() {
-                return Ok(0);
-            }
+        // Expired leases took their keys with them, so only entries
+        // without a lease can be stale.
+        let stale: Vec<KeyValue> = self
+            .all_entries(&mut c)
+            .await?
+            .into_iter()
+            .filter(|kv| kv.lease() == 0 && kv.value() == url.as_bytes())
+            .collect();
+        let mut removed = 0;
+        for chunk in stale.chunks(REMOVE_PER_TXN) {
+            // All of them only if none was rewritten since we looked; a
+            // chunk that lost that race is left for the next call.
             let txn = Txn::new()
                 .when(
-                    stale
+                    chunk
                         .iter()
                         .map(|kv| {
                             Compare::mod_revision(kv.key(), CompareOp::Equal, kv.mod_revision())
@@ -831,17 +998,17 @@ impl Driver for EtcdDriver {
                         .collect::<Vec<_>>(),
                 )
                 .and_then(
-                    stale
+                    chunk
                         .iter()
                         .map(|kv| TxnOp::delete(kv.key(), None))
                         .chain([self.touch()])
                         .collect::<Vec<_>>(),
                 );
             if self.txn(&mut c, txn).await?.succeeded() {
-                return Ok(stale.len());
+                removed += chunk.len();
             }
         }
-        Err(self.protocol("removing stale entries: they kept changing under us"))
+        Ok(removed)
     }
 }
 
@@ -867,11 +1034,25 @@ mod tests {
     }
 
     #[test]
+    fn a_read_from_before_what_we_saw_means_etcd_went_back() {
+        let d = EtcdDriver::new(["127.0.0.1:2379"], "/gosd").unwrap();
+        assert!(!d.went_back(d.floor(), 7, 10), "first read");
+        let floor = d.floor();
+        assert!(!d.went_back(floor, 7, 12), "forward");
+        // Two reads in flight from the same floor may come back in any order.
+        assert!(!d.went_back(floor, 7, 11), "concurrent, older but after the floor");
+        assert!(d.went_back(d.floor(), 7, 5), "restored from an older backup");
+        assert!(!d.went_back(d.floor(), 8, 6), "a new generation starts over");
+        assert!(!d.went_back(d.floor(), 8, 6));
+    }
+
+    #[test]
     fn leases_round_up_to_whole_seconds() {
         assert_eq!(lease_seconds(Duration::from_millis(100)), 1);
         assert_eq!(lease_seconds(Duration::from_secs(10)), 10);
         assert_eq!(lease_seconds(Duration::from_millis(10_001)), 11);
         assert_eq!(lease_seconds(Duration::ZERO), 1);
+        assert_eq!(lease_seconds(Duration::MAX), MAX_LEASE_SECONDS);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod etcd_server;
 use etcd_client::{Client, DeleteOptions, PutOptions};
 use etcd_server::EtcdServer;
 use gosd_driver::conformance::{self, Harness};
+use gosd_driver::{Driver, Fetched, InstanceName};
 use gosd_etcd::EtcdDriver;
 
 struct Etcd {
@@ -63,4 +64,29 @@ async fn etcd_driver_passes_the_conformance_suite() {
         server: EtcdServer::start(),
     };
     conformance::run(&harness).await;
+}
+
+/// An etcd that restarts with an empty data dir counts revisions from 1
+/// again, so a generation taken from etcd's own numbering would repeat and
+/// a stale `known` version would pass for current. The generation is a
+/// fresh number instead.
+#[tokio::test]
+async fn a_restart_with_no_data_is_a_new_generation() {
+    let mut server = EtcdServer::start();
+    let d = EtcdDriver::new([server.endpoint()], "/gosd").expect("driver");
+    let ttl = std::time::Duration::from_secs(30);
+    let a = InstanceName::parse("svc-1").unwrap();
+    d.register(&a, "http://a", ttl).await.unwrap();
+    let known = d.snapshot().await.unwrap().version;
+
+    server.restart_empty();
+    let d = EtcdDriver::new([server.endpoint()], "/gosd").expect("driver");
+    let b = InstanceName::parse("svc-2").unwrap();
+    d.register(&b, "http://b", ttl).await.unwrap();
+    let now = d.snapshot().await.unwrap().version;
+    assert_ne!(now.generation, known.generation, "{known:?} -> {now:?}");
+    assert!(
+        matches!(d.fetch(Some(known)).await.unwrap(), Fetched::Changed(_)),
+        "a fetch with the old version must see the new registry"
+    );
 }
