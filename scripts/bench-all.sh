@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bench
 mkdir -p "$out"
-for bench in pick refresh propagation memory registry_load; do
+for bench in pick refresh propagation drivers memory registry_load; do
   echo "== cargo bench --bench $bench"
   cargo bench --bench "$bench" 2>&1 | tee "$out/$bench.txt"
 done
