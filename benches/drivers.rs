@@ -11,8 +11,11 @@
 //! etcd pays for durability here and Redis does not; that is how each is
 //! usually deployed for discovery, and BENCHMARKS.md says so.
 
+// Each server module loads its own copy of `spawned.rs`.
+#[allow(clippy::duplicate_mod)]
 #[path = "../tests/support/etcd_server.rs"]
 mod etcd_server;
+#[allow(clippy::duplicate_mod)]
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 mod support;

@@ -7,24 +7,19 @@
 //! and short leases are allowed.
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+#[path = "spawned.rs"]
+mod spawned;
+
+use std::process::{Child, Command};
 use std::time::Duration;
+
+use spawned::{Log, free_port, spawn_until_ready};
 
 pub struct EtcdServer {
     child: Child,
     port: u16,
     peer_port: u16,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 impl EtcdServer {
@@ -42,8 +37,8 @@ impl EtcdServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let spawned = Command::new("etcd")
-            .args(["--name", "gosd-test"])
+        let mut cmd = Command::new("etcd");
+        cmd.args(["--name", "gosd-test"])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &client_url])
@@ -59,45 +54,23 @@ impl EtcdServer {
                 "stderr",
                 "--log-level",
                 "info",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "etcd is not installed, and the etcd tests need a real one.\n\
-                 Install it with `apt-get install -y etcd-server` (Debian/Ubuntu) or \
-                 `brew install etcd` (macOS), or run `bash .ci/run`, which installs it."
-            ),
-            Err(e) => panic!("could not run etcd: {e}"),
-        };
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (ready_tx, ready_rx) = mpsc::channel();
-        // Keeps draining the log so etcd never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // etcd 3.4 with zap logs the first; 3.5+ the second.
-                if line.contains("serving client traffic")
-                    || line.contains("ready to serve client requests")
-                {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-        match ready_rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(()) => Some(Self {
-                child,
-                port: client,
-                peer_port: peer,
-                _dir: dir,
-            }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                None
-            }
-        }
+            ]);
+        let child = spawn_until_ready(
+            cmd,
+            Log::Stderr,
+            // etcd 3.4 with zap logs the first; 3.5+ the second.
+            &["serving client traffic", "ready to serve client requests"],
+            Duration::from_secs(20),
+            "etcd is not installed, and the etcd tests need a real one.\n\
+             Install it with `apt-get install -y etcd-server` (Debian/Ubuntu) or \
+             `brew install etcd` (macOS), or run `bash .ci/run`, which installs it.",
+        )?;
+        Some(Self {
+            child,
+            port: client,
+            peer_port: peer,
+            _dir: dir,
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -2,7 +2,11 @@
 //! processes, and clients configured for fast tests.
 #![allow(dead_code)] // each test binary uses a different part
 
+// Each server module is also included alone (by the driver crates' tests
+// and the benches), so each loads its own copy of `spawned.rs`.
+#[allow(clippy::duplicate_mod)]
 pub mod etcd_server;
+#[allow(clippy::duplicate_mod)]
 pub mod redis_server;
 
 use std::io::{BufRead, BufReader};

@@ -5,24 +5,19 @@
 //! no test sleeps waiting for it.
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+#[path = "spawned.rs"]
+mod spawned;
+
+use std::process::{Child, Command};
 use std::time::Duration;
+
+pub use spawned::free_port;
+use spawned::{Log, spawn_until_ready};
 
 pub struct RedisServer {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 impl RedisServer {
@@ -44,46 +39,26 @@ impl RedisServer {
 
     fn try_start_on(port: u16) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--loglevel", "notice", "--logfile", ""])
             .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "redis-server is not installed, and the integration tests need a real one.\n\
-                 Install it with `apt-get install -y redis-server` (Debian/Ubuntu) or \
-                 `brew install redis` (macOS), or run `bash .ci/run`, which installs it."
-            ),
-            Err(e) => panic!("could not run redis-server: {e}"),
-        };
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (ready_tx, ready_rx) = mpsc::channel();
-        // Keeps draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("Ready to accept connections") {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-        match ready_rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(()) => Some(Self {
-                child,
-                port,
-                _dir: dir,
-            }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                None
-            }
-        }
+            .arg(dir.path());
+        let child = spawn_until_ready(
+            cmd,
+            Log::Stdout,
+            &["Ready to accept connections"],
+            Duration::from_secs(15),
+            "redis-server is not installed, and the integration tests need a real one.\n\
+             Install it with `apt-get install -y redis-server` (Debian/Ubuntu) or \
+             `brew install redis` (macOS), or run `bash .ci/run`, which installs it.",
+        )?;
+        Some(Self {
+            child,
+            port,
+            _dir: dir,
+        })
     }
 
     pub fn port(&self) -> u16 {

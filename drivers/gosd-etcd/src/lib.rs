@@ -131,7 +131,7 @@ struct Keys {
     generation: String,
     /// `<prefix>:changed`.
     changed: String,
-    /// `<prefix>`: the watch covers all three.
+    /// `<prefix>`, without a trailing `/`.
     prefix: String,
 }
 
@@ -1040,9 +1040,18 @@ mod tests {
         let floor = d.floor();
         assert!(!d.went_back(floor, 7, 12), "forward");
         // Two reads in flight from the same floor may come back in any order.
-        assert!(!d.went_back(floor, 7, 11), "concurrent, older but after the floor");
-        assert!(d.went_back(d.floor(), 7, 5), "restored from an older backup");
-        assert!(!d.went_back(d.floor(), 8, 6), "a new generation starts over");
+        assert!(
+            !d.went_back(floor, 7, 11),
+            "concurrent, older but after the floor"
+        );
+        assert!(
+            d.went_back(d.floor(), 7, 5),
+            "restored from an older backup"
+        );
+        assert!(
+            !d.went_back(d.floor(), 8, 6),
+            "a new generation starts over"
+        );
         assert!(!d.went_back(d.floor(), 8, 6));
     }
 
