@@ -767,11 +767,13 @@ impl Driver for EtcdDriver {
                 return Ok(Renewal::Renewed);
             }
         }
-        // A lease we hold but did not end up using must not outlive this call.
+        // A lease of the old TTL is never the one the entry ends up on, so
+        // once the outcome is known it must not outlive this call. After an
+        // error the entry may still be on it: leave it to expire instead.
         let spare = alive.filter(|l| l.ttl != ttl);
         let outcome = self.renew_slow(&mut c, name, url, ttl, alive).await;
         if let Some(old) = spare
-            && !matches!(outcome, Ok(Renewal::Renewed | Renewal::Restored))
+            && outcome.is_ok()
         {
             let _ = c.lease_revoke(old.id).await;
         }
