@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use gosd_driver::{
     Driver, DriverError, DynDriver, Event, EventSink, Fetched, InstanceName, Renewal,
 };
@@ -19,6 +18,7 @@ use crate::config::{Config, DriverKind};
 use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url, new_instance_name};
 use crate::registration::Registration;
+use crate::snapshot::SharedTable;
 use crate::table::{Applied, Route, RouteTable, Sources};
 
 /// How long deregistration may take at shutdown before gosd gives up and
@@ -240,7 +240,7 @@ fn redis_driver(_: &Config) -> Result<Arc<dyn DynDriver>> {
 pub(crate) struct Inner {
     pub(crate) driver: Arc<dyn DynDriver>,
     pub(crate) config: Config,
-    table: ArcSwap<RouteTable>,
+    table: SharedTable,
     sources: Mutex<Sources>,
     /// Refreshes apply in the order they read the registry.
     refresh_lock: tokio::sync::Mutex<()>,
@@ -300,7 +300,7 @@ impl Client {
     fn with_parts(config: Config, driver: Arc<dyn DynDriver>, runtime: Handle) -> Self {
         let inner = Arc::new(Inner {
             driver,
-            table: ArcSwap::from_pointee(RouteTable::default()),
+            table: SharedTable::new(),
             sources: Mutex::default(),
             refresh_lock: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
@@ -420,7 +420,7 @@ impl Client {
     /// allocates: for synchronous code and hot paths.
     #[inline]
     pub fn next_route(&self, service: &str) -> Option<Route> {
-        self.inner.table.load().pick(service)
+        self.inner.table.with(|t| t.pick(service))
     }
 
     /// Every route `service` has now, in rotation order.
@@ -650,7 +650,7 @@ impl Inner {
 
     /// Swaps `table` in and tells whoever waits for changes.
     fn install(&self, table: RouteTable) {
-        self.table.store(Arc::new(table));
+        self.table.store(table);
         self.changes.send_modify(|n| *n += 1);
         self.wake.notify_one();
     }

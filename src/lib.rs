@@ -26,9 +26,12 @@
 //!   its TTL without any polling cadence. A heartbeat that finds its entry
 //!   gone (Redis restarted empty) writes it again.
 //! - **Picks never wait.** The route table is an immutable snapshot behind
-//!   an [`arc_swap::ArcSwap`]: a pick loads it without a lock, bumps one
-//!   atomic counter and clones an `Arc<str>`. Refreshes build a new table
-//!   and swap it in whole; readers never see half of one. (Go gosd's
+//!   an [`arc_swap::ArcSwap`], and each thread keeps the version it last
+//!   read: while no refresh has swapped in a new one, a pick reads one
+//!   atomic version number, looks the service up in the table's own
+//!   open-addressed index, bumps one atomic counter and clones an
+//!   `Arc<str>`. No lock, no allocation. Refreshes build a new table and
+//!   swap it in whole; readers never see half of one. (Go gosd's
 //!   concurrent picks race on one map.)
 //! - **Nothing is lost.** A failed refresh keeps the last good table; bad
 //!   configuration is an [`Error::Config`] naming the variable, never a
@@ -59,7 +62,9 @@ mod error;
 mod global;
 mod naming;
 mod registration;
+mod service_index;
 mod signals;
+mod snapshot;
 mod table;
 
 pub use client::{Client, ClientBuilder, Instance};

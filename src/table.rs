@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use gosd_driver::{Entry, Event, InstanceName, Snapshot, Version};
 
 use crate::naming::check_url;
+use crate::service_index::{ServiceIndex, ServiceRoutes, fx_bytes, fx_word};
 
 /// The URL of one instance, as [`iterate_service_route`](crate::iterate_service_route)
 /// returns it.
@@ -67,25 +68,12 @@ impl fmt::Debug for Route {
 /// One immutable version of the routes.
 #[derive(Default, Clone)]
 pub(crate) struct RouteTable {
-    /// Fx, not SipHash: hashing the service name was half of a pick's
-    /// instructions (callgrind). Keys are inserted only from our own
-    /// registry; a lookup with a crafted name cannot degrade the table.
-    services: FxMap<Arc<str>, ServiceRoutes>,
-}
-
-#[derive(Clone)]
-struct ServiceRoutes {
-    /// Never empty. Shared, so a table that changes one service copies
-    /// the others by reference.
-    routes: Arc<[Route]>,
-    /// Shared by every table version, so a refresh does not restart the
-    /// rotation (two providers keep strictly alternating).
-    cursor: Arc<AtomicUsize>,
+    services: ServiceIndex,
 }
 
 impl RouteTable {
     /// The next route of `service`, round-robin. Lock- and allocation-free.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pick(&self, service: &str) -> Option<Route> {
         let s = self.services.get(service)?;
         let n = s.cursor.fetch_add(1, Ordering::Relaxed);
@@ -99,7 +87,15 @@ impl RouteTable {
 
     /// The services that have at least one route.
     pub(crate) fn services(&self) -> impl Iterator<Item = &str> {
-        self.services.keys().map(|k| &**k)
+        self.services.iter().map(|(name, _)| &**name)
+    }
+
+    /// The rotation cursor `service` has in this table, or a new one.
+    fn cursor(&self, service: &str) -> Arc<AtomicUsize> {
+        self.services
+            .get(service)
+            .map(|s| s.cursor.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -125,26 +121,12 @@ struct FxHasher(u64);
 impl std::hash::Hasher for FxHasher {
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        // Whole words, then the tail byte by byte: no call to memcpy.
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            let mut w = [0; 8];
-            w.copy_from_slice(word);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-        let tail = words.remainder();
-        if !tail.is_empty() {
-            let w = tail
-                .iter()
-                .rev()
-                .fold(0u64, |w, b| (w << 8) | u64::from(*b));
-            self.write_u64(w);
-        }
+        self.0 = fx_bytes(self.0, bytes);
     }
 
     #[inline]
     fn write_u64(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        self.0 = fx_word(self.0, word);
     }
 
     #[inline]
@@ -436,7 +418,6 @@ impl Sources {
     /// The other services' route lists are shared, not rebuilt, so a
     /// change costs the size of its service, not of the registry.
     pub(crate) fn build_service(&self, old: &RouteTable, service: &str) -> RouteTable {
-        let mut table = old.clone();
         let mut seen: HashSet<&str, Fx> = HashSet::default();
         let registry = self
             .registry
@@ -454,20 +435,20 @@ impl Sources {
             .filter(|r| seen.insert(r.as_str()))
             .cloned()
             .collect();
-        if routes.is_empty() {
-            table.services.remove(service);
-        } else {
-            let cursor = old
-                .services
-                .get(service)
-                .map(|s| s.cursor.clone())
-                .unwrap_or_default();
+        let mut services: Vec<(Arc<str>, ServiceRoutes)> = old
+            .services
+            .iter()
+            .filter(|(name, _)| &***name != service)
+            .map(|(name, s)| (name.clone(), s.clone()))
+            .collect();
+        if !routes.is_empty() {
+            let cursor = old.cursor(service);
             let routes = routes.into();
-            table
-                .services
-                .insert(service.into(), ServiceRoutes { routes, cursor });
+            services.push((service.into(), ServiceRoutes { routes, cursor }));
         }
-        table
+        RouteTable {
+            services: ServiceIndex::new(services),
+        }
     }
 
     /// A new table; rotation cursors carry over from `old`.
@@ -490,16 +471,14 @@ impl Sources {
         let services = lists
             .into_iter()
             .map(|(service, routes)| {
-                let cursor = old
-                    .services
-                    .get(service)
-                    .map(|s| s.cursor.clone())
-                    .unwrap_or_default();
+                let cursor = old.cursor(service);
                 let routes = routes.into();
                 (service.into(), ServiceRoutes { routes, cursor })
             })
             .collect();
-        RouteTable { services }
+        RouteTable {
+            services: ServiceIndex::new(services),
+        }
     }
 }
 
@@ -773,7 +752,10 @@ mod tests {
         assert_eq!(partial.routes("p"), full.routes("p"));
         assert_eq!(partial.routes("p").len(), 3);
         assert!(
-            Arc::ptr_eq(&partial.services["q"].routes, &before.services["q"].routes),
+            Arc::ptr_eq(
+                &partial.services.get("q").unwrap().routes,
+                &before.services.get("q").unwrap().routes
+            ),
             "q is shared, not rebuilt"
         );
         assert_eq!(
