@@ -13,6 +13,8 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+/// Inlined, as an `.await` polls in place (see `benches/pick.rs`).
+#[inline(always)]
 fn ready<F: Future>(f: F) -> F::Output {
     match pin!(f).poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(v) => v,
