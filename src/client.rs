@@ -425,7 +425,7 @@ impl Client {
 
     /// Every route `service` has now, in rotation order.
     pub fn routes(&self, service: &str) -> Vec<Route> {
-        self.inner.table.load().routes(service).to_vec()
+        self.inner.table.with(|t| t.routes(service).to_vec())
     }
 
     /// Every registered instance this client knows of, sorted by name (not
@@ -454,10 +454,7 @@ impl Client {
         let mut names: Vec<String> = self
             .inner
             .table
-            .load()
-            .services()
-            .map(str::to_owned)
-            .collect();
+            .with(|t| t.services().map(str::to_owned).collect());
         names.sort();
         names
     }

@@ -21,16 +21,18 @@ pub(crate) struct SharedTable {
     /// Tells this table's entries in a thread's cache from another
     /// client's. Unique for the process's life, unlike an address.
     id: u64,
-    /// Bumped after every store: a thread whose cached version has this
-    /// number holds the current table.
+    /// Bumped before and after every store, so odd while one is under way:
+    /// a thread whose cached version has this (even) number holds the
+    /// current table.
     version: AtomicU64,
     table: ArcSwap<RouteTable>,
 }
 
 /// A few slots, so a thread that picks from two clients in turn (the
 /// global one and a library's) keeps both fast. A slot holds its table
-/// alive until the thread reads another version or exits: at most
-/// `SLOTS` stale tables per thread.
+/// alive until this thread misses and reuses it (it reuses slots that
+/// only it still holds first: a dropped client's, an old version's) or
+/// exits: at most `SLOTS` stale tables per thread.
 const SLOTS: usize = 4;
 
 #[derive(Default)]
@@ -64,6 +66,10 @@ impl SharedTable {
     /// Replaces the table. Callers serialise stores (they hold the
     /// sources lock), so versions and tables advance together.
     pub(crate) fn store(&self, table: RouteTable) {
+        // Odd first: a thread that saw the new table (on a miss, or via
+        // `load`) and then told another one must not leave that one on
+        // its cached old table. The swap below publishes this bump.
+        self.version.fetch_add(1, Ordering::Release);
         self.table.store(Arc::new(table));
         // Release: a reader that sees the new number then loads this table
         // (or a newer one), never the one it replaced.
@@ -75,6 +81,9 @@ impl SharedTable {
     #[inline(always)]
     pub(crate) fn with<R>(&self, read: impl Fn(&RouteTable) -> R) -> R {
         let version = self.version.load(Ordering::Acquire);
+        if version % 2 == 1 {
+            return self.read_shared(&read);
+        }
         let cached = CACHE.try_with(|cache| {
             // Busy only if `read` itself picked from a table: not ours.
             let mut cache = cache.try_borrow_mut().ok()?;
@@ -106,8 +115,9 @@ impl SharedTable {
         read(&self.table.load())
     }
 
-    /// This table's slot, or the one it takes over: the first empty one,
-    /// else the last (so the first slots keep the long-lived clients).
+    /// This table's slot, or the one it takes over: the first that only
+    /// this cache still holds (empty, a dropped client's, an old version),
+    /// else the last, so the first slots keep the long-lived clients.
     #[inline(always)]
     fn slot(&self, cache: &mut [Cached; SLOTS]) -> usize {
         if cache[0].id == self.id {
@@ -116,7 +126,10 @@ impl SharedTable {
         cache
             .iter()
             .position(|c| c.id == self.id)
-            .or_else(|| cache.iter().position(|c| c.id == 0))
+            .or_else(|| {
+                // A current table is also held by its `ArcSwap`.
+                cache.iter().position(|c| Arc::strong_count(&c.table) == 1)
+            })
             .unwrap_or(SLOTS - 1)
     }
 }
@@ -173,6 +186,45 @@ mod tests {
                 assert_eq!(size(t), n);
             }
         }
+    }
+
+    #[test]
+    fn dropped_clients_give_their_slots_back() {
+        let dropped: Vec<_> = (0..SLOTS)
+            .map(|_| {
+                let t = SharedTable::new();
+                t.store(table(1));
+                assert_eq!(size(&t), 1);
+                Arc::downgrade(&t.table.load_full())
+            })
+            .collect();
+        let live: Vec<SharedTable> = (0..SLOTS).map(|_| SharedTable::new()).collect();
+        for t in &live {
+            assert_eq!(size(t), 0);
+        }
+        assert!(dropped.iter().all(|w| w.upgrade().is_none()));
+        // And the live ones now each have a slot: nothing is evicted.
+        let held: Vec<_> = live.iter().map(|t| t.table.load_full()).collect();
+        for t in &live {
+            assert_eq!(size(t), 0);
+        }
+        assert!(
+            held.iter().all(|h| Arc::strong_count(h) == 3),
+            "ArcSwap, cache, here"
+        );
+    }
+
+    #[test]
+    fn a_store_under_way_bypasses_the_cache() {
+        let t = SharedTable::new();
+        assert_eq!(size(&t), 0);
+        // `store`'s steps, stopped halfway: the new table is in, the
+        // version not yet final.
+        t.version.fetch_add(1, Ordering::Release);
+        t.table.store(Arc::new(table(1)));
+        assert_eq!(size(&t), 1);
+        t.version.fetch_add(1, Ordering::Release);
+        assert_eq!(size(&t), 1);
     }
 
     #[test]
