@@ -28,7 +28,6 @@ pub(crate) struct ServiceRoutes {
     pub(crate) cursor: Arc<AtomicUsize>,
 }
 
-#[derive(Clone)]
 struct Slot {
     hash: u64,
     name: Arc<str>,
@@ -36,7 +35,6 @@ struct Slot {
 }
 
 /// An immutable map from service name to [`ServiceRoutes`].
-#[derive(Clone)]
 pub(crate) struct ServiceIndex {
     /// A power of two long, at most half full: a probe always ends.
     slots: Box<[Option<Slot>]>,

@@ -66,7 +66,7 @@ impl fmt::Debug for Route {
 }
 
 /// One immutable version of the routes.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub(crate) struct RouteTable {
     services: ServiceIndex,
 }
@@ -102,10 +102,10 @@ impl RouteTable {
 /// A `HashMap` with [`Fx`] hashing, for the maps a rebuild fills.
 type FxMap<K, V> = HashMap<K, V, Fx>;
 
-/// FxHash (rustc's hasher): a pick hashes one service name and a rebuild
-/// two or three short strings per entry, where SipHash's DoS resistance
-/// costs more than the rest. The keys are our own registry's names and
-/// URLs, not untrusted input.
+/// FxHash (rustc's hasher, see `service_index`): a rebuild hashes two or
+/// three short strings per entry, where SipHash's DoS resistance costs
+/// more than the rest. The keys are our own registry's names and URLs, not
+/// untrusted input.
 #[derive(Clone, Copy, Default)]
 struct Fx;
 
