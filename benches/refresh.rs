@@ -1,18 +1,43 @@
-//! Refresh cost on a registry of 100, 1k and 10k instances: an unchanged refresh
-//! and a refresh after one change, against a raw `HGETALL` of the same hash
-//! (collected into a `HashMap`, as any client would) in the same run.
+//! Refresh cost on a registry of 100, 1k and 10k instances, against a raw
+//! `HGETALL` of the same hash (collected into a `HashMap`, as any client
+//! would) in the same run:
+//! - an unchanged refresh;
+//! - a refresh after one change by gosd, which the fetch script answers
+//!   from its log of recent changes;
+//! - a refresh after one write by Go gosd, which keeps no such record, so
+//!   the client reads the whole hash: what any refresh cost before the log,
+//!   and still costs after more than 64 changes.
+//!
+//! The baseline reads after the same untimed change as the refreshes do: a
+//! write just before a read leaves Redis and the caches in another state
+//! than a loop of reads alone, and both sides should pay for it.
+//!
+//! Criterion times each case in its own stretch of the run, and on a shared
+//! machine two stretches can differ by more than the cases do. So the
+//! ratios the targets are about are also measured interleaved: each round
+//! changes the registry and reads it raw, changes it and refreshes, writes
+//! as Go gosd and refreshes. The line printed per size gives the medians
+//! and the ratios of the means over all rounds.
 //!
 //! `cargo bench --bench refresh` (spawns its own redis-server)
 
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use gosd::{Client, Config, Driver, InstanceName, RedisDriver};
 use redis_server::RedisServer;
+
+/// Times `f`.
+fn timed(f: impl FnOnce()) -> Duration {
+    let t0 = Instant::now();
+    f();
+    t0.elapsed()
+}
 
 fn refresh(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -22,7 +47,7 @@ fn refresh(c: &mut Criterion) {
         .unwrap();
     let server = RedisServer::start();
     let writer = RedisDriver::new(server.url(), "gosd").unwrap();
-    let mut raw = rt
+    let raw = rt
         .block_on(
             redis::Client::open(server.url())
                 .unwrap()
@@ -32,7 +57,33 @@ fn refresh(c: &mut Criterion) {
     let mut g = c.benchmark_group("refresh");
     let mut registered = 0;
     let extra = InstanceName::new("svc0", "extra").unwrap();
-    let mut present = false;
+    let present = Cell::new(false);
+    // One change to the registry: the extra instance comes or goes.
+    let change = || {
+        rt.block_on(async {
+            if present.get() {
+                writer.deregister(&extra, "http://extra:1").await.unwrap();
+            } else {
+                writer
+                    .register(&extra, "http://extra:1", Duration::from_secs(3600))
+                    .await
+                    .unwrap();
+            }
+        });
+        present.set(!present.get());
+    };
+    // One write by Go gosd: a field comes or goes, no revision, no log.
+    let go_present = Cell::new(false);
+    let go_change = || {
+        let cmd = if go_present.get() { "HDEL" } else { "HSET" };
+        let mut write = redis::cmd(cmd);
+        write.arg("gosd").arg("svc0-20160315122936.1");
+        if !go_present.get() {
+            write.arg("http://go:1");
+        }
+        let _: i64 = rt.block_on(write.query_async(&mut raw.clone())).unwrap();
+        go_present.set(!go_present.get());
+    };
     for size in [100, 1_000, 10_000] {
         rt.block_on(async {
             while registered < size {
@@ -58,16 +109,33 @@ fn refresh(c: &mut Criterion) {
             .block_on(Client::builder().config(config).build())
             .unwrap();
 
-        g.bench_with_input(BenchmarkId::new("raw_hgetall", size), &size, |b, _| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let all: HashMap<String, String> = redis::cmd("HGETALL")
+        let hgetall = || {
+            let all: HashMap<String, String> = rt
+                .block_on(
+                    redis::cmd("HGETALL")
                         .arg("gosd")
-                        .query_async(&mut raw)
-                        .await
-                        .unwrap();
-                    assert_eq!(all.len(), size);
-                })
+                        .query_async(&mut raw.clone()),
+                )
+                .unwrap();
+            assert!(all.len() >= size);
+        };
+        let refresh = || rt.block_on(client.get()).unwrap();
+        interleaved(size, || {
+            change();
+            let raw = timed(hgetall);
+            change();
+            let logged = timed(refresh);
+            go_change();
+            (raw, logged, timed(refresh))
+        });
+        g.bench_with_input(BenchmarkId::new("raw_hgetall", size), &size, |b, _| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    change();
+                    spent += timed(hgetall);
+                }
+                spent
             })
         });
         g.bench_with_input(BenchmarkId::new("gosd_unchanged", size), &size, |b, _| {
@@ -86,33 +154,65 @@ fn refresh(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let mut spent = Duration::ZERO;
                     for _ in 0..iters {
-                        rt.block_on(async {
-                            // The change itself is not timed: only the refresh that follows.
-                            if present {
-                                writer.deregister(&extra, "http://extra:1").await.unwrap();
-                            } else {
-                                writer
-                                    .register(&extra, "http://extra:1", Duration::from_secs(3600))
-                                    .await
-                                    .unwrap();
-                            }
-                            present = !present;
-                            let t0 = Instant::now();
-                            client.get().await.unwrap();
-                            spent += t0.elapsed();
-                        });
+                        // The change itself is not timed: only the refresh that follows.
+                        change();
+                        spent += timed(refresh);
                     }
                     spent
                 })
             },
         );
-        if present {
-            rt.block_on(writer.deregister(&extra, "http://extra:1"))
-                .unwrap();
-            present = false;
+        g.bench_with_input(
+            BenchmarkId::new("gosd_after_a_go_write", size),
+            &size,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        go_change();
+                        spent += timed(refresh);
+                    }
+                    spent
+                })
+            },
+        );
+        if present.get() {
+            change();
+        }
+        if go_present.get() {
+            go_change();
         }
     }
     g.finish();
+}
+
+/// Runs `round` many times (it returns the raw read's time, the refresh's
+/// after a gosd change, the refresh's after a Go gosd write) and prints the
+/// medians and the ratios of the means.
+fn interleaved(size: usize, mut round: impl FnMut() -> (Duration, Duration, Duration)) {
+    let rounds = if size >= 10_000 { 100 } else { 500 };
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..rounds {
+        let (raw, logged, whole) = round();
+        for (all, t) in times.iter_mut().zip([raw, logged, whole]) {
+            all.push(t);
+        }
+    }
+    let mean = |all: &Vec<Duration>| all.iter().sum::<Duration>().as_secs_f64() / rounds as f64;
+    let median = |all: &mut Vec<Duration>| {
+        all.sort();
+        all[rounds / 2]
+    };
+    let [raw, logged, whole] = &mut times;
+    println!(
+        "interleaved, {size} instances, {rounds} rounds, medians: raw HGETALL {:?}, \
+         gosd after one change {:?}, after a Go write {:?}; mean ratios to HGETALL: {:.2}, {:.2}",
+        median(raw),
+        median(logged),
+        median(whole),
+        mean(logged) / mean(raw),
+        mean(whole) / mean(raw),
+    );
 }
 
 criterion_group!(benches, refresh);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use gosd_driver::{
-    Driver, DriverError, DynDriver, Event, EventSink, Fetched, InstanceName, Renewal,
+    Driver, DriverError, DynDriver, Event, EventSink, Fetched, InstanceName, Renewal, Version,
 };
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch};
@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url, new_instance_name};
 use crate::registration::Registration;
 use crate::snapshot::SharedTable;
-use crate::table::{Applied, Route, RouteTable, Sources};
+use crate::table::{Applied, Route, RouteTable, Sources, Touched};
 
 /// How long deregistration may take at shutdown before gosd gives up and
 /// lets the lease expire instead.
@@ -469,7 +469,7 @@ impl Client {
         {
             let mut sources = lock(&self.inner.sources);
             sources.remove_url(url);
-            self.inner.rebuild(&sources);
+            self.inner.rebuild(&sources, &Touched::All);
         }
         let removed = self.inner.driver.remove_stale(url).await?;
         if removed > 0 {
@@ -488,7 +488,7 @@ impl Client {
         check_url(url)?;
         let mut sources = lock(&self.inner.sources);
         sources.add_manual(service, Route::new(url));
-        self.inner.rebuild(&sources);
+        self.inner.rebuild(&sources, &Touched::service(service));
         Ok(())
     }
 
@@ -586,26 +586,65 @@ impl Inner {
     async fn refresh_once(&self) -> Result<(), DriverError> {
         let _serial = self.refresh_lock.lock().await;
         let known = lock(&self.sources).version();
-        let fetched = self.driver.fetch(known).await;
-        let received = Instant::now();
-        let fetched = match fetched {
-            Ok(f) => f,
-            Err(e) => {
-                self.registry_failed(&e);
-                return Err(e);
+        let (fetched, received) = self.fetch(known).await?;
+        let read_whole = {
+            let mut sources = lock(&self.sources);
+            let (touched, read_whole) = match fetched {
+                Fetched::Unchanged { next_expiry } => {
+                    (sources.unchanged(next_expiry, received), false)
+                }
+                Fetched::Changed(s) => (
+                    sources.apply_snapshot(s, known, received, self.config.ttl),
+                    false,
+                ),
+                Fetched::Changes {
+                    events,
+                    version,
+                    next_expiry,
+                } => match sources.apply_changes(events, version, next_expiry, received) {
+                    Ok(touched) => (touched, false),
+                    Err(touched) => (touched, true),
+                },
+            };
+            if touched != Touched::Nothing {
+                self.rebuild(&sources, &touched);
             }
+            read_whole
         };
-        self.registry_ok();
-        let mut sources = lock(&self.sources);
-        let changed = match fetched {
-            Fetched::Unchanged { next_expiry } => sources.unchanged(next_expiry, received),
-            Fetched::Changed(s) => sources.apply_snapshot(s, known, received, self.config.ttl),
-        };
-        if changed {
-            self.rebuild(&sources);
+        if read_whole {
+            let (fetched, received) = self.fetch(None).await?;
+            let Fetched::Changed(s) = fetched else {
+                return Err(DriverError::Protocol {
+                    backend: self.driver.backend(),
+                    message: "a fetch with no known version did not answer with the registry"
+                        .into(),
+                });
+            };
+            let mut sources = lock(&self.sources);
+            let touched = sources.apply_snapshot(s, known, received, self.config.ttl);
+            if touched != Touched::Nothing {
+                self.rebuild(&sources, &touched);
+            }
         }
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// One fetch, with the time its answer came and the registry's health
+    /// noted.
+    async fn fetch(&self, known: Option<Version>) -> Result<(Fetched, Instant), DriverError> {
+        let fetched = self.driver.fetch(known).await;
+        let received = Instant::now();
+        match fetched {
+            Ok(f) => {
+                self.registry_ok();
+                Ok((f, received))
+            }
+            Err(e) => {
+                self.registry_failed(&e);
+                Err(e)
+            }
+        }
     }
 
     /// A pushed change: applied at once when it is the next one we expect,
@@ -618,8 +657,7 @@ impl Inner {
             let mut sources = lock(&self.sources);
             let applied = sources.apply_event(event, Instant::now());
             if let Applied::Changed(service) = &applied {
-                let table = sources.build_service(&self.table.load(), service);
-                self.install(table);
+                self.rebuild(&sources, &Touched::service(service));
             }
             applied
         };
@@ -641,8 +679,8 @@ impl Inner {
         self.retry(|| self.refresh_once()).await
     }
 
-    fn rebuild(&self, sources: &Sources) {
-        self.install(sources.build(&self.table.load()));
+    fn rebuild(&self, sources: &Sources, touched: &Touched) {
+        self.install(sources.build(&self.table.load(), touched));
     }
 
     /// Swaps `table` in and tells whoever waits for changes.
@@ -728,7 +766,7 @@ impl Inner {
         {
             let mut sources = lock(&self.sources);
             sources.remove_url(&own.url);
-            self.rebuild(&sources);
+            self.rebuild(&sources, &Touched::All);
         }
         // Everything after take_own runs in a task of its own: if the caller
         // stops awaiting (a timeout around finish()), it still completes.

@@ -145,7 +145,7 @@ mod tests {
         for s in 0..n {
             sources.add_manual(&format!("s{s}"), Route::new("http://x"));
         }
-        sources.build(&RouteTable::default())
+        sources.build(&RouteTable::default(), &crate::table::Touched::All)
     }
 
     fn size(t: &SharedTable) -> usize {

@@ -170,6 +170,43 @@ pub(crate) enum Applied {
     NeedFetch,
 }
 
+/// The services a change touched: what the next [`Sources::build`] must
+/// redo. The others are shared with the previous table, so a refresh that
+/// brings one change costs that change's service, not the registry.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Touched {
+    /// The routes are as they were.
+    Nothing,
+    /// These services, sorted, each once.
+    Services(Vec<Box<str>>),
+    /// Any of them (a first load, routes held or let go, a manual edit).
+    All,
+}
+
+impl Touched {
+    pub(crate) fn service(name: &str) -> Self {
+        Touched::Services(vec![name.into()])
+    }
+
+    fn services(mut names: Vec<Box<str>>) -> Self {
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() {
+            Touched::Nothing
+        } else {
+            Touched::Services(names)
+        }
+    }
+
+    fn includes(&self, service: &str) -> bool {
+        match self {
+            Touched::Nothing => false,
+            Touched::Services(names) => names.binary_search_by(|n| (**n).cmp(service)).is_ok(),
+            Touched::All => true,
+        }
+    }
+}
+
 /// Everything a table is built from: the registry as last seen, entries
 /// held from a registry that lost its state, the manual routes, and what
 /// we already warned about.
@@ -203,16 +240,20 @@ impl Sources {
     }
 
     /// What a fetch that found nothing changed says: when the earliest
-    /// lease runs out. Returns whether a hold ran out (the table changes).
-    pub(crate) fn unchanged(&mut self, next_expiry: Option<Duration>, received: Instant) -> bool {
+    /// lease runs out. Touches the routes only if a hold ran out.
+    pub(crate) fn unchanged(
+        &mut self,
+        next_expiry: Option<Duration>,
+        received: Instant,
+    ) -> Touched {
         self.next_check = next_expiry.map(|left| received + left);
         self.end_hold_if_due(received)
     }
 
     /// Takes a whole snapshot received at `received`, in answer to a fetch
     /// that `sent` the version we knew then; skips (and warns once about)
-    /// entries that are not `<service>-<id>` → URL. Returns whether the
-    /// routes changed.
+    /// entries that are not `<service>-<id>` → URL. Returns the services
+    /// whose routes changed.
     ///
     /// If the registry lost its state — a new generation, or the same one
     /// gone back to an older revision (a failover to a lagging replica, a
@@ -225,7 +266,7 @@ impl Sources {
         sent: Option<Version>,
         received: Instant,
         hold_for: Duration,
-    ) -> bool {
+    ) -> Touched {
         let new = snapshot.version;
         let next_check = snapshot.next_expiry.map(|left| received + left);
         let mut lost_state = false;
@@ -239,6 +280,8 @@ impl Sources {
             }
             lost_state = !same_generation || went_back;
         }
+        let first_load = self.version.is_none();
+        let was_holding = !self.held.is_empty();
         let old = std::mem::take(&mut self.registry);
         if lost_state && !old.is_empty() {
             tracing::warn!(
@@ -249,28 +292,93 @@ impl Sources {
             self.held.extend(old.iter().cloned());
             self.hold_until = Some(received + hold_for);
         }
-        // An entry we already validated is reused as it is: parsing every
-        // URL again would be most of the cost of a large refresh.
-        let index: FxMap<&str, &Found> = old.iter().map(|f| (f.name.as_str(), f)).collect();
+        // Diff against what we had, rather than rebuild: an entry we already
+        // validated is kept as it is (parsing every URL again, then sorting
+        // the whole registry, was most of the cost of a large refresh), and
+        // the diff names the services the table must rebuild.
+        let at: FxMap<&str, usize> = old
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.as_str(), i))
+            .collect();
+        let mut kept = vec![false; old.len()];
+        let mut added = Vec::new();
         for e in snapshot.entries {
-            let known = index.get(e.field.as_str()).filter(|f| *f.route == *e.url);
-            match known {
-                Some(f) => self.registry.push((*f).clone()),
-                None => {
-                    if let Some(found) = self.validate(e) {
-                        self.registry.push(found);
-                    }
-                }
+            match at.get(e.field.as_str()) {
+                Some(&i) if *old[i].route == *e.url => kept[i] = true,
+                _ => added.extend(self.validate(e)),
             }
         }
-        self.registry.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        drop(at);
+        added.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let mut touched: Vec<Box<str>> = added.iter().map(|f| f.name.service().into()).collect();
+        let mut added = added.into_iter().peekable();
+        self.registry.reserve(old.len() + added.len());
+        for (f, kept) in old.into_iter().zip(kept) {
+            if !kept {
+                touched.push(f.name.service().into());
+                continue;
+            }
+            while let Some(a) = added.next_if(|a| a.name < f.name) {
+                self.registry.push(a);
+            }
+            self.registry.push(f);
+        }
+        self.registry.extend(added);
         self.version = Some(new);
         self.next_check = next_check;
         let registry = &self.registry;
         self.held
             .retain(|h| registry.binary_search_by(|f| f.name.cmp(&h.name)).is_err());
-        self.end_hold_if_due(received);
-        true
+        let hold_ended = self.end_hold_if_due(received);
+        if first_load || was_holding || !self.held.is_empty() || hold_ended != Touched::Nothing {
+            return Touched::All;
+        }
+        Touched::services(touched)
+    }
+
+    /// Applies the changes a fetch brought (the driver's record of what
+    /// happened since the version we sent), as pushed events are applied.
+    /// `Err` when they do not take us to `version` — they do not follow on
+    /// from what we have, one of them needs a read (several entries
+    /// reaped), or a writer that keeps no record (Go gosd) wrote since —
+    /// and the registry must be read whole. Either way, with the services
+    /// the applied ones touched.
+    pub(crate) fn apply_changes(
+        &mut self,
+        events: Vec<Event>,
+        version: Version,
+        next_expiry: Option<Duration>,
+        received: Instant,
+    ) -> Result<Touched, Touched> {
+        let mut touched = Vec::new();
+        let mut followed = true;
+        for event in events {
+            match self.apply_event(event, received) {
+                Applied::Changed(service) => touched.push(service.into_boxed_str()),
+                Applied::Nothing => {}
+                Applied::NeedFetch => {
+                    followed = false;
+                    break;
+                }
+            }
+        }
+        // At `version`, or past it: pushed events may have overtaken us.
+        let caught_up = self.version.is_some_and(|v| {
+            v == version || (v.generation == version.generation && v.revision > version.revision)
+        });
+        let touched = match self.end_hold_if_due(received) {
+            Touched::All => Touched::All,
+            _ => Touched::services(touched),
+        };
+        if followed && caught_up {
+            // The leases in `Put` events counted from when they were written;
+            // this one is the registry's now.
+            self.next_check = next_expiry.map(|left| received + left);
+            Ok(touched)
+        } else {
+            Err(touched)
+        }
     }
 
     /// Every instance from the registry (and held ones), sorted by name.
@@ -354,17 +462,17 @@ impl Sources {
     }
 
     /// Ends a hold whose time is up, or whose entries are all back.
-    fn end_hold_if_due(&mut self, now: Instant) -> bool {
+    fn end_hold_if_due(&mut self, now: Instant) -> Touched {
         let Some(until) = self.hold_until else {
-            return false;
+            return Touched::Nothing;
         };
         if self.held.is_empty() {
             self.hold_until = None;
             tracing::info!("the registry is repopulated");
-            return false;
+            return Touched::Nothing;
         }
         if now < until {
-            return false;
+            return Touched::Nothing;
         }
         tracing::info!(
             dropped = self.held.len(),
@@ -372,7 +480,7 @@ impl Sources {
         );
         self.held.clear();
         self.hold_until = None;
-        true
+        Touched::All
     }
 
     fn validate(&mut self, e: Entry) -> Option<Found> {
@@ -414,45 +522,10 @@ impl Sources {
         self.manual.retain(|(_, r)| &**r != url);
     }
 
-    /// `old` with only `service` rebuilt: what one pushed change needs.
-    /// The other services' route lists are shared, not rebuilt, so a
-    /// change costs the size of its service, not of the registry.
-    pub(crate) fn build_service(&self, old: &RouteTable, service: &str) -> RouteTable {
-        let mut seen: HashSet<&str, Fx> = HashSet::default();
-        let registry = self
-            .registry
-            .iter()
-            .chain(&self.held)
-            .filter(|f| f.name.service() == service)
-            .map(|f| &f.route);
-        let manual = self
-            .manual
-            .iter()
-            .filter(|(s, _)| &**s == service)
-            .map(|(_, r)| r);
-        let routes: Vec<Route> = registry
-            .chain(manual)
-            .filter(|r| seen.insert(r.as_str()))
-            .cloned()
-            .collect();
-        let mut services: Vec<(Arc<str>, ServiceRoutes)> = old
-            .services
-            .iter()
-            .filter(|(name, _)| &***name != service)
-            .map(|(name, s)| (name.clone(), s.clone()))
-            .collect();
-        if !routes.is_empty() {
-            let cursor = old.cursor(service);
-            let routes = routes.into();
-            services.push((service.into(), ServiceRoutes { routes, cursor }));
-        }
-        RouteTable {
-            services: ServiceIndex::new(services),
-        }
-    }
-
-    /// A new table; rotation cursors carry over from `old`.
-    pub(crate) fn build(&self, old: &RouteTable) -> RouteTable {
+    /// The table after `touched`: those services are rebuilt from these
+    /// sources, the others' route lists are shared with `old` by reference.
+    /// Rotation cursors carry over from `old`.
+    pub(crate) fn build(&self, old: &RouteTable, touched: &Touched) -> RouteTable {
         let mut lists: FxMap<&str, Vec<Route>> = FxMap::default();
         // The same URL twice in a service (say, a stale Go entry and ours)
         // must not get twice the traffic.
@@ -464,20 +537,22 @@ impl Sources {
             .map(|f| (f.name.service(), &f.route));
         let manual = self.manual.iter().map(|(s, r)| (&**s, r));
         for (service, route) in registry.chain(manual) {
-            if seen.insert((service, route.as_str())) {
+            if touched.includes(service) && seen.insert((service, route.as_str())) {
                 lists.entry(service).or_default().push(route.clone());
             }
         }
-        let services = lists
-            .into_iter()
-            .map(|(service, routes)| {
-                let cursor = old.cursor(service);
-                let routes = routes.into();
-                (service.into(), ServiceRoutes { routes, cursor })
-            })
-            .collect();
+        let shared = old
+            .services
+            .iter()
+            .filter(|(name, _)| !touched.includes(name))
+            .map(|(name, s)| (name.clone(), s.clone()));
+        let rebuilt = lists.into_iter().map(|(service, routes)| {
+            let cursor = old.cursor(service);
+            let routes = routes.into();
+            (service.into(), ServiceRoutes { routes, cursor })
+        });
         RouteTable {
-            services: ServiceIndex::new(services),
+            services: ServiceIndex::new(shared.chain(rebuilt).collect()),
         }
     }
 }
@@ -531,7 +606,7 @@ mod tests {
     }
 
     fn urls(s: &Sources, service: &str) -> Vec<String> {
-        let t = s.build(&RouteTable::default());
+        let t = s.build(&RouteTable::default(), &Touched::All);
         t.routes(service).iter().map(|r| r.to_string()).collect()
     }
 
@@ -559,9 +634,9 @@ mod tests {
         let mut s = Sources::default();
         let entries = vec![entry("p-1", "http://a"), entry("p-2", "http://b")];
         s.apply_snapshot(snapshot(1, 1, entries), None, Instant::now(), HOLD);
-        let t1 = s.build(&RouteTable::default());
+        let t1 = s.build(&RouteTable::default(), &Touched::All);
         assert_eq!(t1.pick("p").unwrap().as_str(), "http://a");
-        let t2 = s.build(&t1);
+        let t2 = s.build(&t1, &Touched::All);
         assert_eq!(t2.pick("p").unwrap().as_str(), "http://b");
         assert_eq!(t2.pick("p").unwrap().as_str(), "http://a");
     }
@@ -575,7 +650,12 @@ mod tests {
         assert_eq!(urls(&s, "m"), ["http://m"]);
         s.remove_url("http://a");
         s.remove_url("http://m");
-        assert_eq!(s.build(&RouteTable::default()).services().count(), 0);
+        assert_eq!(
+            s.build(&RouteTable::default(), &Touched::All)
+                .services()
+                .count(),
+            0
+        );
     }
 
     #[test]
@@ -613,8 +693,9 @@ mod tests {
             "other generation"
         );
         let stale = snapshot(1, 2, vec![entry("p-9", "http://old")]);
-        assert!(
-            !s.apply_snapshot(stale, Some(version(1, 2, 0)), now, HOLD),
+        assert_eq!(
+            s.apply_snapshot(stale, Some(version(1, 2, 0)), now, HOLD),
+            Touched::Nothing,
             "overtaken by events"
         );
         assert!(urls(&s, "p").is_empty());
@@ -699,9 +780,10 @@ mod tests {
         let both = vec![entry("p-1", "http://a"), entry("p-2", "http://b")];
         s.apply_snapshot(snapshot(1, 100, both), None, now, HOLD);
         let behind = snapshot(1, 90, vec![entry("p-1", "http://a")]);
-        assert!(
+        assert_eq!(
             s.apply_snapshot(behind, Some(version(1, 100, 2)), now, HOLD),
-            "accepted"
+            Touched::All,
+            "accepted, and p-2 held"
         );
         assert_eq!(
             s.version(),
@@ -726,9 +808,13 @@ mod tests {
             HOLD,
         );
         s.apply_snapshot(snapshot(2, 1, vec![]), Some(version(1, 1, 1)), now, HOLD);
-        assert!(!s.unchanged(None, now + HOLD / 2));
+        assert_eq!(s.unchanged(None, now + HOLD / 2), Touched::Nothing);
         assert_eq!(urls(&s, "p").len(), 1);
-        assert!(s.unchanged(None, now + HOLD), "the hold ran out");
+        assert_eq!(
+            s.unchanged(None, now + HOLD),
+            Touched::All,
+            "the hold ran out"
+        );
         assert!(urls(&s, "p").is_empty());
     }
 
@@ -742,13 +828,13 @@ mod tests {
             entry("q-1", "http://q1"),
         ];
         s.apply_snapshot(snapshot(1, 1, three), None, now, HOLD);
-        let before = s.build(&RouteTable::default());
+        let before = s.build(&RouteTable::default(), &Touched::All);
         assert_eq!(
             s.apply_event(put(version(1, 2, 4), "p-3"), now),
             Applied::Changed("p".into())
         );
-        let partial = s.build_service(&before, "p");
-        let full = s.build(&before);
+        let partial = s.build(&before, &Touched::service("p"));
+        let full = s.build(&before, &Touched::All);
         assert_eq!(partial.routes("p"), full.routes("p"));
         assert_eq!(partial.routes("p").len(), 3);
         assert!(
@@ -762,10 +848,120 @@ mod tests {
             s.apply_event(removed(version(1, 3, 3), "q-1"), now),
             Applied::Changed("q".into())
         );
-        let partial = s.build_service(&partial, "q");
+        let partial = s.build(&partial, &Touched::service("q"));
         assert!(
             partial.routes("q").is_empty() && partial.services().all(|name| name != "q"),
             "an empty service is gone"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_touches_only_the_services_that_changed() {
+        let mut s = Sources::default();
+        let now = Instant::now();
+        let first = vec![
+            entry("p-1", "http://p1"),
+            entry("q-1", "http://q1"),
+            entry("r-1", "http://r1"),
+            entry("s-1", "http://s1"),
+        ];
+        assert_eq!(
+            s.apply_snapshot(snapshot(1, 1, first.clone()), None, now, HOLD),
+            Touched::All,
+            "a first load"
+        );
+        let before = s.build(&RouteTable::default(), &Touched::All);
+        assert_eq!(
+            s.apply_snapshot(snapshot(1, 2, first), s.version(), now, HOLD),
+            Touched::Nothing,
+            "same entries, new revision"
+        );
+        // p gains an instance, q's moves, r's goes; s is as it was. The
+        // snapshot comes in any order (a Redis hash has none).
+        let second = vec![
+            entry("s-1", "http://s1"),
+            entry("q-1", "http://q1-moved"),
+            entry("p-0", "http://p0"),
+            entry("p-1", "http://p1"),
+        ];
+        let touched = s.apply_snapshot(snapshot(1, 3, second), s.version(), now, HOLD);
+        assert_eq!(
+            touched,
+            Touched::Services(vec!["p".into(), "q".into(), "r".into()])
+        );
+        let names: Vec<String> = s.instances().iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(names, ["p-0", "p-1", "q-1", "s-1"], "still sorted by name");
+        let partial = s.build(&before, &touched);
+        let full = s.build(&before, &Touched::All);
+        for service in ["p", "q", "r", "s"] {
+            assert_eq!(partial.routes(service), full.routes(service), "{service}");
+        }
+        assert_eq!(partial.routes("p").len(), 2);
+        assert!(partial.routes("r").is_empty());
+        assert!(
+            Arc::ptr_eq(
+                &partial.services.get("s").unwrap().routes,
+                &before.services.get("s").unwrap().routes
+            ),
+            "s is shared, not rebuilt"
+        );
+    }
+
+    #[test]
+    fn changes_from_a_fetch_apply_when_they_follow_on_and_ask_for_a_read_when_not() {
+        let now = Instant::now();
+        let start = || {
+            let mut s = Sources::default();
+            let one = vec![entry("p-1", "http://p-1")];
+            s.apply_snapshot(snapshot(1, 1, one), None, now, HOLD);
+            s
+        };
+        let (v2, v3) = (version(1, 2, 2), version(1, 3, 1));
+        let changes = || vec![put(v2, "q-1"), removed(v3, "p-1")];
+        let lease = Some(Duration::from_secs(7));
+
+        let mut s = start();
+        assert_eq!(
+            s.apply_changes(changes(), v3, lease, now),
+            Ok(Touched::Services(vec!["p".into(), "q".into()]))
+        );
+        assert_eq!(s.version(), Some(v3));
+        assert_eq!(urls(&s, "q"), ["http://q-1"]);
+        assert!(urls(&s, "p").is_empty());
+        assert_eq!(s.next_check(), Some(now + Duration::from_secs(7)));
+
+        // Pushed events got there first: nothing left to do.
+        assert_eq!(
+            s.apply_changes(changes(), v3, lease, now),
+            Ok(Touched::Nothing)
+        );
+
+        // A writer that keeps no record (Go gosd) wrote after them: the
+        // registry has one entry more than the changes account for.
+        let mut s = start();
+        let after_go = version(1, 3, 2);
+        assert_eq!(
+            s.apply_changes(changes(), after_go, lease, now),
+            Err(Touched::Services(vec!["p".into(), "q".into()]))
+        );
+
+        // ... or between them: the put no longer adds exactly one entry.
+        let mut s = start();
+        let go_first = vec![put(version(1, 2, 3), "q-1")];
+        assert_eq!(
+            s.apply_changes(go_first, version(1, 2, 3), lease, now),
+            Err(Touched::Nothing)
+        );
+        assert_eq!(s.version(), Some(version(1, 1, 1)), "nothing applied");
+
+        // Several entries reaped at once: only a read tells which.
+        let mut s = start();
+        let reaped = vec![Event::Changed {
+            version: version(1, 2, 0),
+        }];
+        assert!(
+            s.apply_changes(reaped, version(1, 2, 0), None, now)
+                .is_err()
         );
     }
 }

@@ -50,7 +50,7 @@ async fn a_kill_9_eviction_reaches_a_watching_client() {
 }
 
 #[tokio::test]
-async fn an_unchanged_refresh_is_one_command_and_a_changed_one_two_round_trips() {
+async fn an_unchanged_refresh_is_one_command_and_one_after_a_go_write_two_round_trips() {
     let server = RedisServer::start();
     server.write_raw("provider-1", "http://a:1");
     let mut quiet = config(&server);
@@ -80,6 +80,85 @@ async fn an_unchanged_refresh_is_one_command_and_a_changed_one_two_round_trips()
         consumer.routes("provider").len(),
         2,
         "the Go write is in the table"
+    );
+}
+
+/// The names of the commands a client sent since the last call.
+fn command_names(monitor: &mut Monitor) -> Vec<String> {
+    monitor
+        .client_commands()
+        .iter()
+        .map(|l| l.split('"').nth(1).unwrap_or_default().to_lowercase())
+        .collect()
+}
+
+fn sorted_routes(client: &Client, service: &str) -> Vec<String> {
+    let mut routes: Vec<String> = client
+        .routes(service)
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
+    routes.sort();
+    routes
+}
+
+#[tokio::test]
+async fn a_refresh_after_a_few_changes_is_one_command_unless_a_go_write_is_among_them() {
+    let server = RedisServer::start();
+    let mut quiet = config(&server);
+    quiet.watch = false; // only get() talks to Redis
+    // Providers as quiet as the consumer, so that what the monitor sees
+    // after each mark is the consumer's.
+    let quiet_client = || Client::builder().config(quiet.clone()).build();
+    let consumer = quiet_client().await.unwrap();
+    let a = quiet_client().await.unwrap();
+    let a = a.register("provider", "http://a:1").await.unwrap();
+    let b = quiet_client().await.unwrap();
+    let _b = b.register("provider", "http://b:1").await.unwrap();
+    let mut monitor = Monitor::start(&server);
+
+    // Two registrations: the script answers with both from its log.
+    consumer.get().await.unwrap();
+    assert_eq!(
+        command_names(&mut monitor),
+        ["evalsha"],
+        "two registrations"
+    );
+    assert_eq!(
+        sorted_routes(&consumer, "provider"),
+        ["http://a:1", "http://b:1"]
+    );
+
+    a.finish().await.unwrap();
+    command_names(&mut monitor);
+    consumer.get().await.unwrap();
+    assert_eq!(
+        command_names(&mut monitor),
+        ["evalsha"],
+        "one deregistration"
+    );
+    assert_eq!(sorted_routes(&consumer, "provider"), ["http://b:1"]);
+
+    // A Go gosd write keeps no record: the changes no longer add up to the
+    // registry's count, and the client reads the whole hash instead.
+    server.write_raw("provider-20160315122936.1", "http://go:1");
+    let c = quiet_client().await.unwrap();
+    let _c = c.register("provider", "http://c:1").await.unwrap();
+    command_names(&mut monitor);
+    consumer.get().await.unwrap();
+    let sent = command_names(&mut monitor);
+    assert_eq!(
+        sent.first().map(String::as_str),
+        Some("evalsha"),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().any(|c| c == "hgetall"),
+        "a whole read: {sent:?}"
+    );
+    assert_eq!(
+        sorted_routes(&consumer, "provider"),
+        ["http://b:1", "http://c:1", "http://go:1"]
     );
 }
 

@@ -365,10 +365,21 @@ pub async fn fetch_answers_unchanged_without_the_table<H: Harness>(h: &H) {
     }
     let v = snap(&d).await.version;
     d.deregister(&name("svc-1"), "http://a").await.unwrap();
-    assert!(
-        matches!(d.fetch(Some(v)).await.unwrap(), Fetched::Changed(_)),
-        "fetch: deregister seen"
-    );
+    let now = snap(&d).await.version;
+    match d.fetch(Some(v)).await.unwrap() {
+        Fetched::Changed(s) => assert_eq!(s.entries.len(), 1, "fetch: deregister seen"),
+        Fetched::Changes {
+            events, version, ..
+        } => {
+            assert_eq!(version, now, "fetch: the version after the changes");
+            assert!(
+                matches!(&events[..], [Event::Removed { field, version, since }]
+                    if field == "svc-1" && *version == now && *since <= v.revision),
+                "fetch: deregister seen as one removal after {v:?}, got {events:?}"
+            );
+        }
+        other => panic!("fetch: deregister not seen: {other:?}"),
+    }
 }
 
 /// A backend that lost its data reports a new generation.

@@ -163,6 +163,23 @@ pub enum Fetched {
     },
     /// The registry changed; here it is, whole.
     Changed(Snapshot),
+    /// The registry changed by a few changes the driver still has on
+    /// record: here they are, oldest first, instead of the whole registry.
+    /// A caller on the version it sent reaches `version` by applying them
+    /// in order, as it applies pushed [`Event`]s. One that cannot (they do
+    /// not follow on from what it has) reads it whole with `fetch(None)`.
+    /// Never the answer to `fetch(None)`.
+    Changes {
+        /// `Put`, `Removed` or `Changed` (several changes at once: a read
+        /// is needed), each with the version right after it.
+        events: Vec<Event>,
+        /// The registry's version now. It differs from the last event's
+        /// when a writer that keeps no record (Go gosd) wrote since.
+        version: Version,
+        /// Time left on the earliest lease now, as in `Unchanged`. The
+        /// leases in `Put` events count from when they were written.
+        next_expiry: Option<Duration>,
+    },
 }
 
 /// A change pushed by [`Driver::watch`].
@@ -319,7 +336,10 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Removes expired entries, then compares the registry with `known`:
     /// [`Fetched::Unchanged`] if it still stands there, else the whole
-    /// registry. For a networked backend, one round trip either way.
+    /// registry, or the changes since `known` if the driver keeps a record
+    /// of them ([`Fetched::Changes`]). With `known` = `None`, always the
+    /// whole registry. For a networked backend, one round trip when nothing
+    /// changed.
     fn fetch(
         &self,
         known: Option<Version>,
@@ -330,9 +350,10 @@ pub trait Driver: Send + Sync + 'static {
         async move {
             match self.fetch(None).await? {
                 Fetched::Changed(s) => Ok(s),
-                Fetched::Unchanged { .. } => Err(DriverError::Protocol {
+                Fetched::Unchanged { .. } | Fetched::Changes { .. } => Err(DriverError::Protocol {
                     backend: self.backend(),
-                    message: "a fetch with no known version answered 'unchanged'".into(),
+                    message: "a fetch with no known version did not answer with the registry"
+                        .into(),
                 }),
             }
         }

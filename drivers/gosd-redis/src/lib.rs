@@ -9,6 +9,7 @@
 //! | `{gosd}:gone` | sorted set | deregistered names, score = when their lease would have run out |
 //! | `{gosd}:gen` | string | the generation: Redis's `TIME` when this registry's state began |
 //! | `{gosd}:events` | channel | one message per change, with the version after it |
+//! | `{gosd}:log` | list | the last 64 of those messages, newest first |
 //!
 //! A Redis that restarts empty has no `{gosd}:gen`; the next script writes
 //! a new one, and clients see the registry lost its state instead of
@@ -24,6 +25,14 @@
 //! by hand) are never reaped: they behave as static routes. A deregistered
 //! name stays in `{gosd}:gone` for the rest of its lease, so that a renewal
 //! already in flight cannot write it back.
+//!
+//! A fetch from a client a few changes behind (up to 64) answers with those
+//! changes from `{gosd}:log`, in the same one command that answers
+//! "unchanged" when nothing moved: a refresh after one change costs one
+//! round trip and a few hundred bytes, not a read of the whole hash. The
+//! client checks that they follow on from what it has and reads the whole
+//! hash if they do not (a Go gosd write in between, a reap, a log that
+//! another writer cut short).
 //!
 //! Requires Redis 5 or newer (scripts that call `TIME` before writing need
 //! effect replication, the default since 5).
@@ -89,6 +98,7 @@ struct Keys {
     gone: String,
     generation: String,
     events: String,
+    log: String,
 }
 
 impl RedisDriver {
@@ -128,6 +138,7 @@ impl RedisDriver {
                 gone: format!("{{{key}}}:gone"),
                 generation: format!("{{{key}}}:gen"),
                 events: format!("{{{key}}}:events"),
+                log: format!("{{{key}}}:log"),
             },
             backend,
         })
@@ -156,7 +167,7 @@ impl RedisDriver {
         Ok(conn.clone())
     }
 
-    /// Runs one of the scripts with its five keys and `args`.
+    /// Runs one of the scripts with its six keys and `args`.
     async fn run<C: redis::aio::ConnectionLike>(
         &self,
         conn: &mut C,
@@ -167,7 +178,8 @@ impl RedisDriver {
         call.key(&self.keys.leases)
             .key(&self.keys.revision)
             .key(&self.keys.gone)
-            .key(&self.keys.generation);
+            .key(&self.keys.generation)
+            .key(&self.keys.log);
         for a in args {
             call.arg(*a);
         }
@@ -286,10 +298,11 @@ impl Driver for RedisDriver {
             .map(|k| [k.generation, k.revision, k.entries].map(|n| n.to_string().into_bytes()));
         let args: Vec<&[u8]> = known.iter().flatten().map(Vec::as_slice).collect();
         let mut conn = self.conn().await?;
-        // One command when nothing changed: the script reaps and compares.
+        // One command when nothing changed, or when the changes since
+        // `known` are still in the log: the script reaps and compares.
         let v = self.run(&mut conn, &FETCH, &args).await?;
-        if let Some(unchanged) = parse_unchanged(&v) {
-            return Ok(unchanged);
+        if let Some(answer) = parse_unchanged(&v).or_else(|| parse_changes(&v)) {
+            return Ok(answer);
         }
         // Changed: read it all in one atomic round trip, without passing the
         // bulk through Lua (which costs ~40% more than a plain HGETALL).
@@ -381,6 +394,34 @@ fn parse_unchanged(v: &Value) -> Option<Fetched> {
     }
 }
 
+/// `{"changes", ms until the earliest lease runs out or "", generation,
+/// revision, length, the log's messages newest first}`. `None` for any
+/// other reply, and for a message that is not gosd's: the caller then reads
+/// the whole registry.
+fn parse_changes(v: &Value) -> Option<Fetched> {
+    let Value::Array(parts) = v else { return None };
+    let [tag, next, generation, revision, len, log @ ..] = parts.as_slice() else {
+        return None;
+    };
+    if bytes_ref(tag) != Some(b"changes") {
+        return None;
+    }
+    let mut events = log
+        .iter()
+        .map(|m| parse_event(bytes_ref(m)?))
+        .collect::<Option<Vec<Event>>>()?;
+    events.reverse();
+    Some(Fetched::Changes {
+        events,
+        version: Version {
+            generation: integer_or_zero(generation.clone()).ok()?,
+            revision: integer_or_zero(revision.clone()).ok()?,
+            entries: integer_or_zero(len.clone()).ok()?,
+        },
+        next_expiry: number(next).map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
+    })
+}
+
 /// The reply of the read pipeline: generation, revision, length, the hash,
 /// the earliest lease (member and score), Redis's `TIME`. On a reply of the
 /// wrong shape, returns the offending value.
@@ -404,8 +445,8 @@ fn parse_changed(v: Value) -> Result<Fetched, Value> {
     let entries = pairs(fields)?
         .filter_map(|(field, url)| {
             Some(Entry {
-                field: String::from_utf8_lossy(&bytes(field)?).into_owned(),
-                url: String::from_utf8_lossy(&bytes(url)?).into_owned(),
+                field: text(field)?,
+                url: text(url)?,
             })
         })
         .collect();
@@ -437,7 +478,7 @@ fn parse_leases(v: Value) -> Result<Vec<(String, Duration)>, Value> {
     Ok(pairs(leases)?
         .filter_map(|(member, score)| {
             let left = number(&score)? - now_ms;
-            let field = String::from_utf8_lossy(&bytes(member)?).into_owned();
+            let field = text(member)?;
             (left > 0.0).then(|| (field, Duration::from_millis(left as u64)))
         })
         .collect())
@@ -491,6 +532,16 @@ fn bytes_ref(v: &Value) -> Option<&[u8]> {
     }
 }
 
+/// A reply as text, taking over its buffer: a refresh converts every field
+/// and URL of the registry, and a copy of each was a fifth of its cost.
+/// Bytes that are not UTF-8 are replaced, as `String::from_utf8_lossy` does.
+fn text(v: Value) -> Option<String> {
+    Some(
+        String::from_utf8(bytes(v)?)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
 fn bytes(v: Value) -> Option<Vec<u8>> {
     match v {
         Value::BulkString(b) => Some(b),
@@ -523,11 +574,13 @@ fn number(v: &Value) -> Option<f64> {
 }
 
 /// Helpers every script starts with. KEYS: hash, leases, revision, gone,
-/// generation.
+/// generation, log.
 ///
-/// Writes come after every command that can fail on a key of the wrong
-/// type (the `INCR`), so a script that errors has written nothing. Each
-/// change is published on `{<hash>}:events` with the version after it.
+/// Every change starts with `bump()`: its `LLEN` and `INCR` fail on a log
+/// or revision key of the wrong type before anything is written, so a
+/// script that errors has written nothing. Each change is published on
+/// `{<hash>}:events` with the version after it, and pushed on the log,
+/// which keeps the last 64.
 macro_rules! script {
     ($body:expr) => {
         LazyLock::new(|| {
@@ -548,13 +601,20 @@ end
 local gen = generation()
 local function publish(what)
   local version = gen .. ' ' .. (redis.call('GET', KEYS[3]) or '0') .. ' ' .. redis.call('HLEN', KEYS[1])
-  redis.call('PUBLISH', '{' .. KEYS[1] .. '}:events', version .. ' ' .. what)
+  local message = version .. ' ' .. what
+  redis.call('LPUSH', KEYS[6], message)
+  redis.call('LTRIM', KEYS[6], 0, 63)
+  redis.call('PUBLISH', '{' .. KEYS[1] .. '}:events', message)
+end
+local function bump()
+  redis.call('LLEN', KEYS[6])
+  redis.call('INCR', KEYS[3])
 end
 local function reap(now)
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
   local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
   if #dead == 0 then return end
-  redis.call('INCR', KEYS[3])
+  bump()
   for i = 1, #dead, 1000 do
     redis.call('HDEL', KEYS[1], unpack(dead, i, math.min(i + 999, #dead)))
   end
@@ -574,7 +634,7 @@ reap(now)
 static REGISTER: LazyLock<Script> = script!(
     r#"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
-redis.call('INCR', KEYS[3])
+bump()
 redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 publish('put ' .. ARGV[1] .. ' ' .. ARGV[3] .. ' ' .. ARGV[2])
@@ -593,7 +653,7 @@ if current == ARGV[2] then
 end
 if current then return 0 end
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 3 end
-redis.call('INCR', KEYS[3])
+bump()
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 publish('put ' .. ARGV[1] .. ' ' .. ARGV[3] .. ' ' .. ARGV[2])
@@ -606,7 +666,7 @@ return 2
 static DEREGISTER: LazyLock<Script> = script!(
     r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('INCR', KEYS[3])
+bump()
 local lease = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if lease then redis.call('ZADD', KEYS[4], lease, ARGV[1]) end
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -618,15 +678,28 @@ return 1
 
 /// ARGV: known generation, revision and length, or nothing. Reaps, then
 /// returns {"same", ms until the earliest lease runs out or ""} when they
-/// still hold, else {"changed"} (the caller then reads the table).
+/// still hold; {"changes", the same ms, generation, revision, length, the
+/// log's messages since the known revision} when the log still has all of
+/// them; else {"changed"} (the caller then reads the table).
 static FETCH: LazyLock<Script> = script!(
     r#"
 local rev = redis.call('GET', KEYS[3]) or '0'
 local len = redis.call('HLEN', KEYS[1])
-if ARGV[1] == gen and ARGV[2] == rev and tonumber(ARGV[3]) == len then
+local function next_expiry()
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  if #first == 0 then return {'same', ''} end
-  return {'same', tostring(tonumber(first[2]) - now)}
+  if #first == 0 then return '' end
+  return tostring(tonumber(first[2]) - now)
+end
+if ARGV[1] ~= gen then return {'changed'} end
+if ARGV[2] == rev and tonumber(ARGV[3]) == len then
+  return {'same', next_expiry()}
+end
+local behind = tonumber(rev) - (tonumber(ARGV[2]) or 0)
+if behind > 0 and behind <= 64 then
+  local log = redis.call('LRANGE', KEYS[6], 0, behind - 1)
+  if #log == behind then
+    return {'changes', next_expiry(), gen, rev, tostring(len), unpack(log)}
+  end
 end
 return {'changed'}
 "#
@@ -644,7 +717,7 @@ for i = 1, #all, 2 do
   end
 end
 if #stale == 0 then return 0 end
-redis.call('INCR', KEYS[3])
+bump()
 for _, field in ipairs(stale) do redis.call('HDEL', KEYS[1], field) end
 publish('changed')
 return #stale
@@ -657,6 +730,50 @@ mod tests {
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn changes_parse_oldest_first_and_a_foreign_message_means_a_whole_read() {
+        let reply = |log: &[&str]| {
+            let head = ["changes", "1500", "7", "12", "3"].map(bulk);
+            Value::Array(
+                head.into_iter()
+                    .chain(log.iter().map(|m| bulk(m)))
+                    .collect(),
+            )
+        };
+        let newest_first = ["7 12 3 del svc-1", "7 11 4 put svc-2 10000 http://b"];
+        let Some(Fetched::Changes {
+            events,
+            version,
+            next_expiry,
+        }) = parse_changes(&reply(&newest_first))
+        else {
+            panic!("not parsed");
+        };
+        assert_eq!(version.revision, 12);
+        assert_eq!(next_expiry, Some(Duration::from_millis(1500)));
+        assert!(matches!(
+            &events[..],
+            [
+                Event::Put { since: 10, .. },
+                Event::Removed { since: 11, .. }
+            ]
+        ));
+        assert_eq!(
+            parse_changes(&reply(&["7 12 3 del svc-1", "garbage"])),
+            None
+        );
+        assert_eq!(parse_changes(&Value::Array(vec![bulk("changes")])), None);
+        assert_eq!(parse_changes(&Value::Array(vec![bulk("changed")])), None);
+    }
+
+    #[test]
+    fn text_takes_utf8_as_it_is_and_replaces_the_rest() {
+        assert_eq!(text(bulk("svc-1")).as_deref(), Some("svc-1"));
+        let invalid = Value::BulkString(b"svc-\xff".to_vec());
+        assert_eq!(text(invalid).as_deref(), Some("svc-\u{fffd}"));
+        assert_eq!(text(Value::Int(1)), None);
     }
 
     #[test]

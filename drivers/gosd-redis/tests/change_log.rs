@@ -1,0 +1,99 @@
+//! The log of recent changes that lets a fetch answer with them, against a
+//! real redis-server.
+
+#[path = "../../../tests/support/redis_server.rs"]
+mod redis_server;
+
+use std::time::Duration;
+
+use gosd_driver::{Driver, Event, Fetched, InstanceName};
+use gosd_redis::RedisDriver;
+use redis_server::RedisServer;
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn name(n: usize) -> InstanceName {
+    InstanceName::new("svc", &n.to_string()).expect("name")
+}
+
+#[tokio::test]
+async fn a_fetch_a_few_changes_behind_gets_them_in_order_and_one_too_far_behind_the_table() {
+    let server = RedisServer::start();
+    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+    d.register(&name(0), "http://0", TTL).await.unwrap();
+    let known = d.snapshot().await.unwrap().version;
+
+    d.register(&name(1), "http://1", TTL).await.unwrap();
+    d.deregister(&name(0), "http://0").await.unwrap();
+    let now = d.snapshot().await.unwrap().version;
+    let Fetched::Changes {
+        events,
+        version,
+        next_expiry,
+    } = d.fetch(Some(known)).await.unwrap()
+    else {
+        panic!("two changes behind: expected the changes");
+    };
+    assert_eq!(version, now);
+    assert!(next_expiry.is_some_and(|left| left <= TTL));
+    match &events[..] {
+        [
+            Event::Put {
+                entry, version: v1, ..
+            },
+            Event::Removed {
+                field, version: v2, ..
+            },
+        ] => {
+            assert_eq!(
+                (entry.field.as_str(), entry.url.as_str()),
+                ("svc-1", "http://1")
+            );
+            assert_eq!(v1.revision, known.revision + 1);
+            assert_eq!((field.as_str(), *v2), ("svc-0", now));
+        }
+        other => panic!("expected a put then a removal, got {other:?}"),
+    }
+
+    // The log keeps 64 changes: one more and the table comes whole.
+    let far = d.snapshot().await.unwrap().version;
+    for n in 2..2 + 65 {
+        d.register(&name(n), "http://n", TTL).await.unwrap();
+    }
+    match d.fetch(Some(far)).await.unwrap() {
+        Fetched::Changed(s) => assert_eq!(s.entries.len(), 66),
+        other => panic!("65 changes behind: expected the table, got {other:?}"),
+    }
+    let near = Some(far).map(|mut v| {
+        v.revision += 1;
+        v.entries += 1;
+        v
+    });
+    match d.fetch(near).await.unwrap() {
+        Fetched::Changes { events, .. } => assert_eq!(events.len(), 64),
+        other => panic!("64 changes behind: expected the changes, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_log_key_of_the_wrong_type_fails_a_change_before_it_writes_anything() {
+    let server = RedisServer::start();
+    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+    d.register(&name(0), "http://0", TTL).await.unwrap();
+    let before = d.snapshot().await.unwrap();
+    let mut con = server.connection();
+    let _: () = redis::cmd("SET")
+        .arg("{gosd}:log")
+        .arg("not a list")
+        .query(&mut con)
+        .unwrap();
+    assert!(d.register(&name(1), "http://1", TTL).await.is_err());
+    assert!(d.deregister(&name(0), "http://0").await.is_err());
+    let _: () = redis::cmd("DEL").arg("{gosd}:log").query(&mut con).unwrap();
+    let after = d.snapshot().await.unwrap();
+    assert_eq!(
+        (after.entries, after.version),
+        (before.entries, before.version),
+        "nothing was written"
+    );
+}
