@@ -27,7 +27,8 @@ def to_ms(text):
 
 refresh = {
     "raw HGETALL (baseline)": [criterion_ms("raw_hgetall", s) for s in SIZES],
-    "gosd, after one change": [criterion_ms("gosd_after_one_change", s) for s in SIZES],
+    "gosd, after one Go write (whole read)": [criterion_ms("gosd_after_a_go_write", s) for s in SIZES],
+    "gosd, after one change (from the log)": [criterion_ms("gosd_after_one_change", s) for s in SIZES],
     "gosd, unchanged (1 command)": [criterion_ms("gosd_unchanged", s) for s in SIZES],
 }
 sweep = {}

@@ -464,7 +464,8 @@ impl Client {
     /// In the registry, it removes entries with that URL **only** when they
     /// have no live lease (expired, or written by Go gosd or by hand): a
     /// consumer cannot take a healthy provider out for everyone. A healthy
-    /// one comes back into this client's table with the next refresh.
+    /// one comes back into this client's table with the next refresh,
+    /// which reads the registry whole.
     pub async fn delete_service_with_url(&self, url: &str) -> Result<()> {
         {
             let mut sources = lock(&self.inner.sources);
@@ -585,48 +586,64 @@ impl Inner {
     /// command and returns no table.
     async fn refresh_once(&self) -> Result<(), DriverError> {
         let _serial = self.refresh_lock.lock().await;
-        let known = lock(&self.sources).version();
-        let (fetched, received) = self.fetch(known).await?;
-        let read_whole = {
-            let mut sources = lock(&self.sources);
-            let (touched, read_whole) = match fetched {
-                Fetched::Unchanged { next_expiry } => {
-                    (sources.unchanged(next_expiry, received), false)
-                }
-                Fetched::Changed(s) => (
-                    sources.apply_snapshot(s, known, received, self.config.ttl),
-                    false,
-                ),
-                Fetched::Changes {
-                    events,
-                    version,
-                    next_expiry,
-                } => match sources.apply_changes(events, version, next_expiry, received) {
-                    Ok(touched) => (touched, false),
-                    Err(touched) => (touched, true),
-                },
-            };
-            if touched != Touched::Nothing {
-                self.rebuild(&sources, &touched);
-            }
-            read_whole
+        let (known, read_whole) = {
+            let sources = lock(&self.sources);
+            (sources.version(), sources.read_whole_due(Instant::now()))
         };
         if read_whole {
-            let (fetched, received) = self.fetch(None).await?;
-            let Fetched::Changed(s) = fetched else {
-                return Err(DriverError::Protocol {
-                    backend: self.driver.backend(),
-                    message: "a fetch with no known version did not answer with the registry"
-                        .into(),
-                });
+            self.read_whole(known).await?;
+        } else {
+            let (fetched, received) = self.fetch(known).await?;
+            // Some(version we are at): the answer was not enough.
+            let read_whole_from = {
+                let mut sources = lock(&self.sources);
+                let (touched, read_whole_from) = match fetched {
+                    Fetched::Unchanged { next_expiry } => {
+                        (sources.unchanged(next_expiry, received), None)
+                    }
+                    Fetched::Changed(s) => (
+                        sources.apply_snapshot(s, known, received, self.config.ttl),
+                        None,
+                    ),
+                    Fetched::Changes {
+                        events,
+                        version,
+                        next_expiry,
+                    } => match sources.apply_changes(events, version, next_expiry, received) {
+                        Ok(touched) => (touched, None),
+                        Err(touched) => (touched, Some(sources.version())),
+                    },
+                    // An answer this client does not know.
+                    _ => (Touched::Nothing, Some(sources.version())),
+                };
+                if touched != Touched::Nothing {
+                    self.rebuild(&sources, &touched);
+                }
+                read_whole_from
             };
-            let mut sources = lock(&self.sources);
-            let touched = sources.apply_snapshot(s, known, received, self.config.ttl);
-            if touched != Touched::Nothing {
-                self.rebuild(&sources, &touched);
+            if let Some(at) = read_whole_from {
+                self.read_whole(at).await?;
             }
         }
         self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Reads the registry whole. `sent`: the version we are at, to tell a
+    /// registry that went back from one that pushed changes overtook.
+    async fn read_whole(&self, sent: Option<Version>) -> Result<(), DriverError> {
+        let (fetched, received) = self.fetch(None).await?;
+        let Fetched::Changed(s) = fetched else {
+            return Err(DriverError::Protocol {
+                backend: self.driver.backend(),
+                message: "a fetch with no known version did not answer with the registry".into(),
+            });
+        };
+        let mut sources = lock(&self.sources);
+        let touched = sources.apply_snapshot(s, sent, received, self.config.ttl);
+        if touched != Touched::Nothing {
+            self.rebuild(&sources, &touched);
+        }
         Ok(())
     }
 
@@ -642,6 +659,9 @@ impl Inner {
             }
             Err(e) => {
                 self.registry_failed(&e);
+                // A failover may be why: its history may differ from the
+                // record we would be answered from.
+                lock(&self.sources).read_whole_next();
                 Err(e)
             }
         }

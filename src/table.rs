@@ -223,11 +223,35 @@ pub(crate) struct Sources {
     next_check: Option<Instant>,
     manual: Vec<(Box<str>, Route)>,
     warned: HashSet<(String, String)>,
+    /// When the registry was last read whole; `None`: read it whole next.
+    read_whole_at: Option<Instant>,
 }
+
+/// How long a client goes at most on changes from the registry's record
+/// (pushed, or answered by a fetch) without reading it whole. The record
+/// misses what a writer that keeps none does while the entry count stays
+/// the same: Go gosd replacing one instance with another, or moving one to
+/// another URL. A whole read catches those.
+const READ_WHOLE_EVERY: Duration = Duration::from_secs(300);
 
 impl Sources {
     pub(crate) fn version(&self) -> Option<Version> {
         self.version
+    }
+
+    /// Whether the next refresh should read the registry whole: it never
+    /// did, something may have been missed since, or it has been
+    /// [`READ_WHOLE_EVERY`].
+    pub(crate) fn read_whole_due(&self, now: Instant) -> bool {
+        self.read_whole_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= READ_WHOLE_EVERY)
+    }
+
+    /// Asks for a whole read at the next refresh: after anything that may
+    /// have hidden a change from the record (a lost connection, a failover,
+    /// a new subscription).
+    pub(crate) fn read_whole_next(&mut self) {
+        self.read_whole_at = None;
     }
 
     /// When a refresh is next worth doing: the earliest lease expiry or
@@ -327,6 +351,7 @@ impl Sources {
         self.registry.extend(added);
         self.version = Some(new);
         self.next_check = next_check;
+        self.read_whole_at = Some(received);
         let registry = &self.registry;
         self.held
             .retain(|h| registry.binary_search_by(|f| f.name.cmp(&h.name)).is_err());
@@ -401,7 +426,12 @@ impl Sources {
     /// Applies one pushed change if it is the very next one we expect.
     pub(crate) fn apply_event(&mut self, event: Event, received: Instant) -> Applied {
         let (version, since, change) = match event {
-            Event::Subscribed => return Applied::NeedFetch,
+            Event::Subscribed => {
+                // Changes made while we were not subscribed are in the
+                // record, but so may be a failover's other history.
+                self.read_whole_next();
+                return Applied::NeedFetch;
+            }
             Event::Changed { version } => (version, version.revision, None),
             Event::Put {
                 version,
@@ -520,6 +550,8 @@ impl Sources {
         self.registry.retain(|f| &*f.route != url);
         self.held.retain(|f| &*f.route != url);
         self.manual.retain(|(_, r)| &**r != url);
+        // The registry's record will not bring back what it still holds.
+        self.read_whole_next();
     }
 
     /// The table after `touched`: those services are rebuilt from these
@@ -962,6 +994,37 @@ mod tests {
         assert!(
             s.apply_changes(reaped, version(1, 2, 0), None, now)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_whole_read_is_due_at_first_after_a_new_subscription_or_removal_and_every_so_often() {
+        let mut s = Sources::default();
+        let now = Instant::now();
+        assert!(s.read_whole_due(now), "never read");
+        s.apply_snapshot(
+            snapshot(1, 1, vec![entry("p-1", "http://a")]),
+            None,
+            now,
+            HOLD,
+        );
+        assert!(!s.read_whole_due(now));
+        assert!(
+            s.read_whole_due(now + READ_WHOLE_EVERY),
+            "read too long ago"
+        );
+        s.apply_event(Event::Subscribed, now);
+        assert!(s.read_whole_due(now), "changes may have been missed");
+        s.apply_snapshot(
+            snapshot(1, 1, vec![entry("p-1", "http://a")]),
+            None,
+            now,
+            HOLD,
+        );
+        s.remove_url("http://a");
+        assert!(
+            s.read_whole_due(now),
+            "only a whole read brings a removed URL back"
         );
     }
 }

@@ -152,8 +152,10 @@ pub struct Version {
     pub entries: u64,
 }
 
-/// What [`Driver::fetch`] found.
+/// What [`Driver::fetch`] found. More kinds of answer may come; a caller
+/// that meets one it does not know asks again with `fetch(None)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fetched {
     /// The registry is still at the version the caller knows.
     Unchanged {

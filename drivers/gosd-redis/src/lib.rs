@@ -26,13 +26,18 @@
 //! name stays in `{gosd}:gone` for the rest of its lease, so that a renewal
 //! already in flight cannot write it back.
 //!
-//! A fetch from a client a few changes behind (up to 64) answers with those
+//! A fetch from a client a few changes behind (up to 63) answers with those
 //! changes from `{gosd}:log`, in the same one command that answers
 //! "unchanged" when nothing moved: a refresh after one change costs one
 //! round trip and a few hundred bytes, not a read of the whole hash. The
-//! client checks that they follow on from what it has and reads the whole
-//! hash if they do not (a Go gosd write in between, a reap, a log that
-//! another writer cut short).
+//! log must also hold the change that took the client to the version it
+//! sends, with that version; if not (another history after a failover, a
+//! Go gosd write since), or if a reap is among the changes, the driver
+//! reads the whole hash. The client checks too that the changes follow on
+//! from what it has, entry count included. What the count cannot show —
+//! Go gosd replacing one instance with another in between — a client
+//! catches at its next whole read: after a reconnection or a new
+//! subscription, and at least every 5 minutes.
 //!
 //! Requires Redis 5 or newer (scripts that call `TIME` before writing need
 //! effect replication, the default since 5).
@@ -396,8 +401,8 @@ fn parse_unchanged(v: &Value) -> Option<Fetched> {
 
 /// `{"changes", ms until the earliest lease runs out or "", generation,
 /// revision, length, the log's messages newest first}`. `None` for any
-/// other reply, and for a message that is not gosd's: the caller then reads
-/// the whole registry.
+/// other reply, for a message that is not gosd's, and for several entries
+/// changed at once: the caller then reads the whole registry.
 fn parse_changes(v: &Value) -> Option<Fetched> {
     let Value::Array(parts) = v else { return None };
     let [tag, next, generation, revision, len, log @ ..] = parts.as_slice() else {
@@ -408,7 +413,8 @@ fn parse_changes(v: &Value) -> Option<Fetched> {
     }
     let mut events = log
         .iter()
-        .map(|m| parse_event(bytes_ref(m)?))
+        // Several entries at once (a reap): only the table tells which.
+        .map(|m| parse_event(bytes_ref(m)?).filter(|e| !matches!(e, Event::Changed { .. })))
         .collect::<Option<Vec<Event>>>()?;
     events.reverse();
     Some(Fetched::Changes {
@@ -577,8 +583,9 @@ fn number(v: &Value) -> Option<f64> {
 /// generation, log.
 ///
 /// Every change starts with `bump()`: its `LLEN` and `INCR` fail on a log
-/// or revision key of the wrong type before anything is written, so a
-/// script that errors has written nothing. Each change is published on
+/// or revision key of the wrong type before the change writes anything.
+/// (Only a first generation and the clearing of tombstones come earlier;
+/// both are right to keep.) Each change is published on
 /// `{<hash>}:events` with the version after it, and pushed on the log,
 /// which keeps the last 64.
 macro_rules! script {
@@ -680,7 +687,8 @@ return 1
 /// returns {"same", ms until the earliest lease runs out or ""} when they
 /// still hold; {"changes", the same ms, generation, revision, length, the
 /// log's messages since the known revision} when the log still has all of
-/// them; else {"changed"} (the caller then reads the table).
+/// them and the message of the known revision itself, with the known
+/// version; else {"changed"} (the caller then reads the table).
 static FETCH: LazyLock<Script> = script!(
     r#"
 local rev = redis.call('GET', KEYS[3]) or '0'
@@ -695,10 +703,15 @@ if ARGV[2] == rev and tonumber(ARGV[3]) == len then
   return {'same', next_expiry()}
 end
 local behind = tonumber(rev) - (tonumber(ARGV[2]) or 0)
-if behind > 0 and behind <= 64 then
-  local log = redis.call('LRANGE', KEYS[6], 0, behind - 1)
-  if #log == behind then
-    return {'changes', next_expiry(), gen, rev, tostring(len), unpack(log)}
+if behind > 0 and behind < 64 then
+  -- The changes since the caller's revision, and the one that took it
+  -- there: if that one has another version, this is another history (a
+  -- failover to a replica that had not seen it), or a writer that keeps
+  -- no record wrote since.
+  local log = redis.call('LRANGE', KEYS[6], 0, behind)
+  local known = ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' '
+  if #log == behind + 1 and string.sub(log[#log], 1, #known) == known then
+    return {'changes', next_expiry(), gen, rev, tostring(len), unpack(log, 1, behind)}
   end
 end
 return {'changed'}

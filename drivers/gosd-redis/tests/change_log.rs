@@ -6,7 +6,7 @@ mod redis_server;
 
 use std::time::Duration;
 
-use gosd_driver::{Driver, Event, Fetched, InstanceName};
+use gosd_driver::{Driver, Event, Fetched, InstanceName, Version};
 use gosd_redis::RedisDriver;
 use redis_server::RedisServer;
 
@@ -55,23 +55,50 @@ async fn a_fetch_a_few_changes_behind_gets_them_in_order_and_one_too_far_behind_
         other => panic!("expected a put then a removal, got {other:?}"),
     }
 
-    // The log keeps 64 changes: one more and the table comes whole.
+    // The log keeps 64 messages: 63 changes and the one before them.
     let far = d.snapshot().await.unwrap().version;
-    for n in 2..2 + 65 {
+    for n in 2..2 + 64 {
         d.register(&name(n), "http://n", TTL).await.unwrap();
     }
     match d.fetch(Some(far)).await.unwrap() {
-        Fetched::Changed(s) => assert_eq!(s.entries.len(), 66),
-        other => panic!("65 changes behind: expected the table, got {other:?}"),
+        Fetched::Changed(s) => assert_eq!(s.entries.len(), 65),
+        other => panic!("64 changes behind: expected the table, got {other:?}"),
     }
-    let near = Some(far).map(|mut v| {
-        v.revision += 1;
-        v.entries += 1;
-        v
-    });
-    match d.fetch(near).await.unwrap() {
-        Fetched::Changes { events, .. } => assert_eq!(events.len(), 64),
-        other => panic!("64 changes behind: expected the changes, got {other:?}"),
+    let near = Version {
+        revision: far.revision + 1,
+        entries: far.entries + 1,
+        ..far
+    };
+    match d.fetch(Some(near)).await.unwrap() {
+        Fetched::Changes { events, .. } => assert_eq!(events.len(), 63),
+        other => panic!("63 changes behind: expected the changes, got {other:?}"),
+    }
+
+    // The same revision with another version is another history.
+    let other_history = Version {
+        entries: near.entries + 1,
+        ..near
+    };
+    assert!(matches!(
+        d.fetch(Some(other_history)).await.unwrap(),
+        Fetched::Changed(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_reap_among_the_changes_means_a_whole_read() {
+    let server = RedisServer::start();
+    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+    d.register(&name(0), "http://0", TTL).await.unwrap();
+    let known = d.snapshot().await.unwrap().version;
+    d.register(&name(1), "http://1", Duration::from_millis(1))
+        .await
+        .unwrap();
+    // A lease of 1 ms has run out by the time a later script reaps it.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    match d.fetch(Some(known)).await.unwrap() {
+        Fetched::Changed(s) => assert_eq!(s.entries.len(), 1, "svc-1 reaped"),
+        other => panic!("expected the table, got {other:?}"),
     }
 }
 
