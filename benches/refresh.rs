@@ -39,6 +39,17 @@ fn timed(f: impl FnOnce()) -> Duration {
     t0.elapsed()
 }
 
+/// `op`'s time over `iters` runs, each after an untimed `before` (a change
+/// to the registry): for criterion's `iter_custom`.
+fn each_after(iters: u64, before: impl Fn(), op: impl Fn()) -> Duration {
+    (0..iters)
+        .map(|_| {
+            before();
+            timed(&op)
+        })
+        .sum()
+}
+
 fn refresh(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -131,14 +142,7 @@ fn refresh(c: &mut Criterion) {
             (timed(hgetall), timed(refresh))
         });
         g.bench_with_input(BenchmarkId::new("raw_hgetall", size), &size, |b, _| {
-            b.iter_custom(|iters| {
-                let mut spent = Duration::ZERO;
-                for _ in 0..iters {
-                    change();
-                    spent += timed(hgetall);
-                }
-                spent
-            })
+            b.iter_custom(|iters| each_after(iters, change, hgetall))
         });
         g.bench_with_input(BenchmarkId::new("gosd_unchanged", size), &size, |b, _| {
             b.iter(|| rt.block_on(client.get()).unwrap())
@@ -152,31 +156,12 @@ fn refresh(c: &mut Criterion) {
         g.bench_with_input(
             BenchmarkId::new("gosd_after_one_change", size),
             &size,
-            |b, _| {
-                b.iter_custom(|iters| {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        // The change itself is not timed: only the refresh that follows.
-                        change();
-                        spent += timed(refresh);
-                    }
-                    spent
-                })
-            },
+            |b, _| b.iter_custom(|iters| each_after(iters, change, refresh)),
         );
         g.bench_with_input(
             BenchmarkId::new("gosd_after_a_go_write", size),
             &size,
-            |b, _| {
-                b.iter_custom(|iters| {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        go_change();
-                        spent += timed(refresh);
-                    }
-                    spent
-                })
-            },
+            |b, _| b.iter_custom(|iters| each_after(iters, go_change, refresh)),
         );
         if present.get() {
             change();
@@ -193,8 +178,8 @@ fn refresh(c: &mut Criterion) {
 fn interleaved(size: usize, case: &str, mut round: impl FnMut() -> (Duration, Duration)) {
     let rounds = if size >= 10_000 { 100 } else { 500 };
     let (mut raw, mut gosd): (Vec<Duration>, Vec<Duration>) = (0..rounds).map(|_| round()).unzip();
-    let mean = |all: &Vec<Duration>| all.iter().sum::<Duration>().as_secs_f64();
-    let ratio = mean(&gosd) / mean(&raw);
+    let total = |all: &Vec<Duration>| all.iter().sum::<Duration>().as_secs_f64();
+    let ratio = total(&gosd) / total(&raw);
     raw.sort();
     gosd.sort();
     println!(

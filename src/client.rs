@@ -616,9 +616,7 @@ impl Inner {
                     // An answer this client does not know.
                     _ => (Touched::Nothing, Some(sources.version())),
                 };
-                if touched != Touched::Nothing {
-                    self.rebuild(&sources, &touched);
-                }
+                self.rebuild(&sources, &touched);
                 read_whole_from
             };
             if let Some(at) = read_whole_from {
@@ -641,9 +639,7 @@ impl Inner {
         };
         let mut sources = lock(&self.sources);
         let touched = sources.apply_snapshot(s, sent, received, self.config.ttl);
-        if touched != Touched::Nothing {
-            self.rebuild(&sources, &touched);
-        }
+        self.rebuild(&sources, &touched);
         Ok(())
     }
 
@@ -699,8 +695,12 @@ impl Inner {
         self.retry(|| self.refresh_once()).await
     }
 
+    /// Installs the table after `touched`; nothing, and no change
+    /// notification, when nothing was.
     fn rebuild(&self, sources: &Sources, touched: &Touched) {
-        self.install(sources.build(&self.table.load(), touched));
+        if *touched != Touched::Nothing {
+            self.install(sources.build(&self.table.load(), touched));
+        }
     }
 
     /// Swaps `table` in and tells whoever waits for changes.

@@ -393,10 +393,16 @@ fn parse_unchanged(v: &Value) -> Option<Fetched> {
     let Value::Array(parts) = v else { return None };
     match parts.as_slice() {
         [same, next] if bytes_ref(same) == Some(b"same") => Some(Fetched::Unchanged {
-            next_expiry: number(next).map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
+            next_expiry: expiry(next),
         }),
         _ => None,
     }
+}
+
+/// Milliseconds until the earliest lease runs out, from a fetch script's
+/// answer; `None` (no lease) for `""`.
+fn expiry(ms: &Value) -> Option<Duration> {
+    number(ms).map(|ms| Duration::from_millis(ms.max(0.0) as u64))
 }
 
 /// `{"changes", ms until the earliest lease runs out or "", generation,
@@ -424,7 +430,7 @@ fn parse_changes(v: &Value) -> Option<Fetched> {
             revision: integer_or_zero(revision.clone()).ok()?,
             entries: integer_or_zero(len.clone()).ok()?,
         },
-        next_expiry: number(next).map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
+        next_expiry: expiry(next),
     })
 }
 
