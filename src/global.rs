@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url};
 use crate::registration::Registration;
+use crate::route_future::{RouteFuture, Target};
 use crate::table::Route;
 
 static GLOBAL: OnceLock<Client> = OnceLock::new();
@@ -131,8 +132,10 @@ pub fn update_by_cron() {
 }
 
 /// The next URL of `service`, round-robin; see [`Client::iterate_service_route`].
-pub async fn iterate_service_route(service: &str) -> Result<Route> {
-    client()?.iterate_service_route(service).await
+///
+/// Whether gosd is started is decided when the future is first polled.
+pub fn iterate_service_route(service: &str) -> impl Future<Output = Result<Route>> + Send + '_ {
+    RouteFuture::new(Target::Global, service)
 }
 
 /// Stops routing to `url`; see [`Client::delete_service_with_url`].

@@ -62,6 +62,7 @@ mod error;
 mod global;
 mod naming;
 mod registration;
+mod route_future;
 mod service_index;
 mod signals;
 mod snapshot;

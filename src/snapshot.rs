@@ -87,16 +87,10 @@ impl SharedTable {
         let cached = CACHE.try_with(|cache| {
             // Busy only if `read` itself picked from a table: not ours.
             let mut cache = cache.try_borrow_mut().ok()?;
-            let slot = self.slot(&mut cache);
-            let entry = &mut cache[slot];
-            if entry.id != self.id || entry.version != version {
-                // Loaded after `version`: at least as new as that number.
-                *entry = Cached {
-                    id: self.id,
-                    version,
-                    table: self.table.load_full(),
-                };
-            }
+            let entry = match &mut cache[0] {
+                entry if entry.id == self.id && entry.version == version => entry,
+                _ => self.refill(&mut cache, version),
+            };
             Some(read(&entry.table))
         });
         match cached {
@@ -115,14 +109,28 @@ impl SharedTable {
         read(&self.table.load())
     }
 
+    /// Off the hot path (a thread whose first slot holds the current
+    /// table never comes here): the slot holding this table, loaded afresh
+    /// unless it is at `version`.
+    #[cold]
+    #[inline(never)]
+    fn refill<'c>(&self, cache: &'c mut [Cached; SLOTS], version: u64) -> &'c mut Cached {
+        let entry = &mut cache[self.slot(cache)];
+        if entry.id != self.id || entry.version != version {
+            // Loaded after `version`: at least as new as that number.
+            *entry = Cached {
+                id: self.id,
+                version,
+                table: self.table.load_full(),
+            };
+        }
+        entry
+    }
+
     /// This table's slot, or the one it takes over: the first that only
     /// this cache still holds (empty, a dropped client's, an old version),
     /// else the last, so the first slots keep the long-lived clients.
-    #[inline(always)]
-    fn slot(&self, cache: &mut [Cached; SLOTS]) -> usize {
-        if cache[0].id == self.id {
-            return 0;
-        }
+    fn slot(&self, cache: &[Cached; SLOTS]) -> usize {
         cache
             .iter()
             .position(|c| c.id == self.id)
