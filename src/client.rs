@@ -388,6 +388,9 @@ impl Client {
     /// `TryFindServiceAmount` times, `TryFindServiceDelay` apart (other
     /// services may still be starting).
     ///
+    /// The future does nothing until polled. Polled again after it is
+    /// ready, it picks again (and may search again).
+    ///
     /// # Errors
     /// [`Error::NoRoute`] naming the service.
     pub fn iterate_service_route<'a>(

@@ -23,8 +23,9 @@ use crate::table::Route;
 #[derive(Clone, Copy)]
 pub(crate) enum Target<'a> {
     Client(&'a Client),
-    /// The process-wide client, looked up when first polled (a future
-    /// does nothing until then), so `NotStarted` is decided at that time.
+    /// The process-wide client, looked up by each poll that starts a pick
+    /// (a future does nothing until polled), so `NotStarted` is decided
+    /// then.
     Global,
 }
 

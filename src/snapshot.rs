@@ -87,9 +87,14 @@ impl SharedTable {
         let cached = CACHE.try_with(|cache| {
             // Busy only if `read` itself picked from a table: not ours.
             let mut cache = cache.try_borrow_mut().ok()?;
-            let entry = match &mut cache[0] {
-                entry if entry.id == self.id && entry.version == version => entry,
-                _ => self.refill(&mut cache, version),
+            // Every slot, not only the first: a thread that picks from two
+            // clients in turn keeps both on this path.
+            let current = cache
+                .iter()
+                .position(|c| c.id == self.id && c.version == version);
+            let entry = match current {
+                Some(slot) => &mut cache[slot],
+                None => self.refill(&mut cache, version),
             };
             Some(read(&entry.table))
         });
@@ -109,21 +114,18 @@ impl SharedTable {
         read(&self.table.load())
     }
 
-    /// Off the hot path (a thread whose first slot holds the current
-    /// table never comes here): the slot holding this table, loaded afresh
-    /// unless it is at `version`.
+    /// Only after a store, or on a thread's first pick from this client:
+    /// the slot for this table, loaded afresh at `version`.
     #[cold]
     #[inline(never)]
     fn refill<'c>(&self, cache: &'c mut [Cached; SLOTS], version: u64) -> &'c mut Cached {
         let entry = &mut cache[self.slot(cache)];
-        if entry.id != self.id || entry.version != version {
-            // Loaded after `version`: at least as new as that number.
-            *entry = Cached {
-                id: self.id,
-                version,
-                table: self.table.load_full(),
-            };
-        }
+        // Loaded after `version`: at least as new as that number.
+        *entry = Cached {
+            id: self.id,
+            version,
+            table: self.table.load_full(),
+        };
         entry
     }
 
