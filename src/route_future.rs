@@ -46,6 +46,23 @@ impl<'a> RouteFuture<'a> {
             slow: None,
         }
     }
+
+    /// Out of line, like [`slow_path`]: only a service without routes
+    /// gets here.
+    #[inline(never)]
+    fn poll_search(
+        &mut self,
+        mut search: SlowPath<'a>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Route>> {
+        let done = search.as_mut().poll(cx);
+        // Dropped once done: a poll after `Ready` picks afresh instead of
+        // resuming a finished `async fn`, which would panic.
+        if done.is_pending() {
+            self.slow = Some(search);
+        }
+        done
+    }
 }
 
 impl<'a> Future for RouteFuture<'a> {
@@ -71,25 +88,6 @@ impl<'a> Future for RouteFuture<'a> {
             }
         };
         this.poll_search(search, cx)
-    }
-}
-
-impl<'a> RouteFuture<'a> {
-    /// Out of line, like [`slow_path`]: only a service without routes
-    /// gets here.
-    #[inline(never)]
-    fn poll_search(
-        &mut self,
-        mut search: SlowPath<'a>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Route>> {
-        let done = search.as_mut().poll(cx);
-        // Dropped once done: a poll after `Ready` picks afresh instead of
-        // resuming a finished `async fn`, which would panic.
-        if done.is_pending() {
-            self.slow = Some(search);
-        }
-        done
     }
 }
 
