@@ -133,7 +133,7 @@ async fn a_refresh_after_a_few_changes_is_one_command_unless_a_go_write_is_among
     // registry's count, and the client reads the whole hash instead.
     server.write_raw("provider-20160315122936.1", "http://go:1");
     let c = quiet_client().await.unwrap();
-    let _c = c.register("provider", "http://c:1").await.unwrap();
+    let c = c.register("provider", "http://c:1").await.unwrap();
     command_names(&mut monitor);
     consumer.get().await.unwrap();
     let sent = command_names(&mut monitor);
@@ -149,6 +149,17 @@ async fn a_refresh_after_a_few_changes_is_one_command_unless_a_go_write_is_among
     assert_eq!(
         sorted_routes(&consumer, "provider"),
         ["http://b:1", "http://c:1", "http://go:1"]
+    );
+
+    // A crashed instance: its lease runs out, the refresh's script reaps
+    // it and answers with the removal from its log.
+    server.end_leases(&[c.name()]);
+    command_names(&mut monitor);
+    consumer.get().await.unwrap();
+    assert_eq!(command_names(&mut monitor), ["evalsha"], "a reap");
+    assert_eq!(
+        sorted_routes(&consumer, "provider"),
+        ["http://b:1", "http://go:1"]
     );
 }
 

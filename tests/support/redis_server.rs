@@ -92,6 +92,18 @@ impl RedisServer {
             .expect("HSET");
     }
 
+    /// Ends the leases of `fields` (in the default `gosd` registry) as if
+    /// their instances had crashed long ago: the next gosd script reaps
+    /// them all at once.
+    pub fn end_leases(&self, fields: &[&str]) {
+        let mut expire = redis::cmd("ZADD");
+        expire.arg("{gosd}:leases").arg("XX");
+        for field in fields {
+            expire.arg(1).arg(*field);
+        }
+        let _: () = expire.query(&mut self.connection()).expect("ZADD");
+    }
+
     /// Stops the server at once (its data is lost: persistence is off).
     pub fn stop(&mut self) {
         let _ = self.child.kill();

@@ -212,8 +212,7 @@ pub enum Event {
         /// (etcd: the backend expires leases itself and pushes the removal).
         lease: Option<Duration>,
     },
-    /// One entry was removed: deregistered, or (for backends that expire
-    /// leases themselves, like etcd) its lease ran out.
+    /// One entry was removed: deregistered, or its lease ran out.
     Removed {
         /// The registry's version after this change.
         version: Version,
@@ -222,7 +221,7 @@ pub enum Event {
         /// The removed field.
         field: String,
     },
-    /// Several entries changed at once (leases reaped, stale entries
+    /// Several entries changed at once (many leases reaped, stale entries
     /// removed): fetch to see them.
     Changed {
         /// The registry's version after the change.

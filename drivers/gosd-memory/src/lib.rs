@@ -101,20 +101,28 @@ impl State {
         }
     }
 
-    /// Drops expired entries; if any went, the revision moves and the
-    /// change is returned as an event.
-    fn reap(&mut self, now: Instant) -> Option<Event> {
+    /// Drops expired entries, each as a change of its own (as a
+    /// deregistration is), and returns their events.
+    fn reap(&mut self, now: Instant) -> Vec<Event> {
         self.gone.retain(|_, until| *until > now);
-        let before = self.entries.len();
-        self.entries
-            .retain(|_, s| s.expires.is_none_or(|t| t > now));
-        if self.entries.len() == before {
-            return None;
-        }
-        self.revision += 1;
-        Some(Event::Changed {
-            version: self.version(),
-        })
+        let dead: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, s)| s.expires.is_some_and(|t| t <= now))
+            .map(|(field, _)| field.clone())
+            .collect();
+        dead.into_iter()
+            .map(|field| {
+                self.entries.remove(&field);
+                self.revision += 1;
+                let version = self.version();
+                Event::Removed {
+                    version,
+                    since: version.revision - 1,
+                    field,
+                }
+            })
+            .collect()
     }
 
     /// Writes a leased entry: a change, so the revision moves.
@@ -213,7 +221,7 @@ impl MemoryDriver {
         }
         let now = Instant::now();
         let mut state = lock(&self.shared.state);
-        let events = state.reap(now).into_iter().collect();
+        let events = state.reap(now);
         Ok(Live {
             driver: self,
             state,

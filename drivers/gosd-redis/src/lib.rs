@@ -32,8 +32,10 @@
 //! round trip and a few hundred bytes, not a read of the whole hash. The
 //! log must also hold the change that took the client to the version it
 //! sends, with that version; if not (another history after a failover, a
-//! Go gosd write since), or if a reap is among the changes, the driver
-//! reads the whole hash. The client checks too that the changes follow on
+//! Go gosd write since), or if a reap of more than 32 leases at once is
+//! among the changes, the driver reads the whole hash. (A smaller reap is
+//! logged as one removal per entry, so a crashed instance reaches clients
+//! the cheap way too.) The client checks too that the changes follow on
 //! from what it has, entry count included. What the count cannot show —
 //! Go gosd replacing one instance with another in between — a client
 //! catches at its next whole read: after a reconnection or a new
@@ -419,7 +421,7 @@ fn parse_changes(v: &Value) -> Option<Fetched> {
     }
     let mut events = log
         .iter()
-        // Several entries at once (a reap): only the table tells which.
+        // Several entries at once (a large reap): only the table tells which.
         .map(|m| parse_event(bytes_ref(m)?).filter(|e| !matches!(e, Event::Changed { .. })))
         .collect::<Option<Vec<Event>>>()?;
     events.reverse();
@@ -594,6 +596,12 @@ fn number(v: &Value) -> Option<f64> {
 /// both are right to keep.) Each change is published on
 /// `{<hash>}:events` with the version after it, and pushed on the log,
 /// which keeps the last 64.
+///
+/// A reap of up to 32 leases (a few crashed instances) is one `del` change
+/// per entry, like a deregistration, so that clients apply it from the
+/// push or the log instead of each reading the whole hash; 32 leaves the
+/// log room for the changes around it. A larger reap (a zone lost at once)
+/// is one `changed`.
 macro_rules! script {
     ($body:expr) => {
         LazyLock::new(|| {
@@ -627,6 +635,15 @@ local function reap(now)
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
   local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
   if #dead == 0 then return end
+  if #dead <= 32 then
+    for _, name in ipairs(dead) do
+      bump()
+      redis.call('HDEL', KEYS[1], name)
+      redis.call('ZREM', KEYS[2], name)
+      publish('del ' .. name)
+    end
+    return
+  end
   bump()
   for i = 1, #dead, 1000 do
     redis.call('HDEL', KEYS[1], unpack(dead, i, math.min(i + 999, #dead)))

@@ -85,19 +85,58 @@ async fn a_fetch_a_few_changes_behind_gets_them_in_order_and_one_too_far_behind_
     ));
 }
 
-#[tokio::test]
-async fn a_reap_among_the_changes_means_a_whole_read() {
-    let server = RedisServer::start();
-    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+/// Registers `svc-0` and then `leased` more entries, and ends the leases
+/// of those, so that the next script reaps them all at once. Returns the
+/// version from before them.
+async fn with_expired_leases(server: &RedisServer, d: &RedisDriver, leased: usize) -> Version {
     d.register(&name(0), "http://0", TTL).await.unwrap();
     let known = d.snapshot().await.unwrap().version;
-    d.register(&name(1), "http://1", Duration::from_millis(1))
-        .await
-        .unwrap();
-    // A lease of 1 ms has run out by the time a later script reaps it.
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let names: Vec<InstanceName> = (1..=leased).map(name).collect();
+    for n in &names {
+        d.register(n, "http://n", TTL).await.unwrap();
+    }
+    server.end_leases(&names.iter().map(InstanceName::as_str).collect::<Vec<_>>());
+    known
+}
+
+#[tokio::test]
+async fn a_small_reap_reaches_a_fetch_as_one_removal_per_entry() {
+    let server = RedisServer::start();
+    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+    let known = with_expired_leases(&server, &d, 2).await;
+    let Fetched::Changes {
+        events, version, ..
+    } = d.fetch(Some(known)).await.unwrap()
+    else {
+        panic!("two puts and their reap: expected the changes");
+    };
+    assert_eq!(version, d.snapshot().await.unwrap().version);
+    assert_eq!(version.entries, 1, "svc-1 and svc-2 reaped");
+    let removed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Removed {
+                field,
+                version,
+                since,
+            } => Some((field.as_str(), version.revision - since, version.entries)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        removed,
+        [("svc-1", 1, 2), ("svc-2", 1, 1)],
+        "one change each, in the order of their leases"
+    );
+}
+
+#[tokio::test]
+async fn a_reap_of_more_than_32_means_a_whole_read() {
+    let server = RedisServer::start();
+    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+    let known = with_expired_leases(&server, &d, 33).await;
     match d.fetch(Some(known)).await.unwrap() {
-        Fetched::Changed(s) => assert_eq!(s.entries.len(), 1, "svc-1 reaped"),
+        Fetched::Changed(s) => assert_eq!(s.entries.len(), 1, "all 33 reaped"),
         other => panic!("expected the table, got {other:?}"),
     }
 }
