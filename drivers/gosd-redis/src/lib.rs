@@ -35,11 +35,13 @@
 //! Go gosd write since), or if a reap of more than 32 leases at once is
 //! among the changes, the driver reads the whole hash. (A smaller reap is
 //! logged as one removal per entry, so a crashed instance reaches clients
-//! the cheap way too.) The client checks too that the changes follow on
-//! from what it has, entry count included. What the count cannot show —
-//! Go gosd replacing one instance with another in between — a client
-//! catches at its next whole read: after a reconnection or a new
-//! subscription, and at least every 5 minutes.
+//! the cheap way too, unless a Go write had removed its field already: the
+//! entry count then tells the client to read the whole hash.) The client
+//! checks too that the changes follow on from what it has, entry count
+//! included. What the count cannot show — Go gosd replacing one instance
+//! with another in between — a client catches at its next whole read:
+//! after a reconnection or a new subscription, and at least every 5
+//! minutes.
 //!
 //! Requires Redis 5 or newer (scripts that call `TIME` before writing need
 //! effect replication, the default since 5).
@@ -587,8 +589,9 @@ fn number(v: &Value) -> Option<f64> {
     }
 }
 
-/// Helpers every script starts with. KEYS: hash, leases, revision, gone,
-/// generation, log.
+/// Helpers every script starts with, then the reap of expired leases
+/// (`script!(before_reap, body)` runs a part of its own before it). KEYS:
+/// hash, leases, revision, gone, generation, log.
 ///
 /// Every change starts with `bump()`: its `LLEN` and `INCR` fail on a log
 /// or revision key of the wrong type before the change writes anything.
@@ -604,6 +607,9 @@ fn number(v: &Value) -> Option<f64> {
 /// is one `changed`.
 macro_rules! script {
     ($body:expr) => {
+        script!("", $body)
+    };
+    ($before_reap:expr, $body:expr) => {
         LazyLock::new(|| {
             Script::new(concat!(
                 r#"
@@ -652,8 +658,9 @@ local function reap(now)
   publish('changed')
 end
 local now = now_ms()
-reap(now)
 "#,
+                $before_reap,
+                "reap(now)\n",
                 $body
             ))
         })
@@ -674,7 +681,16 @@ return 1
 
 /// ARGV: name, url, ttl_ms. Returns 1 renewed, 2 restored, 3 gone
 /// (deregistered), 0 conflict.
+///
+/// A heartbeat that comes after its lease ran out, but before any script
+/// reaped it, extends the lease before the reap: reaped and then restored,
+/// the entry would leave every watching client's table for a moment.
 static RENEW: LazyLock<Script> = script!(
+    r#"
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) and redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+end
+"#,
     r#"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current == ARGV[2] then
