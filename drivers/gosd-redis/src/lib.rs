@@ -682,22 +682,20 @@ return 1
 /// ARGV: name, url, ttl_ms. Returns 1 renewed, 2 restored, 3 gone
 /// (deregistered), 0 conflict.
 ///
-/// A heartbeat that comes after its lease ran out, but before any script
-/// reaped it, extends the lease before the reap: reaped and then restored,
-/// the entry would leave every watching client's table for a moment.
+/// The renewal proper runs before the reap: a heartbeat that comes after
+/// its lease ran out, but before any script reaped it, extends the lease
+/// instead of being reaped and then restored, which would take the entry
+/// out of every watching client's table for a moment.
 static RENEW: LazyLock<Script> = script!(
     r#"
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) and redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+  reap(now)
+  return 1
 end
 "#,
     r#"
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current == ARGV[2] then
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-  return 1
-end
-if current then return 0 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 3 end
 bump()
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
