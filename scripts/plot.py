@@ -42,7 +42,7 @@ propagation = {
     "gosd p50": [sweep[s][0] for s in sweep_sizes],
 }
 
-COLORS = ["#2d5bd7", "#d9480f", "#2b8a3e"]
+COLORS = ["#2d5bd7", "#d9480f", "#2b8a3e", "#7048e8"]
 W, H, PAD = 440, 300, 56
 
 
