@@ -152,6 +152,19 @@ fn service_of(field: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The entries of `service` in `sorted` (sorted by name). A name sorts as
+/// its `<service>-<id>` string, so they are in the run of names that start
+/// with `<service>-`; a longer service name that starts the same way
+/// (`<service>-x`) can be in that run too, hence the filter.
+fn of_service<'a>(sorted: &'a [Found], service: &'a str) -> impl Iterator<Item = &'a Found> {
+    let prefix = format!("{service}-");
+    let first = sorted.partition_point(|f| f.name.as_str() < prefix.as_str());
+    sorted[first..]
+        .iter()
+        .take_while(move |f| f.name.as_str().starts_with(&prefix))
+        .filter(move |f| f.name.service() == service)
+}
+
 /// A registry entry that passed validation.
 #[derive(Clone)]
 struct Found {
@@ -484,7 +497,14 @@ impl Sources {
     }
 
     fn remove_field(&mut self, field: &str) {
-        self.registry.retain(|f| f.name.as_str() != field);
+        // Sorted by name: a search, not a scan of the whole registry on
+        // every pushed change.
+        if let Ok(at) = self
+            .registry
+            .binary_search_by(|f| f.name.as_str().cmp(field))
+        {
+            self.registry.remove(at);
+        }
         self.held.retain(|f| f.name.as_str() != field);
         if self.held.is_empty() {
             self.hold_until = None;
@@ -562,9 +582,17 @@ impl Sources {
         // The same URL twice in a service (say, a stale Go entry and ours)
         // must not get twice the traffic.
         let mut seen: HashSet<(&str, &str), Fx> = HashSet::default();
-        let registry = self
-            .registry
-            .iter()
+        // For a few services, only their entries: a pushed change then
+        // costs its service, not a scan of the whole registry.
+        let from_registry: Vec<&Found> = match touched {
+            Touched::Services(names) => names
+                .iter()
+                .flat_map(|service| of_service(&self.registry, service))
+                .collect(),
+            _ => self.registry.iter().collect(),
+        };
+        let registry = from_registry
+            .into_iter()
             .chain(&self.held)
             .map(|f| (f.name.service(), &f.route));
         let manual = self.manual.iter().map(|(s, r)| (&**s, r));
@@ -659,6 +687,34 @@ mod tests {
         assert_eq!(urls(&s, "order-api"), ["http://o"]);
         assert!(urls(&s, "nodash").is_empty());
         assert_eq!(s.next_check(), Some(now + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_rebuild_of_one_service_finds_it_among_services_that_start_alike() {
+        let mut s = Sources::default();
+        let entries = vec![
+            entry("a-1", "http://a1"),
+            entry("a-b-1", "http://ab"),
+            entry("a-zzz", "http://a2"),
+            entry("ab-1", "http://x"),
+            entry("a.x-1", "http://y"),
+            entry("0-1", "http://z"),
+        ];
+        s.apply_snapshot(snapshot(1, 1, entries), None, Instant::now(), HOLD);
+        let routes = |t: &RouteTable, service| -> Vec<String> {
+            t.routes(service).iter().map(|r| r.to_string()).collect()
+        };
+        let a = s.build(&RouteTable::default(), &Touched::service("a"));
+        assert_eq!(routes(&a, "a"), ["http://a1", "http://a2"]);
+        assert!(routes(&a, "a-b").is_empty(), "not touched");
+        let ab = s.build(&a, &Touched::service("a-b"));
+        assert_eq!(routes(&ab, "a-b"), ["http://ab"]);
+        assert_eq!(routes(&ab, "a"), ["http://a1", "http://a2"], "shared");
+        let rest = s.build(&ab, &Touched::services(vec!["ab".into(), "a.x".into()]));
+        assert_eq!(routes(&rest, "ab"), ["http://x"]);
+        assert_eq!(routes(&rest, "a.x"), ["http://y"]);
+        assert!(routes(&rest, "0").is_empty(), "not touched");
+        assert!(routes(&rest, "zz").is_empty());
     }
 
     #[test]
