@@ -584,15 +584,16 @@ impl Sources {
         let mut seen: HashSet<(&str, &str), Fx> = HashSet::default();
         // For a few services, only their entries: a pushed change then
         // costs its service, not a scan of the whole registry.
-        let from_registry: Vec<&Found> = match touched {
-            Touched::Services(names) => names
-                .iter()
-                .flat_map(|service| of_service(&self.registry, service))
-                .collect(),
-            _ => self.registry.iter().collect(),
+        let (every, few) = match touched {
+            Touched::Services(names) => (&[][..], &names[..]),
+            _ => (&self.registry[..], &[][..]),
         };
-        let registry = from_registry
-            .into_iter()
+        let few = few
+            .iter()
+            .flat_map(|service| of_service(&self.registry, service));
+        let registry = every
+            .iter()
+            .chain(few)
             .chain(&self.held)
             .map(|f| (f.name.service(), &f.route));
         let manual = self.manual.iter().map(|(s, r)| (&**s, r));
