@@ -677,9 +677,16 @@ impl Inner {
         }
         let applied = {
             let mut sources = lock(&self.sources);
+            let check_was = sources.next_check();
             let applied = sources.apply_event(event, Instant::now());
             if let Applied::Changed(service) = &applied {
                 self.rebuild(&sources, &Touched::service(service));
+            }
+            // The maintain loop sleeps until the earliest check it knows
+            // of: only a sooner one (a put with a shorter lease) needs it
+            // awake, not every pushed change.
+            if sooner(sources.next_check(), check_was) {
+                self.wake.notify_one();
             }
             applied
         };
@@ -713,7 +720,6 @@ impl Inner {
     fn install(&self, table: RouteTable) {
         self.table.store(table);
         self.changes.send_modify(|n| *n += 1);
-        self.wake.notify_one();
     }
 
     /// Runs `op` up to `TryRefreshAmount` times while it fails transiently.
@@ -867,6 +873,15 @@ async fn deregister(driver: &dyn DynDriver, own: &Own) -> Result<()> {
                 },
             })
         }
+    }
+}
+
+/// Whether `check` asks for a look before `was` did.
+fn sooner(check: Option<Instant>, was: Option<Instant>) -> bool {
+    match (check, was) {
+        (Some(check), Some(was)) => check < was,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 
@@ -1059,6 +1074,54 @@ mod tests {
             Arc::new(gosd_memory::MemoryDriver::new()),
             Handle::current(),
         )
+    }
+
+    /// Whether the maintain loop was woken since the last look (the
+    /// notification is a stored permit).
+    fn woken(inner: &Inner) -> bool {
+        let notified = std::pin::pin!(inner.wake.notified());
+        let waker = std::task::Waker::noop();
+        notified
+            .poll(&mut std::task::Context::from_waker(waker))
+            .is_ready()
+    }
+
+    #[tokio::test]
+    async fn a_pushed_change_wakes_the_maintain_loop_only_for_a_sooner_check() {
+        let client = without_tasks(Config {
+            cron: None,
+            ..Config::default()
+        });
+        let inner = &client.inner;
+        inner.refresh_once().await.unwrap();
+        woken(inner);
+        let known = lock(&inner.sources).version().unwrap();
+        let mut at = known;
+        let mut put = |id: &str, lease: u64| {
+            let since = at.revision;
+            at.revision += 1;
+            at.entries += 1;
+            Event::Put {
+                version: at,
+                since,
+                entry: gosd_driver::Entry {
+                    field: format!("svc-{id}"),
+                    url: format!("http://h{id}:1"),
+                },
+                lease: Some(Duration::from_secs(lease)),
+            }
+        };
+        let (first, later, sooner) = (put("1", 60), put("2", 3600), put("3", 1));
+        inner.on_event(first);
+        assert!(
+            woken(inner),
+            "the first lease: a check where there was none"
+        );
+        inner.on_event(later);
+        assert!(!woken(inner), "a later lease moves no check");
+        inner.on_event(sooner);
+        assert!(woken(inner), "a shorter lease: a sooner check");
+        assert_eq!(client.routes("svc").len(), 3, "all three applied");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
