@@ -667,7 +667,10 @@ mod tests {
     }
 
     fn urls(s: &Sources, service: &str) -> Vec<String> {
-        let t = s.build(&RouteTable::default(), &Touched::All);
+        table_urls(&s.build(&RouteTable::default(), &Touched::All), service)
+    }
+
+    fn table_urls(t: &RouteTable, service: &str) -> Vec<String> {
         t.routes(service).iter().map(|r| r.to_string()).collect()
     }
 
@@ -702,20 +705,17 @@ mod tests {
             entry("0-1", "http://z"),
         ];
         s.apply_snapshot(snapshot(1, 1, entries), None, Instant::now(), HOLD);
-        let routes = |t: &RouteTable, service| -> Vec<String> {
-            t.routes(service).iter().map(|r| r.to_string()).collect()
-        };
         let a = s.build(&RouteTable::default(), &Touched::service("a"));
-        assert_eq!(routes(&a, "a"), ["http://a1", "http://a2"]);
-        assert!(routes(&a, "a-b").is_empty(), "not touched");
+        assert_eq!(table_urls(&a, "a"), ["http://a1", "http://a2"]);
+        assert!(table_urls(&a, "a-b").is_empty(), "not touched");
         let ab = s.build(&a, &Touched::service("a-b"));
-        assert_eq!(routes(&ab, "a-b"), ["http://ab"]);
-        assert_eq!(routes(&ab, "a"), ["http://a1", "http://a2"], "shared");
+        assert_eq!(table_urls(&ab, "a-b"), ["http://ab"]);
+        assert_eq!(table_urls(&ab, "a"), ["http://a1", "http://a2"], "shared");
         let rest = s.build(&ab, &Touched::services(vec!["ab".into(), "a.x".into()]));
-        assert_eq!(routes(&rest, "ab"), ["http://x"]);
-        assert_eq!(routes(&rest, "a.x"), ["http://y"]);
-        assert!(routes(&rest, "0").is_empty(), "not touched");
-        assert!(routes(&rest, "zz").is_empty());
+        assert_eq!(table_urls(&rest, "ab"), ["http://x"]);
+        assert_eq!(table_urls(&rest, "a.x"), ["http://y"]);
+        assert!(table_urls(&rest, "0").is_empty(), "not touched");
+        assert!(table_urls(&rest, "zz").is_empty());
     }
 
     #[test]
