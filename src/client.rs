@@ -426,7 +426,7 @@ impl Client {
     // where this takes 17 (`cargo bench --bench pick`).
     #[inline(never)]
     pub fn next_route(&self, service: &str) -> Option<Route> {
-        self.inner.table.with(|t| t.pick(service))
+        self.inner.table.pick(service)
     }
 
     /// Every route `service` has now, in rotation order.
