@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install -y valgrind" >&2; exit 1; }
 bin=$(cargo bench --bench pick_instructions --no-run --message-format=json 2>/dev/null \
-  | grep -o '"executable":"[^"]*pick_instructions[^"]*"' | tail -1 | cut -d'"' -f4)
+  | grep -o '"executable":"[^"]*pick_instructions[^"]*"' | tail -1 | cut -d'"' -f4 || true)
 [ -x "$bin" ] || { echo "could not build the pick_instructions bench" >&2; exit 1; }
 n=200000
 count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$@" 2>&1 | grep -oE 'Collected : [0-9]+' | grep -oE '[0-9]+'; }

@@ -3,13 +3,14 @@
 # loopback, in one run: requests/s and latency percentiles from wrk, and a
 # direct call to one upstream as the floor.
 #   scripts/router-vs-nginx.sh [SECONDS=10] [CONNECTIONS=32]
-# Needs redis-server, nginx and wrk (apt-get install -y redis-server nginx-light wrk).
+# Needs redis-server, nginx, wrk, curl and python3
+# (apt-get install -y redis-server nginx-light wrk curl python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-32}
-for tool in redis-server nginx wrk; do
-  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y redis-server nginx-light wrk" >&2; exit 1; }
+for tool in redis-server nginx wrk curl python3; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y redis-server nginx-light wrk curl python3" >&2; exit 1; }
 done
 cargo build -q --release --example provider -p gosd
 cargo build -q --release -p gosd-router
@@ -46,8 +47,15 @@ http {
 }
 NGINX
 nginx -p "$dir" -c "$dir/nginx.conf"
-wait_http "http://127.0.0.1:$p1/ping"; wait_http "http://127.0.0.1:$ngx/ping"
-for _ in $(seq 100); do [ "$(curl -s "http://127.0.0.1:$router/-/services" | grep -o '"url"' | wc -l)" -ge 2 ] && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$p1/ping"; wait_http "http://127.0.0.1:$p2/ping"; wait_http "http://127.0.0.1:$ngx/ping"
+# Otherwise wrk would measure the router's "no route" answers.
+routes=0
+for _ in $(seq 100); do
+  routes=$(curl -s "http://127.0.0.1:$router/-/services" | grep -o '"url"' | wc -l || true)
+  [ "$routes" -ge 2 ] && break
+  sleep 0.1
+done
+[ "$routes" -ge 2 ] || { echo "gosd-router knows $routes of the 2 providers after 10 s" >&2; exit 1; }
 
 run() { # name url threads connections
   local out
