@@ -15,9 +15,8 @@
 //! Criterion times each case in its own stretch of the run, and on a shared
 //! machine two stretches can differ by more than the cases do. So the
 //! ratios the targets are about are also measured interleaved: each round
-//! changes the registry, reads it raw, then refreshes.
-//! The lines printed per size give the medians and the ratio of the means
-//! over all rounds.
+//! changes the registry, reads it raw, then refreshes. The lines printed
+//! per size give the medians and the ratio of the means over all rounds.
 //!
 //! `cargo bench --bench refresh` (spawns its own redis-server)
 
