@@ -61,9 +61,10 @@ async fn raw_pubsub_round(
             samples.push(rx.recv().await.unwrap() - t0);
         }
     }
-    // Dropping the set ends the subscribers, so that they do not share the
+    // Otherwise they stay subscribed: the 1-subscriber round's would take
+    // every message of the 100-subscriber round, and all would share the
     // cores with the next measurement.
-    drop(tasks);
+    tasks.shutdown().await;
     samples
 }
 
@@ -195,7 +196,7 @@ async fn etcd_round(etcd: &Etcd, watchers: usize, rounds: usize) -> Vec<Duration
             samples.push(seen.recv().await.unwrap() - t0);
         }
     }
-    drop(streams);
+    streams.shutdown().await;
     samples
 }
 
