@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates every benchmark figure in BENCHMARKS.md, and the plot.
-#   scripts/bench-all.sh      (about 15 minutes; outputs in target/bench/)
+#   scripts/bench-all.sh      (7 min 17 s on 2 cores at 078aac0; outputs in target/bench/)
 # Needs redis-server; for the baselines also etcd-server, nginx-light, wrk,
 # and valgrind (apt-get install -y redis-server etcd-server nginx-light wrk valgrind).
 set -euo pipefail

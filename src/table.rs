@@ -378,9 +378,9 @@ impl Sources {
     /// Applies the changes a fetch brought (the driver's record of what
     /// happened since the version we sent), as pushed events are applied.
     /// `Err` when they do not take us to `version` — they do not follow on
-    /// from what we have, one of them needs a read (many entries
-    /// reaped at once), or a writer that keeps no record (Go gosd) wrote since —
-    /// and the registry must be read whole. Either way, with the services
+    /// from what we have, one of them needs a read (many entries reaped at
+    /// once), or a writer that keeps no record (Go gosd) wrote since — and
+    /// the registry must be read whole. Either way, with the services
     /// the applied ones touched.
     pub(crate) fn apply_changes(
         &mut self,
