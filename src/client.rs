@@ -338,7 +338,10 @@ impl Client {
     pub async fn register(&self, service: &str, url: &str) -> Result<Registration> {
         check_service(service)?;
         check_url(url)?;
-        let _one_at_a_time = self.inner.registering.lock().await;
+        // Held from before the registry write until `own` names what was
+        // written: a signal handler waits on it (`Inner::finish_on_signal`),
+        // so a signal mid-registration still deregisters.
+        let one_at_a_time = self.inner.registering.lock().await;
         if let Some(own) = self.inner.own() {
             return Err(Error::AlreadyRegistered(own.name.to_string()));
         }
@@ -352,6 +355,7 @@ impl Client {
             .runtime
             .spawn(heartbeat(Arc::downgrade(&self.inner)));
         *lock(&self.inner.heartbeat) = Some(heartbeat);
+        drop(one_at_a_time);
         tracing::info!(instance = %name, url, "registered");
         // The registration stands even if this first refresh fails: the
         // background refresher retries, and failing here would leave an
@@ -790,6 +794,14 @@ impl Inner {
             h.abort();
         }
         (own, heartbeat)
+    }
+
+    /// [`finish`](Self::finish) for a signal, which may land while a
+    /// registration is under way: waits until that registration either
+    /// failed or is recorded in `own`, so what it wrote is deregistered.
+    pub(crate) async fn finish_on_signal(&self) -> Result<()> {
+        let _no_registration_in_flight = self.registering.lock().await;
+        self.finish().await
     }
 
     pub(crate) async fn finish(&self) -> Result<()> {

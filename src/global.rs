@@ -12,9 +12,12 @@ use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url};
 use crate::registration::Registration;
 use crate::route_future::{RouteFuture, Target};
+use crate::signals::SignalListener;
 use crate::table::Route;
 
 static GLOBAL: OnceLock<Client> = OnceLock::new();
+/// The signal listener of the global starts; `None` if none could listen.
+static SIGNALS: OnceLock<Option<SignalListener>> = OnceLock::new();
 /// Taken for the whole of a start, so two concurrent starts cannot both
 /// connect; given back if the start fails.
 static CLAIMED: AtomicBool = AtomicBool::new(false);
@@ -55,11 +58,17 @@ async fn start_global(service: &str, url: &str, builder: ClientBuilder) -> Resul
     check_service(service)?;
     check_url(url)?;
     let claim = Claim::take()?;
+    // Listening before anything is written, so no signal can land between
+    // a registry write and the handler and kill the process still
+    // registered. One listener for every start: after a failed start it
+    // exits 130/143 on a signal, touching no registry, and a later start
+    // hands it its client instead of racing a second listener.
+    let signals = SIGNALS.get_or_init(SignalListener::start);
     let client = builder.build().await?;
+    if let Some(signals) = signals {
+        signals.deliver_to(&client.inner);
+    }
     let registration = client.register(service, url).await?;
-    // Only now: a Tokio signal handler, once installed, stays for the life
-    // of the process, and a failed start must leave SIGTERM's default alone.
-    crate::signals::install(&client.inner);
     claim.keep(client);
     Ok(registration)
 }

@@ -49,6 +49,62 @@ fn consumer_without_providers_exits_nonzero_saying_why() {
     );
 }
 
+/// A route that cannot be reached is deleted only at its third unreachable
+/// answer in a row: 2 requests leave it in Redis, 10 remove it, and every
+/// request still gets an answer from the live provider.
+#[test]
+fn consumer_deletes_a_route_after_three_unreachable_answers_in_a_row() {
+    let server = RedisServer::start();
+    let dead = format!("http://127.0.0.1:{}", support::free_port());
+    server.write_raw("provider-gone", &dead); // lease-less, as Go gosd writes
+    let (_live, _, _) = Proc::provider(&server, "1", &[]);
+    let has_dead = || registry(&server).iter().any(|(f, _)| f == "provider-gone");
+
+    let mut consumer = Proc::spawn("consumer", &["2"], &server, &[]);
+    assert_eq!(consumer.wait(), Some(0));
+    assert_eq!(consumer.lines(), ["\"Provider: 1\""; 2]);
+    assert!(has_dead(), "deleted before its third unreachable answer");
+
+    let mut consumer = Proc::spawn("consumer", &["10"], &server, &[]);
+    assert_eq!(consumer.wait(), Some(0));
+    assert_eq!(consumer.lines(), ["\"Provider: 1\""; 10]);
+    assert!(!has_dead(), "still in Redis after 10 requests");
+}
+
+/// An instance that answers, even with 500, is alive: the consumer reports
+/// the status and keeps the route, in Redis as in its table.
+#[test]
+fn consumer_reports_an_error_status_and_keeps_the_route() {
+    let server = RedisServer::start();
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", upstream.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in upstream.incoming().map_while(Result::ok) {
+            use std::io::{Read, Write};
+            let _ = stream.read(&mut [0; 4096]);
+            let _ = stream.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\nconnection: close\r\n\r\noops",
+            );
+        }
+    });
+    server.write_raw("provider-failing", &url);
+
+    let out = std::process::Command::new(support::example("consumer"))
+        .arg("4")
+        .env("gosdRedisAddr", server.addr())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("answered 500"), "{stderr}");
+    assert!(stderr.contains("4 of 4 requests failed"), "{stderr}");
+    assert_eq!(
+        registry(&server),
+        [("provider-failing".to_owned(), url)],
+        "an error status deleted the route"
+    );
+}
+
 #[test]
 fn sigterm_deregisters_then_exits_143() {
     let server = RedisServer::start();
@@ -60,6 +116,44 @@ fn sigterm_deregisters_then_exits_143() {
         registry(&server).iter().all(|(f, _)| *f != name),
         "deregistered before exit"
     );
+}
+
+/// A SIGTERM that lands the moment the instance appears in the hash, while
+/// `gosd::start` may still be running, deregisters it and exits 143: it
+/// neither kills the process by the default action nor leaves a ghost
+/// entry behind for a TTL. 20 rounds, since the window is narrow.
+#[test]
+fn sigterm_right_after_the_registry_write_deregisters_and_exits_143() {
+    let server = RedisServer::start();
+    let mut watcher = server.connection();
+    for round in 1..=20 {
+        let port = support::free_port();
+        let mut p = Proc::spawn("provider", &[&format!(":{port}"), "1"], &server, &[]);
+        let appeared = Instant::now();
+        // One connection, polled back to back: the signal follows the
+        // write by one round trip to Redis.
+        while redis::cmd("HLEN")
+            .arg("gosd")
+            .query::<u64>(&mut watcher)
+            .unwrap()
+            == 0
+        {
+            assert!(
+                appeared.elapsed() < support::PATIENCE,
+                "round {round}: never registered"
+            );
+        }
+        let pid = i32::try_from(p.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid; it is not reaped before
+        // `wait` below, so the pid cannot have been reused.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        assert_eq!(p.wait(), Some(143), "round {round}: not a handled SIGTERM");
+        let left = registry(&server);
+        assert!(
+            left.is_empty(),
+            "round {round}: the entry outlived the process: {left:?}"
+        );
+    }
 }
 
 #[test]
