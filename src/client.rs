@@ -17,7 +17,7 @@ use crate::backoff::backoff;
 use crate::config::{Config, DriverKind};
 use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url, new_instance_name};
-use crate::registration::Registration;
+use crate::registration::{CurrentName, Registration};
 use crate::route_future::{RouteFuture, Target};
 use crate::snapshot::SharedTable;
 use crate::table::{Applied, Route, RouteTable, Sources, Touched};
@@ -273,7 +273,7 @@ pub(crate) struct Inner {
 
 #[derive(Clone)]
 pub(crate) struct Own {
-    pub(crate) name: InstanceName,
+    pub(crate) name: CurrentName,
     pub(crate) url: String,
 }
 
@@ -345,7 +345,7 @@ impl Client {
         if let Some(own) = self.inner.own() {
             return Err(Error::AlreadyRegistered(own.name.to_string()));
         }
-        let name = self.inner.register_fresh(service, url).await?;
+        let name = CurrentName::new(self.inner.register_fresh(service, url).await?);
         *lock(&self.inner.own) = Some(Own {
             name: name.clone(),
             url: url.to_owned(),
@@ -865,7 +865,8 @@ impl Inner {
 /// Removes `own` from the registry, within [`DEREGISTER_TIMEOUT`].
 async fn deregister(driver: &dyn DynDriver, own: &Own) -> Result<()> {
     let started = Instant::now();
-    match tokio::time::timeout(DEREGISTER_TIMEOUT, driver.deregister(&own.name, &own.url)).await {
+    let name = own.name.get();
+    match tokio::time::timeout(DEREGISTER_TIMEOUT, driver.deregister(&name, &own.url)).await {
         Ok(Ok(_)) => {
             tracing::info!(instance = %own.name, elapsed = ?started.elapsed(), "deregistered");
             Ok(())
@@ -1008,11 +1009,8 @@ async fn heartbeat(weak: Weak<Inner>) {
         tokio::time::sleep(delay).await;
         let Some(inner) = weak.upgrade() else { return };
         let Some(own) = inner.own() else { return };
-        match inner
-            .driver
-            .renew(&own.name, &own.url, inner.config.ttl)
-            .await
-        {
+        let name = own.name.get();
+        match inner.driver.renew(&name, &own.url, inner.config.ttl).await {
             Ok(Renewal::Renewed) => {
                 failures = 0;
                 inner.registry_ok();
@@ -1028,20 +1026,30 @@ async fn heartbeat(weak: Weak<Inner>) {
             }
             Ok(Renewal::Conflict) => {
                 tracing::warn!(instance = %own.name, "another URL took this instance's name; registering under a new one");
-                match inner.register_fresh(own.name.service(), &own.url).await {
-                    Ok(name) => {
-                        let orphan = match lock(&inner.own).as_mut() {
-                            Some(o) => {
-                                o.name = name;
-                                None
+                match inner.register_fresh(name.service(), &own.url).await {
+                    Ok(renamed) => {
+                        // Under the lock that finish() takes `own` with:
+                        // either finish sees the new name, or we see it
+                        // finished and remove the new name ourselves.
+                        let finished = {
+                            let guard = lock(&inner.own);
+                            match guard.as_ref() {
+                                Some(o) => {
+                                    o.name.set(renamed.clone());
+                                    false
+                                }
+                                None => true,
                             }
-                            None => Some(name),
                         };
-                        // Finished meanwhile: the new name must not outlive us.
-                        if let Some(name) = orphan {
-                            let _ = deregister(&*inner.driver, &Own { name, url: own.url }).await;
+                        if finished {
+                            let orphan = Own {
+                                name: CurrentName::new(renamed),
+                                url: own.url,
+                            };
+                            let _ = deregister(&*inner.driver, &orphan).await;
                             return;
                         }
+                        tracing::info!(instance = %own.name, "registered under a new name");
                     }
                     Err(e) => tracing::warn!(error = %e, "could not register under a new name"),
                 }

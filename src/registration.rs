@@ -1,6 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use gosd_driver::InstanceName;
 
 use crate::client::Inner;
@@ -26,23 +27,52 @@ use crate::error::Result;
 #[must_use = "dropping a Registration deregisters the instance at once; bind it: `let me = ...`"]
 pub struct Registration {
     inner: Arc<Inner>,
-    name: InstanceName,
+    name: CurrentName,
+}
+
+/// The instance's name as it is now, one value shared by its
+/// [`Registration`] and the heartbeat: after another URL took the name
+/// (`Renewal::Conflict`) the heartbeat registers under a new one, and the
+/// `Registration` must name that one, not the name it was born with.
+#[derive(Clone)]
+pub(crate) struct CurrentName(Arc<ArcSwap<InstanceName>>);
+
+impl CurrentName {
+    pub(crate) fn new(name: InstanceName) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(name)))
+    }
+
+    pub(crate) fn get(&self) -> Arc<InstanceName> {
+        self.0.load_full()
+    }
+
+    pub(crate) fn set(&self, name: InstanceName) {
+        self.0.store(Arc::new(name));
+    }
+}
+
+impl fmt::Display for CurrentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.load().as_str())
+    }
 }
 
 impl Registration {
-    pub(crate) fn new(inner: Arc<Inner>, name: InstanceName) -> Self {
+    pub(crate) fn new(inner: Arc<Inner>, name: CurrentName) -> Self {
         Self { inner, name }
     }
 
     /// The unique instance name, `<service>-<id>`, e.g.
-    /// `provider-20261121190255.46985214`.
-    pub fn name(&self) -> &str {
-        self.name.as_str()
+    /// `provider-20261121190255.46985214`: the current one, which changes
+    /// if another URL took this name in the registry and gosd had to
+    /// register again under a new one.
+    pub fn name(&self) -> String {
+        self.name.to_string()
     }
 
-    /// The service part of the name.
-    pub fn service(&self) -> &str {
-        self.name.service()
+    /// The service part of the name (the same under every name).
+    pub fn service(&self) -> String {
+        self.name.get().service().to_owned()
     }
 
     /// Deregisters now. Idempotent with every other way of deregistering.
@@ -53,13 +83,15 @@ impl Registration {
 
 impl fmt::Display for Registration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name.as_str())
+        fmt::Display::fmt(&self.name, f)
     }
 }
 
 impl fmt::Debug for Registration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Registration").field(&self.name).finish()
+        f.debug_tuple("Registration")
+            .field(&self.name.get())
+            .finish()
     }
 }
 

@@ -157,7 +157,7 @@ async fn a_refresh_after_a_few_changes_is_one_command_unless_a_go_write_is_among
 
     // A crashed instance: its lease runs out, the refresh's script reaps
     // it and answers with the removal from its log.
-    server.end_leases(&[c.name()]);
+    server.end_leases(&[&c.name()]);
     command_names(&mut monitor);
     consumer.get().await.unwrap();
     assert_eq!(command_names(&mut monitor), ["evalsha"], "a reap");

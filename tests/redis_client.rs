@@ -20,7 +20,7 @@ async fn registration_writes_go_gosd_layout_with_a_lease_beside_it() {
     let all = registry(&server);
     assert_eq!(all.len(), 1);
     let (field, url) = &all[0];
-    assert_eq!(field, me.name());
+    assert_eq!(*field, me.name());
     assert_eq!(url, "http://localhost:3333");
     // Go gosd parses the service as everything before the last '-'.
     let (service, id) = field.rsplit_once('-').unwrap();
@@ -273,6 +273,37 @@ async fn heartbeat_registers_again_after_redis_lost_everything() {
         registry(&server) == [(me.name().to_owned(), "http://a:1".to_owned())]
     })
     .await;
+}
+
+/// Another URL takes this instance's name: the heartbeat registers again
+/// under a new name, and the `Registration` names the new one.
+#[tokio::test]
+async fn after_a_name_conflict_the_registration_shows_its_new_name() {
+    let server = RedisServer::start();
+    let mut fast = config(&server);
+    fast.heartbeat = Duration::from_millis(100);
+    let p = Client::builder().config(fast).build().await.unwrap();
+    let me = p.register("provider", "http://a:1").await.unwrap();
+    let old = me.name();
+    server.write_raw(&old, "http://intruder:1");
+    let renamed = || {
+        registry(&server)
+            .into_iter()
+            .find(|(f, u)| *f != old && u == "http://a:1")
+            .map(|(f, _)| f)
+    };
+    eventually("registered again under a new name", || renamed().is_some()).await;
+    let new = renamed().unwrap();
+    assert_eq!(me.name(), new);
+    assert_eq!(me.to_string(), new);
+    assert_eq!(p.instance_name(), Some(new.clone()));
+    assert_eq!(me.service(), "provider");
+    me.finish().await.unwrap();
+    assert_eq!(
+        registry(&server),
+        [(old, "http://intruder:1".to_owned())],
+        "finish removes the new name and leaves the intruder alone"
+    );
 }
 
 #[tokio::test]
