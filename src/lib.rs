@@ -65,6 +65,7 @@ mod registration;
 mod route_future;
 mod service_index;
 mod signals;
+mod skipped;
 mod snapshot;
 mod table;
 

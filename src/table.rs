@@ -12,6 +12,7 @@ use gosd_driver::{Entry, Event, InstanceName, Snapshot, Version};
 
 use crate::naming::check_url;
 use crate::service_index::{ServiceIndex, ServiceRoutes, fx_bytes, fx_word};
+use crate::skipped::Skipped;
 
 /// The URL of one instance, as [`iterate_service_route`](crate::iterate_service_route)
 /// returns it.
@@ -221,8 +222,8 @@ impl Touched {
 }
 
 /// Everything a table is built from: the registry as last seen, entries
-/// held from a registry that lost its state, the manual routes, and what
-/// we already warned about.
+/// held from a registry that lost its state, the manual routes, and the
+/// malformed entries already warned about.
 #[derive(Default)]
 pub(crate) struct Sources {
     /// Sorted by name.
@@ -235,7 +236,7 @@ pub(crate) struct Sources {
     /// When the next lease runs out (or the hold ends): worth a look then.
     next_check: Option<Instant>,
     manual: Vec<(Box<str>, Route)>,
-    warned: HashSet<(String, String)>,
+    skipped: Skipped,
     /// When the registry was last read whole; `None`: read it whole next.
     read_whole_at: Option<Instant>,
 }
@@ -340,6 +341,7 @@ impl Sources {
             .collect();
         let mut kept = vec![false; old.len()];
         let mut added = Vec::new();
+        self.skipped.begin_sweep();
         for e in snapshot.entries {
             match at.get(e.field.as_str()) {
                 Some(&i) if *old[i].route == *e.url => kept[i] = true,
@@ -347,6 +349,7 @@ impl Sources {
             }
         }
         drop(at);
+        self.skipped.end_sweep();
         added.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let mut touched: Vec<Box<str>> = added.iter().map(|f| f.name.service().into()).collect();
         let mut added = added.into_iter().peekable();
@@ -497,6 +500,7 @@ impl Sources {
     }
 
     fn remove_field(&mut self, field: &str) {
+        self.skipped.forget(field);
         // Sorted by name: a search, not a scan of the whole registry on
         // every pushed change.
         if let Ok(at) = self
@@ -535,24 +539,18 @@ impl Sources {
 
     fn validate(&mut self, e: Entry) -> Option<Found> {
         let Some(name) = InstanceName::parse(&e.field) else {
-            self.warn_once(e.field, e.url, "the field is not <service>-<id>");
+            self.skipped
+                .warn_once(e.field, e.url, "the field is not <service>-<id>");
             return None;
         };
         if let Err(err) = check_url(&e.url) {
-            self.warn_once(e.field, e.url, &err.to_string());
+            self.skipped.warn_once(e.field, e.url, &err.to_string());
             return None;
         }
         Some(Found {
             name,
             route: Route::new(&e.url),
         })
-    }
-
-    fn warn_once(&mut self, field: String, url: String, why: &str) {
-        if !self.warned.contains(&(field.clone(), url.clone())) {
-            tracing::warn!(field = %field, value = %url, "skipping registry entry: {why}");
-            self.warned.insert((field, url));
-        }
     }
 
     pub(crate) fn add_manual(&mut self, service: &str, route: Route) {
@@ -691,6 +689,33 @@ mod tests {
         assert_eq!(urls(&s, "order-api"), ["http://o"]);
         assert!(urls(&s, "nodash").is_empty());
         assert_eq!(s.next_check(), Some(now + Duration::from_secs(5)));
+    }
+
+    /// 10,000 distinct malformed entries come and go, one at a time, by
+    /// whole reads and by pushed changes: what is remembered of them stays
+    /// bounded by what the registry holds at that moment.
+    #[test]
+    fn skipped_entries_are_remembered_only_while_the_registry_holds_them() {
+        let mut s = Sources::default();
+        let now = Instant::now();
+        let mut revision = 0;
+        for i in 0..10_000u64 {
+            revision += 1;
+            let bad = entry(&format!("p-{i}"), &format!("not a url {i}"));
+            let live = vec![entry("p-live", "http://live"), bad];
+            s.apply_snapshot(snapshot(1, revision, live), None, now, HOLD);
+            assert_eq!(s.skipped.len(), 1, "after the whole read {i}");
+        }
+        assert_eq!(urls(&s, "p"), ["http://live"]);
+        // A pushed removal forgets the bad entry at once.
+        revision += 1;
+        let v = version(1, revision, 1);
+        s.apply_event(removed(v, "p-9999"), now);
+        assert_eq!(s.skipped.len(), 0);
+        // And an empty registry, read whole, leaves nothing behind.
+        revision += 1;
+        s.apply_snapshot(snapshot(1, revision, vec![]), None, now, HOLD);
+        assert_eq!(s.skipped.len(), 0);
     }
 
     #[test]
