@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example watch -- provider
 //! ```
+//! Follows `Client::watch_service`, gosd's stream of instance changes.
 //! Prints the current list, then one line per change, as
 //! `<unix_ms> <count> <url>,<url>,…` with the URLs sorted. Start and stop
 //! providers in other terminals to see how fast changes arrive.
@@ -10,8 +11,12 @@
 #[path = "support/mod.rs"]
 mod support;
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt;
+use gosd::Change;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -27,30 +32,45 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut changes = client.changes();
-    let mut last = None;
+    // gosd's change stream: the instances there are, then each change.
+    let mut changes = client.watch_service(&service);
+    let mut instances = BTreeMap::new();
     loop {
-        // Mark the current version seen before reading the routes, so a
-        // change made while we print is not missed.
-        changes.borrow_and_update();
-        let mut urls: Vec<String> = client
-            .routes(&service)
-            .iter()
-            .map(|r| r.to_string())
+        // Take what is ready now too, so that a burst prints as one line.
+        while let Some(next) = changes.next().now_or_never() {
+            let Some(change) = next else {
+                return ExitCode::SUCCESS;
+            };
+            apply(&mut instances, change);
+        }
+        let mut urls: Vec<&str> = instances
+            .values()
+            .map(|r: &gosd::Route| r.as_str())
             .collect();
-        urls.sort();
-        if last.as_ref() != Some(&urls) {
-            let ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
-            match urls.is_empty() {
-                true => println!("{ms} 0"),
-                false => println!("{ms} {} {}", urls.len(), urls.join(",")),
-            }
-            last = Some(urls);
+        urls.sort_unstable();
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        match urls.is_empty() {
+            true => println!("{ms} 0"),
+            false => println!("{ms} {} {}", urls.len(), urls.join(",")),
         }
-        if changes.changed().await.is_err() {
-            return ExitCode::SUCCESS;
+        match changes.next().await {
+            Some(change) => apply(&mut instances, change),
+            None => return ExitCode::SUCCESS,
         }
+    }
+}
+
+fn apply(instances: &mut BTreeMap<gosd::InstanceName, gosd::Route>, change: Change) {
+    match change {
+        Change::Insert(name, route) => {
+            instances.insert(name, route);
+        }
+        Change::Remove(name) => {
+            instances.remove(&name);
+        }
+        // A kind of change this example does not know yet.
+        _ => {}
     }
 }

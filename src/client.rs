@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url, new_instance_name};
 use crate::registration::{CurrentName, Registration};
 use crate::route_future::{RouteFuture, Target};
+use crate::service_watch::ServiceWatch;
 use crate::snapshot::SharedTable;
 use crate::table::{Applied, Route, RouteTable, Sources, Touched};
 
@@ -538,6 +539,20 @@ impl Client {
     /// ```
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
+    }
+
+    /// The instances of `service` as a stream of [`Change`](crate::Change)s:
+    /// an [`Insert`](crate::Change::Insert) for each one there is now, then one
+    /// change per instance as this client's table takes changes in. For
+    /// load balancers such as tower's `Discover`; see [`ServiceWatch`].
+    pub fn watch_service(&self, service: &str) -> ServiceWatch {
+        let inner = Arc::downgrade(&self.inner);
+        let service = service.to_owned();
+        let read = Box::new(move || {
+            let inner = inner.upgrade()?;
+            Some(lock(&inner.sources).instances_of(&service))
+        });
+        ServiceWatch::new(read, self.inner.changes.subscribe())
     }
 
     /// The instance this client registered, if any: `<service>-<id>`.

@@ -64,6 +64,7 @@ mod naming;
 mod registration;
 mod route_future;
 mod service_index;
+mod service_watch;
 mod signals;
 mod skipped;
 mod snapshot;
@@ -77,6 +78,7 @@ pub use global::{
     iterate_service_route, shutdown_signal, start, start_with, update_by_cron,
 };
 pub use registration::Registration;
+pub use service_watch::{Change, ServiceWatch};
 pub use table::Route;
 
 pub use gosd_driver::{Driver, DriverError, DynDriver, InstanceName};

@@ -434,6 +434,14 @@ impl Sources {
         all
     }
 
+    /// The instances of `service` from the registry (and held ones).
+    pub(crate) fn instances_of(&self, service: &str) -> Vec<(InstanceName, Route)> {
+        of_service(&self.registry, service)
+            .chain(self.held.iter().filter(|f| f.name.service() == service))
+            .map(|f| (f.name.clone(), f.route.clone()))
+            .collect()
+    }
+
     /// Asks for a look at `at` at the latest (a fetch that failed).
     pub(crate) fn check_by(&mut self, at: Instant) {
         self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));

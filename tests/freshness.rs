@@ -277,3 +277,53 @@ async fn changes_are_still_pushed_after_the_subscription_is_killed() {
     })
     .await;
 }
+
+/// `watch_service`: the instances there are, then each insert and removal
+/// of that service as pushes bring them, and nothing of other services.
+#[tokio::test]
+async fn watch_service_streams_the_current_instances_then_each_change() {
+    use gosd::Change;
+    let server = RedisServer::start();
+    let consumer = watching_consumer(&server).await;
+    let next = async |changes: &mut gosd::ServiceWatch| {
+        tokio::time::timeout(support::PATIENCE, changes.next())
+            .await
+            .expect("a change within PATIENCE")
+            .expect("the client is alive")
+    };
+    let a_client = client(&server).await;
+    let a = a_client.register("provider", "http://a:1").await.unwrap();
+    routes_become(&consumer, "provider", "a is seen", |r| r.len() == 1).await;
+
+    let mut changes = consumer.watch_service("provider");
+    let Change::Insert(name, route) = next(&mut changes).await else {
+        panic!("the current instance first")
+    };
+    assert_eq!(
+        (name.to_string(), route.to_string()),
+        (a.name(), "http://a:1".into())
+    );
+
+    let b_client = client(&server).await;
+    let other = b_client.register("other", "http://o:1").await.unwrap();
+    let b_client = client(&server).await;
+    let b = b_client.register("provider", "http://b:1").await.unwrap();
+    let Change::Insert(name, route) = next(&mut changes).await else {
+        panic!("b inserted")
+    };
+    assert_eq!(
+        (name.to_string(), route.to_string()),
+        (b.name(), "http://b:1".into())
+    );
+
+    let a_name = a.name();
+    a.finish().await.unwrap();
+    other.finish().await.unwrap();
+    let Change::Remove(name) = next(&mut changes).await else {
+        panic!("a removed")
+    };
+    assert_eq!(name.to_string(), a_name);
+
+    drop(consumer);
+    assert_eq!(changes.next().await, None, "ends with the client");
+}
