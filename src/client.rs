@@ -18,10 +18,11 @@ use crate::config::{Config, DriverKind};
 use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url, new_instance_name};
 use crate::registration::{CurrentName, Registration};
+use crate::route::Route;
 use crate::route_future::{RouteFuture, Target};
 use crate::service_watch::ServiceWatch;
 use crate::snapshot::SharedTable;
-use crate::table::{Applied, Route, RouteTable, Sources, Touched};
+use crate::table::{Applied, RouteTable, Sources, Touched};
 
 /// How long deregistration may take at shutdown before gosd gives up and
 /// lets the lease expire instead.

@@ -11,9 +11,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url};
 use crate::registration::Registration;
+use crate::route::Route;
 use crate::route_future::{RouteFuture, Target};
 use crate::signals::SignalListener;
-use crate::table::Route;
 
 static GLOBAL: OnceLock<Client> = OnceLock::new();
 /// The signal listener of the global starts; `None` if none could listen.

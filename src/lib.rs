@@ -62,6 +62,7 @@ mod error;
 mod global;
 mod naming;
 mod registration;
+mod route;
 mod route_future;
 mod service_index;
 mod service_watch;
@@ -78,8 +79,8 @@ pub use global::{
     iterate_service_route, shutdown_signal, start, start_with, update_by_cron,
 };
 pub use registration::Registration;
+pub use route::Route;
 pub use service_watch::{Change, ServiceWatch};
-pub use table::Route;
 
 pub use gosd_driver::{Driver, DriverError, DynDriver, InstanceName};
 #[cfg(feature = "etcd")]

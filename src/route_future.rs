@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use crate::client::Client;
 use crate::error::Result;
 use crate::global;
-use crate::table::Route;
+use crate::route::Route;
 
 /// Whose table to pick from.
 #[derive(Clone, Copy)]

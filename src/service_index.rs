@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
-use crate::table::Route;
+use crate::route::Route;
 
 /// The routes of one service.
 #[derive(Clone)]

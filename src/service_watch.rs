@@ -18,7 +18,7 @@ use futures_core::Stream;
 use gosd_driver::InstanceName;
 use tokio::sync::watch;
 
-use crate::table::Route;
+use crate::route::Route;
 
 /// A change to one service's instances, from [`Client::watch_service`](crate::Client::watch_service).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::table::{Route, RouteTable};
+use crate::route::Route;
+use crate::table::RouteTable;
 
 /// One client's route table, with a per-thread cache in front of it.
 pub(crate) struct SharedTable {
