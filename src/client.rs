@@ -17,10 +17,11 @@ use crate::backoff::backoff;
 use crate::config::{Config, DriverKind};
 use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url, new_instance_name};
-use crate::registration::{CurrentName, Registration};
+use crate::registration::{CurrentName, Deregister, Registration};
 use crate::route::Route;
-use crate::route_future::{RouteFuture, Target};
+use crate::route_future::{Pick, RouteFuture, SlowPath};
 use crate::service_watch::ServiceWatch;
+use crate::signals::{OnSignal, SignalState};
 use crate::snapshot::SharedTable;
 use crate::table::{Applied, RouteTable, Sources, Touched};
 
@@ -158,7 +159,7 @@ impl ClientBuilder {
             client.inner.spawn(watch(Arc::downgrade(&client.inner)));
         }
         if self.handle_signals {
-            crate::signals::install(&client.inner);
+            crate::signals::install(&client.inner, &client.inner.runtime);
         }
         Ok(client)
     }
@@ -167,7 +168,7 @@ impl ClientBuilder {
 /// The driver a config names.
 fn driver_for(config: &Config) -> Result<Arc<dyn DynDriver>> {
     match config.driver {
-        DriverKind::Memory => Ok(Arc::new(crate::shared_memory_registry())),
+        DriverKind::Memory => Ok(Arc::new(crate::shared_memory::shared_memory_registry())),
         DriverKind::Redis => redis_driver(config),
         DriverKind::Etcd => etcd_driver(config),
     }
@@ -268,9 +269,7 @@ pub(crate) struct Inner {
     fetch_queued: AtomicBool,
     /// Counts table versions, for `Client::changes`.
     changes: watch::Sender<u64>,
-    pub(crate) signals_installed: AtomicBool,
-    pub(crate) app_owns_shutdown: AtomicBool,
-    pub(crate) signalled: watch::Sender<bool>,
+    signals: SignalState,
 }
 
 #[derive(Clone)]
@@ -318,9 +317,7 @@ impl Client {
             watch_down: AtomicBool::new(false),
             fetch_queued: AtomicBool::new(false),
             changes: watch::Sender::new(0),
-            signals_installed: AtomicBool::new(false),
-            app_owns_shutdown: AtomicBool::new(false),
-            signalled: watch::Sender::new(false),
+            signals: SignalState::default(),
             config,
         });
         inner
@@ -403,7 +400,7 @@ impl Client {
         &'a self,
         service: &'a str,
     ) -> impl Future<Output = Result<Route>> + Send + 'a {
-        RouteFuture::new(Target::Client(self), service)
+        RouteFuture::new(self, service)
     }
 
     /// The slow path: refresh and look again, `TryFindServiceAmount` times.
@@ -519,10 +516,10 @@ impl Client {
     /// not exit the process on a signal. Made for graceful shutdown, e.g.
     /// axum's `with_graceful_shutdown(client.shutdown_signal())`.
     pub async fn shutdown_signal(&self) {
-        self.inner.app_owns_shutdown.store(true, Ordering::SeqCst);
-        crate::signals::install(&self.inner);
-        let mut signalled = self.inner.signalled.subscribe();
-        let _ = signalled.wait_for(|s| *s).await;
+        // Before installing: a signal handled in between must not exit.
+        let shutdown = self.inner.signals.hand_exit_to_app();
+        crate::signals::install(&self.inner, &self.inner.runtime);
+        shutdown.await;
     }
 
     /// Notified each time the route table changes; the value counts table
@@ -565,10 +562,6 @@ impl Client {
 impl Inner {
     pub(crate) fn own(&self) -> Option<Own> {
         lock(&self.own).clone()
-    }
-
-    pub(crate) fn runtime(&self) -> &Handle {
-        &self.runtime
     }
 
     pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
@@ -1075,6 +1068,42 @@ async fn heartbeat(weak: Weak<Inner>) {
                 inner.registry_failed(&e);
             }
         }
+    }
+}
+
+impl Pick for Client {
+    #[inline(always)]
+    fn next_route(&self, service: &str) -> Option<Route> {
+        Client::next_route(self, service)
+    }
+
+    /// Out of line: the search's future is large, and building it inside
+    /// `poll` would make every caller reserve room for it.
+    #[inline(never)]
+    fn search<'a>(&'a self, service: &'a str) -> SlowPath<'a> {
+        Box::pin(self.find_route(service))
+    }
+}
+
+impl OnSignal for Inner {
+    fn signal_state(&self) -> &SignalState {
+        &self.signals
+    }
+
+    fn deregister_on_signal(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let _ = self.finish_on_signal().await; // logs its own failure
+        })
+    }
+}
+
+impl Deregister for Inner {
+    fn finish(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+        Box::pin(Inner::finish(self))
+    }
+
+    fn finish_blocking(&self) {
+        Inner::finish_blocking(self);
     }
 }
 

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url};
 use crate::registration::Registration;
 use crate::route::Route;
-use crate::route_future::{RouteFuture, Target};
+use crate::route_future::{PickSource, RouteFuture};
 use crate::signals::SignalListener;
 
 static GLOBAL: OnceLock<Client> = OnceLock::new();
@@ -71,6 +71,19 @@ async fn start_global(service: &str, url: &str, builder: ClientBuilder) -> Resul
     let registration = client.register(service, url).await?;
     claim.keep(client);
     Ok(registration)
+}
+
+/// The process-wide client as a place to pick from.
+#[derive(Clone, Copy)]
+struct Global;
+
+impl<'a> PickSource<'a> for Global {
+    type Picker = Client;
+
+    #[inline(always)]
+    fn picker(self) -> Result<&'a Client> {
+        client()
+    }
 }
 
 /// Registers this process as `service` at `url`, configured from the
@@ -144,7 +157,7 @@ pub fn update_by_cron() {
 ///
 /// Whether gosd is started is decided when the future is first polled.
 pub fn iterate_service_route(service: &str) -> impl Future<Output = Result<Route>> + Send + '_ {
-    RouteFuture::new(Target::Global, service)
+    RouteFuture::new(Global, service)
 }
 
 /// Stops routing to `url`; see [`Client::delete_service_with_url`].

@@ -66,6 +66,7 @@ mod route;
 mod route_future;
 mod service_index;
 mod service_watch;
+mod shared_memory;
 mod signals;
 mod skipped;
 mod snapshot;
@@ -81,6 +82,7 @@ pub use global::{
 pub use registration::Registration;
 pub use route::Route;
 pub use service_watch::{Change, ServiceWatch};
+pub use shared_memory::shared_memory_registry;
 
 pub use gosd_driver::{Driver, DriverError, DynDriver, InstanceName};
 #[cfg(feature = "etcd")]
@@ -92,11 +94,4 @@ pub use gosd_redis::RedisDriver;
 /// The driver contract, for writing a driver of your own.
 pub mod driver {
     pub use gosd_driver::*;
-}
-
-/// The in-process registry that `GOSD_DRIVER=memory` selects: one per
-/// process, shared by every client in it.
-pub fn shared_memory_registry() -> MemoryDriver {
-    static SHARED: std::sync::OnceLock<MemoryDriver> = std::sync::OnceLock::new();
-    SHARED.get_or_init(MemoryDriver::new).clone()
 }

@@ -1,11 +1,21 @@
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use gosd_driver::InstanceName;
 
-use crate::client::Inner;
 use crate::error::Result;
+
+/// What a [`Registration`] deregisters through: the client that made it.
+/// A trait, so that this module needs nothing of the client's insides.
+pub(crate) trait Deregister: Send + Sync {
+    /// Deregisters now; idempotent.
+    fn finish(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>>;
+    /// Deregisters from synchronous code (`Drop`), bounded in time.
+    fn finish_blocking(&self);
+}
 
 /// This instance's entry in the registry; dropping it deregisters.
 ///
@@ -26,7 +36,7 @@ use crate::error::Result;
 /// drops it, and so deregisters, at once.
 #[must_use = "dropping a Registration deregisters the instance at once; bind it: `let me = ...`"]
 pub struct Registration {
-    inner: Arc<Inner>,
+    owner: Arc<dyn Deregister>,
     name: CurrentName,
 }
 
@@ -58,8 +68,8 @@ impl fmt::Display for CurrentName {
 }
 
 impl Registration {
-    pub(crate) fn new(inner: Arc<Inner>, name: CurrentName) -> Self {
-        Self { inner, name }
+    pub(crate) fn new(owner: Arc<dyn Deregister>, name: CurrentName) -> Self {
+        Self { owner, name }
     }
 
     /// The unique instance name, `<service>-<id>`, e.g.
@@ -77,7 +87,7 @@ impl Registration {
 
     /// Deregisters now. Idempotent with every other way of deregistering.
     pub async fn finish(self) -> Result<()> {
-        self.inner.finish().await
+        self.owner.finish().await
     }
 }
 
@@ -97,6 +107,6 @@ impl fmt::Debug for Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.inner.finish_blocking();
+        self.owner.finish_blocking();
     }
 }

@@ -16,41 +16,58 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::client::Client;
 use crate::error::Result;
-use crate::global;
 use crate::route::Route;
 
-/// Whose table to pick from.
-#[derive(Clone, Copy)]
-pub(crate) enum Target<'a> {
-    Client(&'a Client),
-    /// The process-wide client, looked up by each poll that starts a pick
-    /// (a future does nothing until polled), so `NotStarted` is decided
-    /// then.
-    Global,
+/// What a pick picks from: a client. A trait, so that this module needs
+/// nothing of the client's insides.
+pub(crate) trait Pick: Sync {
+    /// A route from the table as it is now, round-robin; never waits.
+    fn next_route(&self, service: &str) -> Option<Route>;
+    /// The refresh-and-retry search, boxed: only a service without routes
+    /// gets here.
+    fn search<'a>(&'a self, service: &'a str) -> SlowPath<'a>;
 }
 
-type SlowPath<'a> = Pin<Box<dyn Future<Output = Result<Route>> + Send + 'a>>;
+/// Where the [`Pick`] comes from, looked up by each poll that starts a
+/// pick (a future does nothing until polled): a client given, or the
+/// process-wide one, so that `NotStarted` is decided at the poll. Generic,
+/// not dynamic: each kind compiles to its own inlined poll.
+pub(crate) trait PickSource<'a>: Copy {
+    /// The client picked from.
+    type Picker: Pick + 'a;
+    /// The client, or why there is none.
+    fn picker(self) -> Result<&'a Self::Picker>;
+}
 
-pub(crate) struct RouteFuture<'a> {
-    target: Target<'a>,
+impl<'a, P: Pick> PickSource<'a> for &'a P {
+    type Picker = P;
+
+    #[inline(always)]
+    fn picker(self) -> Result<&'a P> {
+        Ok(self)
+    }
+}
+
+pub(crate) type SlowPath<'a> = Pin<Box<dyn Future<Output = Result<Route>> + Send + 'a>>;
+
+pub(crate) struct RouteFuture<'a, S> {
+    source: S,
     service: &'a str,
     /// The refresh-and-retry search, once the table had no route.
     slow: Option<SlowPath<'a>>,
 }
 
-impl<'a> RouteFuture<'a> {
-    pub(crate) fn new(target: Target<'a>, service: &'a str) -> Self {
+impl<'a, S: PickSource<'a>> RouteFuture<'a, S> {
+    pub(crate) fn new(source: S, service: &'a str) -> Self {
         Self {
-            target,
+            source,
             service,
             slow: None,
         }
     }
 }
-
-/// Polls the search. Out of line, like [`slow_path`]: only a service
+/// Polls the search. Out of line, like [`Pick::search`]: only a service
 /// without routes gets here. It takes the search and gives it back while
 /// pending, instead of borrowing the future: the future's address then
 /// never escapes `poll`, and a pick from the table need not store the
@@ -68,7 +85,7 @@ fn poll_search<'a>(
     }
 }
 
-impl<'a> Future for RouteFuture<'a> {
+impl<'a, S: PickSource<'a> + Unpin> Future for RouteFuture<'a, S> {
     type Output = Result<Route>;
 
     #[inline]
@@ -77,30 +94,20 @@ impl<'a> Future for RouteFuture<'a> {
         let search = match this.slow.take() {
             Some(search) => search,
             None => {
-                let client = match this.target {
-                    Target::Client(client) => client,
-                    Target::Global => match global::client() {
-                        Ok(client) => client,
-                        Err(e) => return Poll::Ready(Err(e)),
-                    },
+                let picker = match this.source.picker() {
+                    Ok(picker) => picker,
+                    Err(e) => return Poll::Ready(Err(e)),
                 };
-                if let Some(route) = client.next_route(this.service) {
+                if let Some(route) = picker.next_route(this.service) {
                     return Poll::Ready(Ok(route));
                 }
-                slow_path(client, this.service)
+                picker.search(this.service)
             }
         };
         let (done, pending) = poll_search(search, cx);
         this.slow = pending;
         done
     }
-}
-
-/// Out of line: the search's future is large, and building it inside
-/// `poll` would make every caller reserve room for it.
-#[inline(never)]
-fn slow_path<'a>(client: &'a Client, service: &'a str) -> SlowPath<'a> {
-    Box::pin(client.find_route(service))
 }
 
 #[cfg(test)]
@@ -113,6 +120,7 @@ mod tests {
     use tokio::runtime::Handle;
 
     use super::*;
+    use crate::client::Client;
     use crate::config::Config;
 
     /// A client over `registry` with no background tasks: its table
@@ -160,7 +168,7 @@ mod tests {
             Handle::current(),
         );
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut future = RouteFuture::new(Target::Client(&client), "provider");
+        let mut future = RouteFuture::new(&client, "provider");
         assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
         assert!(future.slow.is_some(), "the search is kept");
         // A search started afresh would refresh and find it at once; the
@@ -177,7 +185,7 @@ mod tests {
         register(&registry, "2", "http://b:1").await;
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
-        let mut future = RouteFuture::new(Target::Client(&client), "provider");
+        let mut future = RouteFuture::new(&client, "provider");
         // The first poll has to search: it refreshes, so it may wait.
         let first = loop {
             if let Poll::Ready(r) = Pin::new(&mut future).poll(&mut cx) {

@@ -4,11 +4,57 @@
 //! Installing a Tokio signal handler disables the default "exit on signal",
 //! so exiting is our job once we listen.
 
-use std::sync::atomic::Ordering;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
-use crate::client::Inner;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+/// What a signal acts on: a client, seen only through this trait so that
+/// this module needs nothing of the client's insides.
+pub(crate) trait OnSignal: Send + Sync + 'static {
+    /// The client's signal bookkeeping.
+    fn signal_state(&self) -> &SignalState;
+    /// Deregisters, waiting for a registration under way to land first.
+    fn deregister_on_signal(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// One client's side of signal handling.
+pub(crate) struct SignalState {
+    /// A listener delivers to this client already.
+    installed: AtomicBool,
+    /// The app called `shutdown_signal()`: it exits, not gosd.
+    app_owns_shutdown: AtomicBool,
+    /// Set once a signal was handled (deregistered).
+    signalled: watch::Sender<bool>,
+}
+
+impl Default for SignalState {
+    fn default() -> Self {
+        Self {
+            installed: AtomicBool::new(false),
+            app_owns_shutdown: AtomicBool::new(false),
+            signalled: watch::Sender::new(false),
+        }
+    }
+}
+
+impl SignalState {
+    /// Hands the exit to the app, now; the future resolves once a signal
+    /// was handled.
+    pub(crate) fn hand_exit_to_app(&self) -> impl Future<Output = ()> + use<> {
+        self.app_owns_shutdown.store(true, Ordering::SeqCst);
+        let mut signalled = self.signalled.subscribe();
+        async move {
+            let _ = signalled.wait_for(|s| *s).await;
+        }
+    }
+}
+
+type Target = Arc<Mutex<Option<Weak<dyn OnSignal>>>>;
 
 /// A SIGINT/SIGTERM listener, started before there is a client: from the
 /// moment it exists a signal no longer kills the process outright. Until
@@ -16,7 +62,7 @@ use crate::client::Inner;
 /// 130/143 and touches no registry.
 #[derive(Clone)]
 pub(crate) struct SignalListener {
-    target: Arc<Mutex<Weak<Inner>>>,
+    target: Target,
 }
 
 impl SignalListener {
@@ -42,22 +88,26 @@ impl SignalListener {
         }
     }
 
-    /// From now on a signal deregisters `inner`'s instance (waiting for a
+    /// From now on a signal deregisters `client`'s instance (waiting for a
     /// registration under way) before exiting.
-    pub(crate) fn deliver_to(&self, inner: &Arc<Inner>) {
-        inner.signals_installed.store(true, Ordering::SeqCst);
-        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(inner);
+    pub(crate) fn deliver_to<C: OnSignal>(&self, client: &Arc<C>) {
+        client
+            .signal_state()
+            .installed
+            .store(true, Ordering::SeqCst);
+        let weak: Weak<dyn OnSignal> = Arc::downgrade(client) as Weak<dyn OnSignal>;
+        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = Some(weak);
     }
 }
 
-/// Starts listening for `inner`, once per client.
-pub(crate) fn install(inner: &Arc<Inner>) {
-    if inner.signals_installed.swap(true, Ordering::SeqCst) {
+/// Starts listening for `client`, once per client, on `runtime`.
+pub(crate) fn install<C: OnSignal>(client: &Arc<C>, runtime: &Handle) {
+    if client.signal_state().installed.swap(true, Ordering::SeqCst) {
         return;
     }
-    let _enter = inner.runtime().enter();
+    let _enter = runtime.enter();
     if let Some(listener) = SignalListener::start() {
-        listener.deliver_to(inner);
+        listener.deliver_to(client);
     }
 }
 
@@ -74,17 +124,22 @@ pub(crate) async fn any_signal() {
     }
 }
 
-async fn listen(mut signals: Signals, target: Arc<Mutex<Weak<Inner>>>) {
+async fn listen(mut signals: Signals, target: Target) {
     let code = signals.next().await;
-    let inner = target.lock().unwrap_or_else(|p| p.into_inner()).upgrade();
-    let Some(inner) = inner else {
+    let client = target
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(Weak::upgrade);
+    let Some(client) = client else {
         std::process::exit(code)
     };
     let started = Instant::now();
-    let _ = inner.finish_on_signal().await; // logs its own failure
+    client.deregister_on_signal().await; // logs its own failure
     tracing::info!(status = code, elapsed = ?started.elapsed(), "shutting down on signal");
-    inner.signalled.send_replace(true);
-    if !inner.app_owns_shutdown.load(Ordering::SeqCst) {
+    let state = client.signal_state();
+    state.signalled.send_replace(true);
+    if !state.app_owns_shutdown.load(Ordering::SeqCst) {
         std::process::exit(code);
     }
 }
