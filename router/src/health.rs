@@ -1,10 +1,25 @@
 //! Passive health checks: what each instance's requests did, and which
 //! instances are ejected for a while after failing repeatedly.
+//!
+//! The counters are kept for the URLs the route table holds, and only
+//! those: a task woken by each table change (see `Router::new`) rebuilds
+//! the map from the table, keeping the counters of every URL still in it
+//! (an ejected instance that is still registered stays ejected) and
+//! dropping the rest. Without that, every URL ever seen (each ephemeral
+//! port of instances that came and went) would stay for the router's life.
+//!
+//! Requests never lock: the map is an immutable snapshot behind an
+//! [`ArcSwap`], rebuilt whole like the route table itself, and each
+//! instance's counters are atomics behind an `Arc` a request looks up once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, Guard};
+use gosd::Route;
+use tokio::sync::watch;
 
 /// Consecutive failures that eject an instance.
 pub(crate) const EJECT_AFTER: u64 = 3;
@@ -17,76 +32,206 @@ pub(crate) struct Stats {
     pub(crate) requests: AtomicU64,
     pub(crate) errors: AtomicU64,
     consecutive_failures: AtomicU64,
-    ejected_until: Mutex<Option<Instant>>,
+    /// Nanoseconds after [`Health::epoch`] until which the instance is
+    /// ejected; 0 when it never was. An atomic rather than a mutex, so that
+    /// checking an instance takes no lock.
+    ejected_until: AtomicU64,
 }
 
-impl Stats {
-    pub(crate) fn ejected(&self, now: Instant) -> bool {
-        self.ejected_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|until| until > now)
-    }
+/// Every URL of the table, with its counters.
+pub(crate) type Known = HashMap<Route, Arc<Stats>>;
 
-    pub(crate) fn ejected_for(&self, now: Instant) -> Option<Duration> {
-        let until = (*self.ejected_until.lock().unwrap_or_else(|p| p.into_inner()))?;
-        (until > now).then(|| until - now)
-    }
-}
-
-/// Every instance's counters. Read-mostly: a request takes the read lock
-/// only, except the first one to an instance.
+/// Every instance's counters.
 pub(crate) struct Health {
-    by_url: RwLock<HashMap<String, Arc<Stats>>>,
+    by_url: ArcSwap<Known>,
+    /// Serialises the writers (a table sync, a request inserting a URL the
+    /// sync has not reached yet), so that neither loses the other's entry.
+    /// Requests that find their URL never take it.
+    writer: Mutex<()>,
+    /// The table version (a value of `gosd::Client::changes`) the map
+    /// last followed, for whoever waits until it has.
+    synced: watch::Sender<u64>,
+    epoch: Instant,
     cooldown: Duration,
 }
 
 impl Health {
     pub(crate) fn new(cooldown: Duration) -> Self {
         Self {
-            by_url: RwLock::default(),
+            by_url: ArcSwap::default(),
+            writer: Mutex::default(),
+            synced: watch::Sender::new(0),
+            epoch: Instant::now(),
             cooldown,
         }
     }
 
-    pub(crate) fn of(&self, url: &str) -> Arc<Stats> {
-        if let Some(s) = self
-            .by_url
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(url)
-        {
-            return s.clone();
-        }
-        let mut all = self.by_url.write().unwrap_or_else(|p| p.into_inner());
-        all.entry(url.to_owned()).or_default().clone()
+    /// The map as it is now. No lock; drop it before awaiting.
+    pub(crate) fn known(&self) -> Guard<Arc<Known>> {
+        self.by_url.load()
     }
 
-    pub(crate) fn succeeded(&self, url: &str) {
-        let s = self.of(url);
+    /// How many URLs have counters.
+    pub(crate) fn len(&self) -> usize {
+        self.by_url.load().len()
+    }
+
+    /// Waits until the map has followed table version `version` or a
+    /// later one.
+    pub(crate) async fn synced(&self, version: u64) {
+        let mut synced = self.synced.subscribe();
+        // `self` holds the sender, so the wait cannot end in an error.
+        let _ = synced.wait_for(|v| *v >= version).await;
+    }
+
+    /// The counters of `route`, a route of `service` taken from `client`'s
+    /// table. Found in `known` unless the table gained `route` since the
+    /// last sync; then it is added, provided the table still holds it.
+    pub(crate) fn of(
+        &self,
+        known: &Known,
+        client: &gosd::Client,
+        service: &str,
+        route: &Route,
+    ) -> Arc<Stats> {
+        if let Some(s) = known.get(route) {
+            return s.clone();
+        }
+        let _writer = lock(&self.writer);
+        let current = self.by_url.load();
+        if let Some(s) = current.get(route) {
+            return s.clone();
+        }
+        let stats = Arc::<Stats>::default();
+        // A route that left the table since it was picked gets counters no
+        // one keeps: the next sync would drop them anyway.
+        if client.routes(service).contains(route) {
+            let mut next = Known::clone(&current);
+            next.insert(route.clone(), stats.clone());
+            self.by_url.store(Arc::new(next));
+        }
+        stats
+    }
+
+    /// Makes the map hold exactly the URLs of `client`'s table, keeping
+    /// the counters of those it already had. `version` is the table version
+    /// read before the table was.
+    pub(crate) fn sync(&self, client: &gosd::Client, version: u64) {
+        let writer = lock(&self.writer);
+        let current = self.by_url.load();
+        let mut next = Known::with_capacity(current.len());
+        for service in client.services() {
+            for route in client.routes(&service) {
+                let stats = current.get(&route).cloned().unwrap_or_default();
+                next.insert(route, stats);
+            }
+        }
+        let (before, after) = (current.len(), next.len());
+        drop(current);
+        self.by_url.store(Arc::new(next));
+        drop(writer);
+        tracing::trace!(before, after, version, "instance counters follow the table");
+        self.synced.send_if_modified(|synced| {
+            let newer = version > *synced;
+            if newer {
+                *synced = version;
+            }
+            newer
+        });
+    }
+
+    pub(crate) fn succeeded(&self, s: &Stats) {
         s.requests.fetch_add(1, Ordering::Relaxed);
         s.consecutive_failures.store(0, Ordering::Relaxed);
     }
 
-    /// Counts a failure; ejects the instance after [`EJECT_AFTER`] in a row.
-    pub(crate) fn failed(&self, url: &str) {
-        let s = self.of(url);
+    /// Counts a failure of `url`; ejects it after [`EJECT_AFTER`] in a row.
+    pub(crate) fn failed(&self, url: &str, s: &Stats) {
         s.requests.fetch_add(1, Ordering::Relaxed);
         s.errors.fetch_add(1, Ordering::Relaxed);
         let failures = s.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= EJECT_AFTER {
             s.consecutive_failures.store(0, Ordering::Relaxed);
-            *s.ejected_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(Instant::now() + self.cooldown);
+            let until = self
+                .nanos(Instant::now())
+                .saturating_add(nanos(self.cooldown));
+            s.ejected_until.store(until, Ordering::Relaxed);
             tracing::warn!(url, failures, cooldown = ?self.cooldown, "instance ejected after repeated failures");
         }
     }
 
-    pub(crate) fn is_ejected(&self, url: &str, now: Instant) -> bool {
-        self.by_url
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(url)
-            .is_some_and(|s| s.ejected(now))
+    pub(crate) fn is_ejected(&self, s: &Stats, now: Instant) -> bool {
+        s.ejected_until.load(Ordering::Relaxed) > self.nanos(now)
+    }
+
+    pub(crate) fn ejected_for(&self, s: &Stats, now: Instant) -> Option<Duration> {
+        let until = s.ejected_until.load(Ordering::Relaxed);
+        let now = self.nanos(now);
+        (until > now).then(|| Duration::from_nanos(until - now))
+    }
+
+    /// `at` as nanoseconds after the epoch.
+    fn nanos(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.epoch))
+    }
+}
+
+/// `d` in nanoseconds; u64 holds 584 years of them, and saturates beyond.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Locks a mutex that guards no data of its own: a panicked holder leaves
+/// nothing inconsistent.
+fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_failures_in_a_row_eject_for_the_cooldown() {
+        let cooldown = Duration::from_secs(10);
+        let health = Health::new(cooldown);
+        let s = Stats::default();
+        assert!(!health.is_ejected(&s, Instant::now()));
+        health.failed("http://a", &s);
+        health.failed("http://a", &s);
+        health.succeeded(&s);
+        health.failed("http://a", &s);
+        health.failed("http://a", &s);
+        assert!(
+            !health.is_ejected(&s, Instant::now()),
+            "a success resets the run"
+        );
+        let before = Instant::now();
+        health.failed("http://a", &s);
+        let after = Instant::now();
+        // Ejected from the third failure, which came between the two, for
+        // exactly the cooldown.
+        assert!(health.is_ejected(&s, after));
+        assert!(health.is_ejected(&s, before + cooldown - Duration::from_nanos(1)));
+        assert!(!health.is_ejected(&s, after + cooldown));
+        assert!(health.ejected_for(&s, after).is_some_and(|d| d <= cooldown));
+        assert_eq!(health.ejected_for(&s, after + cooldown), None);
+        assert_eq!(
+            (
+                s.requests.load(Ordering::Relaxed),
+                s.errors.load(Ordering::Relaxed)
+            ),
+            (6, 5)
+        );
+    }
+
+    #[test]
+    fn a_cooldown_too_long_to_represent_saturates_instead_of_panicking() {
+        let health = Health::new(Duration::MAX);
+        let s = Stats::default();
+        for _ in 0..EJECT_AFTER {
+            health.failed("http://a", &s);
+        }
+        assert!(health.is_ejected(&s, Instant::now()));
     }
 }

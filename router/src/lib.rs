@@ -27,8 +27,8 @@ mod proxy;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use http_body_util::combinators::BoxBody;
@@ -44,7 +44,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use health::Health;
+use health::{Health, Stats};
 
 /// A response or request body: streamed from the other side, or made here.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -143,10 +143,26 @@ struct Shared {
     http: HttpClient<HttpConnector, ProxyBody>,
     config: RouterConfig,
     health: Health,
+    /// The task that keeps `health` following the route table, once started.
+    follower: OnceLock<tokio::task::AbortHandle>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The follower holds only a `Weak`, but waits on the client's
+        // changes, which may outlive this router.
+        if let Some(follower) = self.follower.get() {
+            follower.abort();
+        }
+    }
 }
 
 impl Router {
     /// A router over `client`'s route table.
+    ///
+    /// Its per-instance counters follow the table: a task, started here
+    /// inside a Tokio runtime (else at the first request), keeps those of
+    /// the URLs the table holds and drops the others on each table change.
     pub fn new(client: gosd::Client, config: RouterConfig) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.timeout));
@@ -154,14 +170,39 @@ impl Router {
         let http = HttpClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        Self {
+        let router = Self {
             shared: Arc::new(Shared {
                 client,
                 http,
                 health: Health::new(config.eject_cooldown),
                 config,
+                follower: OnceLock::new(),
             }),
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            router.follow_table();
         }
+        router
+    }
+
+    /// Starts the task that keeps the counters following the table, unless
+    /// it runs already. Must be called inside a Tokio runtime.
+    fn follow_table(&self) {
+        self.shared.follower.get_or_init(|| {
+            let changes = self.shared.client.changes();
+            let shared = Arc::downgrade(&self.shared);
+            tokio::spawn(follow(shared, changes)).abort_handle()
+        });
+    }
+
+    /// How many URLs this router keeps counters for, once they follow
+    /// table version `version` (a value from [`gosd::Client::changes`]) or
+    /// a later one. For tests that its memory stays bounded by the table.
+    #[doc(hidden)]
+    pub async fn tracked_urls(&self, version: u64) -> usize {
+        self.follow_table();
+        self.shared.health.synced(version).await;
+        self.shared.health.len()
     }
 
     /// Serves on `listener` until `shutdown` resolves; then stops
@@ -206,6 +247,7 @@ impl Router {
 
     /// Answers one request: an internal page, or a forwarded one.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        self.follow_table();
         match req.uri().path() {
             "/-/health" => return json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
             "/-/services" => return json(StatusCode::OK, self.services_json().await),
@@ -255,7 +297,7 @@ impl Router {
         let mut headers = Some(std::mem::take(&mut parts.headers));
         let spare = if retryable { headers.clone() } else { None };
         let mut body = Some(body.boxed());
-        let mut route = first;
+        let (mut route, mut stats) = first;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -276,13 +318,13 @@ impl Router {
             .await;
             let failure = match sent {
                 Ok(Ok(mut response)) => {
-                    self.shared.health.succeeded(&route);
+                    self.shared.health.succeeded(&stats);
                     proxy::strip_hop_by_hop(response.headers_mut());
                     return response.map(|b| b.boxed());
                 }
                 Ok(Err(e)) if e.is_connect() => format!("could not connect: {e}"),
                 Ok(Err(e)) => {
-                    self.shared.health.failed(&route);
+                    self.shared.health.failed(&route, &stats);
                     return json(
                         StatusCode::BAD_GATEWAY,
                         serde_json::json!({ "error": format!("upstream failed: {e}"), "service": service, "instance": route.as_str() }),
@@ -293,7 +335,7 @@ impl Router {
                     humantime::format_duration(self.shared.config.timeout)
                 ),
             };
-            self.shared.health.failed(&route);
+            self.shared.health.failed(&route, &stats);
             tracing::debug!(service, instance = %route, attempt, failure, "upstream unreachable");
             let other = if retryable && attempt == 1 {
                 self.pick(service, Some(&route))
@@ -301,7 +343,7 @@ impl Router {
                 None
             };
             match other {
-                Some(next) => route = next,
+                Some(next) => (route, stats) = next,
                 None => {
                     return json(
                         StatusCode::BAD_GATEWAY,
@@ -313,10 +355,17 @@ impl Router {
     }
 
     /// The next instance of `service` round-robin, skipping ejected ones
-    /// and `avoid`. If every instance is ejected, one is used anyway:
-    /// trying beats refusing.
-    fn pick(&self, service: &str, avoid: Option<&gosd::Route>) -> Option<gosd::Route> {
+    /// and `avoid`, with its counters. If every instance is ejected, one is
+    /// used anyway: trying beats refusing.
+    fn pick(
+        &self,
+        service: &str,
+        avoid: Option<&gosd::Route>,
+    ) -> Option<(gosd::Route, Arc<Stats>)> {
         let client = &self.shared.client;
+        let health = &self.shared.health;
+        // One snapshot for every candidate, and no lock.
+        let known = health.known();
         let now = Instant::now();
         let mut fallback = None;
         for _ in 0..16 {
@@ -327,12 +376,16 @@ impl Router {
                 }
                 continue;
             }
-            if !self.shared.health.is_ejected(&route, now) {
-                return Some(route);
+            let ejected = known.get(&route).is_some_and(|s| health.is_ejected(s, now));
+            if !ejected {
+                let stats = health.of(&known, client, service, &route);
+                return Some((route, stats));
             }
             fallback.get_or_insert(route);
         }
-        fallback
+        let route = fallback?;
+        let stats = health.of(&known, client, service, &route);
+        Some((route, stats))
     }
 
     /// Every service, its instances, their leases and this router's
@@ -342,11 +395,14 @@ impl Router {
         let client = &self.shared.client;
         let leases = client.leases().await.unwrap_or_default();
         let now = Instant::now();
+        let known = self.shared.health.known();
+        let none = Stats::default();
         // Names sort as `a-1` < `a-b-1` < `a-2`: group by service explicitly.
         let mut services: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
             Default::default();
         for instance in client.instances() {
-            let s = self.shared.health.of(&instance.url);
+            // An instance the counters have not caught up with has none yet.
+            let s = known.get(&instance.url).map_or(&none, |s| &**s);
             services
                 .entry(instance.service)
                 .or_default()
@@ -356,7 +412,7 @@ impl Router {
                     "lease_ms": leases.get(&instance.name).map(|d| d.as_millis() as u64),
                     "requests": s.requests.load(Ordering::Relaxed),
                     "errors": s.errors.load(Ordering::Relaxed),
-                    "ejected_for_ms": s.ejected_for(now).map(|d| d.as_millis() as u64),
+                    "ejected_for_ms": self.shared.health.ejected_for(s, now).map(|d| d.as_millis() as u64),
                 }));
         }
         let services: Vec<serde_json::Value> = services
@@ -364,6 +420,25 @@ impl Router {
             .map(|(name, instances)| serde_json::json!({ "name": name, "instances": instances }))
             .collect();
         serde_json::json!({ "services": services })
+    }
+}
+
+/// Keeps the router's counters following the client's table: wakes on each
+/// table change, rather than pruning on the request path. Ends with the
+/// router (or the client).
+async fn follow(shared: Weak<Shared>, mut changes: tokio::sync::watch::Receiver<u64>) {
+    loop {
+        {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            // Read before the table, so the table read is at least this new.
+            let version = *changes.borrow_and_update();
+            shared.health.sync(&shared.client, version);
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }
 
