@@ -21,11 +21,16 @@ use tokio::net::TcpListener;
 struct Running {
     addr: SocketAddr,
     client: gosd::Client,
+    router: Router,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn router(server: &RedisServer, tweak: impl FnOnce(&mut RouterConfig)) -> Running {
-    let client = client(server).await;
+    serve(client(server).await, tweak).await
+}
+
+/// The router over `client`, on a free port.
+async fn serve(client: gosd::Client, tweak: impl FnOnce(&mut RouterConfig)) -> Running {
     let mut config = RouterConfig::default();
     config.timeout = Duration::from_secs(5);
     tweak(&mut config);
@@ -33,14 +38,22 @@ async fn router(server: &RedisServer, tweak: impl FnOnce(&mut RouterConfig)) -> 
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let r = Router::new(client.clone(), config);
-    tokio::spawn(r.serve(listener, async move {
+    tokio::spawn(r.clone().serve(listener, async move {
         let _ = stopped.await;
     }));
     Running {
         addr,
         client,
+        router: r,
         _stop: stop,
     }
+}
+
+/// How many URLs the router keeps counters for, once they follow the
+/// client's table as it is now.
+async fn tracked_urls(r: &Running) -> usize {
+    let version = *r.client.changes().borrow();
+    r.router.tracked_urls(version).await
 }
 
 async fn send(
@@ -378,4 +391,181 @@ async fn shutdown_finishes_in_flight_requests_then_stops() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer accepting"
     );
+}
+
+/// Instances come and go, each at a URL of its own (as ephemeral ports
+/// do), and each gets traffic; the router keeps counters for the live ones
+/// only. The registry is the in-process one: this is about the router's
+/// own bookkeeping, and 10,000 registrations through it take no network.
+#[tokio::test]
+async fn counters_stay_bounded_by_the_table_while_10000_urls_come_and_go() {
+    let registry = gosd::MemoryDriver::new();
+    let mut config = gosd::Config::default();
+    config.cron = None;
+    let gosd_client = gosd::Client::builder()
+        .config(config)
+        .driver(registry.clone())
+        .build()
+        .await
+        .unwrap();
+    let r = serve(gosd_client, |_| {}).await;
+    // One upstream answers every URL: they differ by path, so each is a
+    // distinct instance to the router.
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", upstream.local_addr().unwrap());
+    tokio::spawn(echo_upstream(upstream));
+    let ttl = Duration::from_secs(600);
+    let stable = gosd::InstanceName::new("stable", "1").unwrap();
+    let stable_url = format!("{base}/stable");
+    assert!(
+        gosd::Driver::register(&registry, &stable, &stable_url, ttl)
+            .await
+            .unwrap()
+    );
+    routes_become(&r.client, "stable", "the stable instance", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    let http = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let get_path = async |path: &str| {
+        let response = http
+            .get(format!("http://{}{path}", r.addr).parse().unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, json(&String::from_utf8_lossy(&body)))
+    };
+
+    for i in 0..10_000 {
+        let name = gosd::InstanceName::new("churn", &i.to_string()).unwrap();
+        let url = format!("{base}/u{i}");
+        assert!(
+            gosd::Driver::register(&registry, &name, &url, ttl)
+                .await
+                .unwrap()
+        );
+        routes_become(&r.client, "churn", "the new instance alone", |routes| {
+            routes.len() == 1 && routes[0].as_str() == url
+        })
+        .await;
+        let (status, seen) = get_path("/churn/x").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(seen["path"], format!("/u{i}/x"), "routed to instance {i}");
+        if i % 1000 == 0 {
+            let (status, _) = get_path("/stable/x").await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(tracked_urls(&r).await, 2, "the live set, at instance {i}");
+        }
+        assert!(
+            gosd::Driver::deregister(&registry, &name, &url)
+                .await
+                .unwrap()
+        );
+    }
+    routes_become(
+        &r.client,
+        "churn",
+        "every churned instance gone",
+        |routes| routes.is_empty(),
+    )
+    .await;
+    assert_eq!(
+        tracked_urls(&r).await,
+        1,
+        "only the stable instance is left"
+    );
+    let (_, services) = get(r.addr, "/-/services").await;
+    let services = json(&services);
+    assert_eq!(services["services"].as_array().map(Vec::len), Some(1));
+    let instance = &services["services"][0]["instances"][0];
+    assert_eq!(instance["url"], stable_url.as_str());
+    assert_eq!(
+        instance["requests"].as_u64(),
+        Some(10),
+        "its counters were kept"
+    );
+}
+
+/// An ejected instance stays ejected while other instances come and go;
+/// once it leaves the table its counters go, and the same URL registered
+/// again starts afresh.
+#[tokio::test]
+async fn counters_survive_table_changes_while_registered_and_go_when_the_url_leaves() {
+    let server = RedisServer::start();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let flaky = client(&server)
+        .await
+        .register("flaky", &dead)
+        .await
+        .unwrap();
+    // Ejection must outlast the test, which is about counters, not time.
+    let r = router(&server, |c| c.eject_cooldown = Duration::from_secs(600)).await;
+    routes_become(&r.client, "flaky", "the flaky service", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(r.addr, "/flaky/x").await.0, StatusCode::BAD_GATEWAY);
+    }
+    let flaky_instance = async || {
+        let (_, services) = get(r.addr, "/-/services").await;
+        let services = json(&services);
+        let all = services["services"].as_array().unwrap().clone();
+        let flaky = all.into_iter().find(|s| s["name"] == "flaky").unwrap();
+        flaky["instances"][0].clone()
+    };
+    let before = flaky_instance().await;
+    assert_eq!(before["errors"].as_u64(), Some(3));
+    assert!(before["ejected_for_ms"].as_u64().is_some(), "{before}");
+
+    // Another instance comes, and the counters follow that table.
+    let (_url, other) = registered_echo(&server, "echo").await;
+    routes_become(&r.client, "echo", "the echo service", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    assert_eq!(tracked_urls(&r).await, 2);
+    let after = flaky_instance().await;
+    assert_eq!(after["errors"].as_u64(), Some(3), "{after}");
+    assert!(
+        after["ejected_for_ms"].as_u64().is_some(),
+        "still ejected: {after}"
+    );
+    // Ejected: the only instance is tried anyway, and still counted.
+    assert_eq!(get(r.addr, "/flaky/x").await.0, StatusCode::BAD_GATEWAY);
+    assert_eq!(flaky_instance().await["errors"].as_u64(), Some(4));
+
+    // It leaves: its counters go with it.
+    flaky.finish().await.unwrap();
+    routes_become(&r.client, "flaky", "the flaky instance gone", |routes| {
+        routes.is_empty()
+    })
+    .await;
+    assert_eq!(tracked_urls(&r).await, 1);
+    drop(other);
+    routes_become(&r.client, "echo", "the echo instance gone", |routes| {
+        routes.is_empty()
+    })
+    .await;
+    assert_eq!(tracked_urls(&r).await, 0);
+
+    // The same URL again is a new instance to the router.
+    let _again = client(&server)
+        .await
+        .register("flaky", &dead)
+        .await
+        .unwrap();
+    routes_become(&r.client, "flaky", "the flaky service again", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    assert_eq!(tracked_urls(&r).await, 1);
+    let fresh = flaky_instance().await;
+    assert_eq!(
+        (fresh["requests"].as_u64(), fresh["errors"].as_u64()),
+        (Some(0), Some(0)),
+        "{fresh}"
+    );
+    assert!(fresh["ejected_for_ms"].is_null(), "{fresh}");
 }
