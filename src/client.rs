@@ -425,8 +425,8 @@ impl Client {
     /// allocates: for synchronous code and hot paths.
     // Out of line on purpose: the pick returns its route in two registers,
     // whatever the caller. Inlined into an awaited pick it made the
-    // caller's future spill around it, and the awaited pick took 26 ns
-    // where this took 17 (`cargo bench --bench pick`, when it was tried).
+    // caller's future spill around it (BENCHMARKS.md, "the pick path's
+    // shape").
     #[inline(never)]
     pub fn next_route(&self, service: &str) -> Option<Route> {
         self.inner.table.pick(service)

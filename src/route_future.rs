@@ -8,9 +8,10 @@
 //! few lines the caller inlines: pick from the table and, only when the
 //! service has no route, box the slow path and poll that. Nothing takes
 //! the future's address on the way, so the compiler keeps it in
-//! registers. An awaited pick now costs what [`Client::next_route`] costs:
-//! 3.1× the mutex baseline where the `async fn` was 1.6–1.7× (interleaved
-//! rounds of `cargo bench --bench pick`, same machine, same run).
+//! registers, and an awaited pick costs what [`Client::next_route`] costs
+//! (BENCHMARKS.md, "the pick path's shape").
+//!
+//! [`Client::next_route`]: crate::Client::next_route
 
 use std::future::Future;
 use std::pin::Pin;

@@ -91,11 +91,10 @@ impl SharedTable {
     ///
     /// Not [`Self::with`]: there the pick would be a closure called from
     /// two places, the cache and the fallback, and whether LLVM inlined it
-    /// then changed with unrelated code. Out of line, the route came back
-    /// through memory, and a pick took 16 to 29 ns from one process to the
-    /// next, where inlined it takes 14 to 15 (the interleaved line of
-    /// `cargo bench --bench pick`). Here the closure has one call site and
-    /// the fallback is its own function.
+    /// then changed with unrelated code; out of line, the route came back
+    /// through memory and the pick's cost varied from one build to the next
+    /// (BENCHMARKS.md, "the pick path's shape"). Here the closure has one
+    /// call site and the fallback is its own function.
     #[inline(always)]
     pub(crate) fn pick(&self, service: &str) -> Option<Route> {
         match self.cached(|t| t.pick(service)) {
