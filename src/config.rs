@@ -15,6 +15,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// Hides credentials in a URL-ish string: the drivers' own, so a value
+/// shows the same in their errors and in gosd's.
+pub(crate) use gosd_driver::redact_url;
+
 /// Which registry backend to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -639,29 +643,6 @@ fn shown(key: &str, value: &str) -> String {
         "redis_url" | "redis_addr" | "etcd_endpoints" => redact_url(value),
         _ => value.to_owned(),
     }
-}
-
-/// Hides credentials in a URL-ish string, also a malformed one: everything
-/// between the scheme and the last `@`, and `pass=`/`password=` query
-/// values. `redis://user:secret@host` → `redis://***@host`.
-pub(crate) fn redact_url(s: &str) -> String {
-    let mut out = match s.rfind('@') {
-        Some(at) => {
-            let scheme_end = s[..at].find("://").map_or(0, |i| i + 3);
-            format!("{}***{}", &s[..scheme_end], &s[at..])
-        }
-        None => s.to_owned(),
-    };
-    for key in ["password=", "pass="] {
-        let mut from = 0;
-        while let Some(i) = out[from..].find(key) {
-            let start = from + i + key.len();
-            let end = out[start..].find('&').map_or(out.len(), |j| start + j);
-            out.replace_range(start..end, "***");
-            from = start + 3;
-        }
-    }
-    out
 }
 
 fn check_redis_url(v: &str) -> Result<(), String> {

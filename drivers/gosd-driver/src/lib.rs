@@ -276,6 +276,35 @@ pub enum DriverError {
         /// What was wrong.
         message: String,
     },
+    /// A setting given to a driver's constructor cannot be used (a
+    /// malformed URL, a port out of range, an empty key). No server was
+    /// asked, and retrying with the same setting fails the same way.
+    ///
+    /// ```
+    /// use gosd_driver::DriverError;
+    /// let e = DriverError::InvalidConfig {
+    ///     setting: "url".into(),
+    ///     value: gosd_driver::redact_url("rediss://:hunter2@h:6379"),
+    ///     reason: "TLS (rediss://) is not supported yet".into(),
+    /// };
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     r#"invalid url "rediss://***@h:6379": TLS (rediss://) is not supported yet"#
+    /// );
+    /// assert!(!e.is_transient());
+    /// ```
+    #[error("invalid {setting} {value:?}: {reason}")]
+    InvalidConfig {
+        /// Which setting, as the driver's options name it (e.g. `url`,
+        /// `addr`, `endpoints`): a caller maps it to its own name for it,
+        /// such as an environment variable.
+        setting: String,
+        /// The value as given, with any password replaced by `***`
+        /// (see [`redact_url`]).
+        value: String,
+        /// What is wrong with it, and what would be accepted.
+        reason: String,
+    },
 }
 
 impl DriverError {
@@ -283,6 +312,37 @@ impl DriverError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }
+}
+
+/// Hides credentials in a URL-ish string, also a malformed one: everything
+/// between the scheme and the last `@`, and `pass=`/`password=` query
+/// values. For the `value` of [`DriverError::InvalidConfig`], and anywhere
+/// else a setting is shown.
+///
+/// ```
+/// use gosd_driver::redact_url;
+/// assert_eq!(redact_url("redis://user:secret@host:6379/0"), "redis://***@host:6379/0");
+/// assert_eq!(redact_url("unix:///r.sock?db=1&pass=secret"), "unix:///r.sock?db=1&pass=***");
+/// assert_eq!(redact_url("localhost:6379"), "localhost:6379");
+/// ```
+pub fn redact_url(s: &str) -> String {
+    let mut out = match s.rfind('@') {
+        Some(at) => {
+            let scheme_end = s[..at].find("://").map_or(0, |i| i + 3);
+            format!("{}***{}", &s[..scheme_end], &s[at..])
+        }
+        None => s.to_owned(),
+    };
+    for key in ["password=", "pass="] {
+        let mut from = 0;
+        while let Some(i) = out[from..].find(key) {
+            let start = from + i + key.len();
+            let end = out[start..].find('&').map_or(out.len(), |j| start + j);
+            out.replace_range(start..end, "***");
+            from = start + 3;
+        }
+    }
+    out
 }
 
 /// A registry backend.
