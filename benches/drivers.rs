@@ -101,7 +101,7 @@ fn main() {
             Backend {
                 label: "redis",
                 config: redis_config,
-                driver: Arc::new(RedisDriver::new(redis.url(), "gosd").unwrap()),
+                driver: Arc::new(RedisDriver::new(redis.url().parse().unwrap())),
             },
             Backend {
                 label: "etcd",

@@ -64,7 +64,7 @@ fn main() {
             .unwrap();
         let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss_kib());
         drop(empty);
-        let writer = RedisDriver::new(server.url(), "gosd").unwrap();
+        let writer = RedisDriver::new(server.url().parse().unwrap());
         for i in 0..instances {
             let name = InstanceName::new(
                 &format!("service{}", i % 100),

@@ -23,7 +23,7 @@ use support::{propagation_round, report};
 async fn gosd_round(server: &RedisServer, clients: usize, rounds: usize) -> Vec<Duration> {
     let mut config = Config::default();
     config.redis.addr = Some(server.addr());
-    let writer = Arc::new(RedisDriver::new(server.url(), "gosd").unwrap());
+    let writer = Arc::new(RedisDriver::new(server.url().parse().unwrap()));
     propagation_round(&config, writer, clients, rounds).await
 }
 
@@ -266,7 +266,7 @@ fn main() {
             }
         }
         // Against registry size: one client, with K other instances registered.
-        let filler = RedisDriver::new(server.url(), "gosd").unwrap();
+        let filler = RedisDriver::new(server.url().parse().unwrap());
         let mut registered = 0;
         for size in [0, 1_000, 10_000] {
             let size = if quick { size / 100 } else { size };

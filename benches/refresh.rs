@@ -56,7 +56,7 @@ fn refresh(c: &mut Criterion) {
         .build()
         .unwrap();
     let server = RedisServer::start();
-    let writer = RedisDriver::new(server.url(), "gosd").unwrap();
+    let writer = RedisDriver::new(server.url().parse().unwrap());
     let raw = rt
         .block_on(
             redis::Client::open(server.url())

@@ -85,7 +85,7 @@ fn main() {
         .map(|c| c.as_str().to_owned())
         .unwrap_or_default();
     rt.block_on(async move {
-        let writer = RedisDriver::new(server.url(), "gosd").unwrap();
+        let writer = RedisDriver::new(server.url().parse().unwrap());
         let mut names = Vec::new();
         for i in 0..instances {
             let name = InstanceName::new(&format!("service{}", i % 100), &format!("20261121000000.{i:08}")).unwrap();

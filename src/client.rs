@@ -198,37 +198,8 @@ fn etcd_driver(_: &Config) -> Result<Arc<dyn DynDriver>> {
 
 #[cfg(feature = "redis")]
 fn redis_driver(config: &Config) -> Result<Arc<dyn DynDriver>> {
-    use gosd_redis::redis::{ConnectionAddr, IntoConnectionInfo};
-
-    let r = &config.redis;
-    let bad = |var: &str, value: String, reason: String| Error::Config {
-        var: var.to_owned(),
-        value,
-        reason,
-    };
-    let info = match &r.url {
-        Some(url) => url.as_str().into_connection_info().map_err(|e| {
-            bad(
-                "GOSD_REDIS_URL",
-                crate::config::redact_url(url),
-                e.to_string(),
-            )
-        })?,
-        None => {
-            let addr = r.addr.as_deref().unwrap_or("localhost:6379");
-            let (host, port) = crate::config::check_addr(addr)
-                .map_err(|e| bad("gosdRedisAddr", addr.to_owned(), e))?;
-            let info = ConnectionAddr::Tcp(host, port)
-                .into_connection_info()
-                .map_err(|e| bad("gosdRedisAddr", addr.to_owned(), e.to_string()))?;
-            let mut settings = info.redis_settings().clone().set_db(r.db);
-            if let Some(p) = &r.password {
-                settings = settings.set_password(p);
-            }
-            info.set_redis_settings(settings)
-        }
-    };
-    Ok(Arc::new(gosd_redis::RedisDriver::new(info, &config.key)?))
+    let options = config.redis_options()?;
+    Ok(Arc::new(gosd_redis::RedisDriver::new(options)))
 }
 
 #[cfg(not(feature = "redis"))]

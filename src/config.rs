@@ -11,6 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use gosd_driver::DriverError;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -566,19 +567,10 @@ impl Config {
             );
             return bad("GOSD_HEARTBEAT", d(self.heartbeat), reason);
         }
-        if let Err(r) = check_key(&self.key) {
-            return bad("GOSD_KEY", self.key.clone(), r);
-        }
-        if let Some(addr) = &self.redis.addr
-            && let Err(r) = check_addr(addr)
-        {
-            return bad("GOSD_REDIS_ADDR", redact_url(addr), r);
-        }
-        if let Some(url) = &self.redis.url
-            && let Err(r) = check_redis_url(url)
-        {
-            return bad("GOSD_REDIS_URL", redact_url(url), r);
-        }
+        // The Redis settings are the driver's to check, for every driver:
+        // a typo in them is caught before the day they are used.
+        #[cfg(feature = "redis")]
+        self.redis_options()?;
         if self.driver == DriverKind::Etcd {
             let endpoints = self.etcd.endpoints.join(",");
             if let Err(r) = check_etcd_endpoints(&self.etcd.endpoints) {
@@ -589,11 +581,54 @@ impl Config {
                 return bad("GOSD_ETCD_PREFIX", self.etcd.prefix.clone(), reason);
             }
         }
-        if self.redis.db < 0 {
-            let reason = "expected a database number, 0 or more".to_owned();
-            return bad("GOSD_REDIS_DB", self.redis.db.to_string(), reason);
-        }
         Ok(())
+    }
+
+    /// The Redis settings as [`gosd_redis::RedisOptions`], each checked by
+    /// the driver. Every one is checked, also those a URL overrides; the
+    /// URL, when set, wins.
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_options(&self) -> Result<gosd_redis::RedisOptions> {
+        let var = |setting: &str| match setting {
+            "url" => "GOSD_REDIS_URL",
+            "addr" => "GOSD_REDIS_ADDR",
+            "db" => "GOSD_REDIS_DB",
+            "key" => "GOSD_KEY",
+            _ => "GOSD_REDIS_*",
+        };
+        let bad = |e| driver_config_error(e, var);
+        let r = &self.redis;
+        let mut options = gosd_redis::RedisOptions::new()
+            .key(&self.key)
+            .map_err(bad)?;
+        if let Some(addr) = &r.addr {
+            options = options.addr(addr).map_err(bad)?;
+        }
+        if let Some(password) = &r.password {
+            options = options.password(password);
+        }
+        options = options.db(r.db).map_err(bad)?;
+        if let Some(url) = &r.url {
+            options = options.url(url).map_err(bad)?;
+        }
+        Ok(options)
+    }
+}
+
+/// A driver's verdict on one of its settings, as an error naming the
+/// variable (`var` maps the driver's name for the setting to it).
+fn driver_config_error(e: DriverError, var: impl Fn(&str) -> &'static str) -> Error {
+    match e {
+        DriverError::InvalidConfig {
+            setting,
+            value,
+            reason,
+        } => Error::Config {
+            var: var(&setting).to_owned(),
+            value,
+            reason,
+        },
+        other => Error::Driver(other),
     }
 }
 
@@ -643,60 +678,6 @@ fn shown(key: &str, value: &str) -> String {
         "redis_url" | "redis_addr" | "etcd_endpoints" => redact_url(value),
         _ => value.to_owned(),
     }
-}
-
-fn check_redis_url(v: &str) -> Result<(), String> {
-    let url = url::Url::parse(v.trim())
-        .map_err(|e| format!("not a URL ({e}); expected redis://[user:pass@]host:port/db"))?;
-    match url.scheme() {
-        "redis" | "redis+unix" | "unix" | "valkey" => {}
-        "rediss" | "valkeys" => {
-            return Err(
-                "TLS (rediss://) is not supported yet; use redis:// (e.g. through a TLS tunnel)"
-                    .into(),
-            );
-        }
-        other => return Err(format!("unsupported scheme `{other}`; expected redis://")),
-    }
-    if matches!(url.scheme(), "redis" | "valkey") && url.host_str().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
-    }
-    Ok(())
-}
-
-/// `host:port`, with a non-empty host and a port from 1 to 65535.
-pub(crate) fn check_addr(v: &str) -> Result<(String, u16), String> {
-    let v = v.trim();
-    let (host, port) = v
-        .rsplit_once(':')
-        .ok_or("expected host:port, e.g. localhost:6379")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err("the host is empty; expected host:port, e.g. localhost:6379".into());
-    }
-    if host.contains(|c: char| c.is_whitespace() || "/@?#".contains(c)) {
-        return Err(
-            "expected host:port, e.g. localhost:6379 (for a URL, use GOSD_REDIS_URL)".into(),
-        );
-    }
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or("the port must be a number from 1 to 65535")?;
-    Ok((host.to_owned(), port))
-}
-
-fn check_key(v: &str) -> Result<(), String> {
-    if v.is_empty() {
-        return Err("the key must not be empty".into());
-    }
-    if v.contains(['{', '}']) {
-        return Err(
-            "the key must not contain `{` or `}`: gosd hash-tags its other keys with it".into(),
-        );
-    }
-    Ok(())
 }
 
 /// A bare integer is seconds (Go gosd's form); anything else is humantime.

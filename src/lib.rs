@@ -89,7 +89,7 @@ pub use gosd_driver::{Driver, DriverError, DynDriver, InstanceName};
 pub use gosd_etcd::EtcdDriver;
 pub use gosd_memory::MemoryDriver;
 #[cfg(feature = "redis")]
-pub use gosd_redis::RedisDriver;
+pub use gosd_redis::{RedisDriver, RedisOptions};
 
 /// The driver contract, for writing a driver of your own.
 pub mod driver {

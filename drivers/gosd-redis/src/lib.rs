@@ -47,6 +47,9 @@
 //! effect replication, the default since 5).
 //!
 //! # Connections
+//! - [`RedisOptions`] say where the Redis is (a URL, or an address with a
+//!   password and a database) and which hash holds the registry; they are
+//!   checked as they are set, so [`RedisDriver::new`] cannot fail.
 //! - Commands share one multiplexed connection ([`ConnectionManager`]),
 //!   opened on first use, so constructing a driver never blocks or fails on
 //!   a down server.
@@ -68,12 +71,12 @@ use gosd_driver::{
     Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Renewal, Snapshot, Version,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Script, Value};
+use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
 use tokio::sync::OnceCell;
 
-/// The redis crate, re-exported so callers can build a
-/// [`redis::ConnectionInfo`] without depending on it directly.
-pub use redis;
+mod options;
+
+pub use options::RedisOptions;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -83,7 +86,8 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 /// A gosd registry in Redis. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct RedisDriver {
-    client: Client,
+    /// Holds the password: never shown.
+    options: RedisOptions,
     conn: std::sync::Arc<OnceCell<ConnectionManager>>,
     keys: Keys,
     backend: String,
@@ -91,7 +95,7 @@ pub struct RedisDriver {
 
 impl std::fmt::Debug for RedisDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Not the client: its connection info holds the password.
+        // Not the options: they hold the password.
         f.debug_struct("RedisDriver")
             .field("backend", &self.backend)
             .field("key", &self.keys.hash)
@@ -111,34 +115,20 @@ struct Keys {
 }
 
 impl RedisDriver {
-    /// A driver for the registry at `key` (gosd's is `"gosd"`) on the Redis
-    /// that `info` names: a `redis://[user:pass@]host:port/db` URL or a
-    /// [`redis::ConnectionInfo`]. Nothing is connected until first use.
-    ///
-    /// `key` should not contain `{` or `}`: the extra keys are
-    /// `{<key>}:leases`, `{<key>}:rev` and `{<key>}:gone`, and a brace in
-    /// `key` would move them to another Cluster slot.
+    /// A driver for the registry [`RedisOptions`] describe. Nothing is
+    /// connected until first use, so this never blocks or fails: the
+    /// options were checked when they were set.
     ///
     /// ```
-    /// use gosd_redis::RedisDriver;
-    /// let driver = RedisDriver::new("redis://:secret@127.0.0.1:6379/2", "gosd")?;
+    /// use gosd_redis::{RedisDriver, RedisOptions};
+    /// let driver = RedisDriver::new(RedisOptions::from_url("redis://:secret@127.0.0.1:6379/2")?);
     /// assert_eq!(gosd_driver::Driver::backend(&driver), "redis at 127.0.0.1:6379/2");
     /// # Ok::<_, gosd_driver::DriverError>(())
     /// ```
-    pub fn new(info: impl IntoConnectionInfo, key: &str) -> Result<Self, DriverError> {
-        let info = info
-            .into_connection_info()
-            .map_err(|e| DriverError::Protocol {
-                backend: "redis".to_owned(),
-                message: format!("invalid connection info: {:?}", e.kind()),
-            })?;
-        let backend = format!("redis at {}/{}", info.addr(), info.redis_settings().db());
-        let client = Client::open(info).map_err(|e| DriverError::Protocol {
-            backend: backend.clone(),
-            message: format!("invalid connection info: {:?}", e.kind()),
-        })?;
-        Ok(Self {
-            client,
+    pub fn new(options: RedisOptions) -> Self {
+        let key = &options.key;
+        Self {
+            backend: options.backend(),
             conn: Default::default(),
             keys: Keys {
                 hash: key.to_owned(),
@@ -149,8 +139,13 @@ impl RedisDriver {
                 events: format!("{{{key}}}:events"),
                 log: format!("{{{key}}}:log"),
             },
-            backend,
-        })
+            options,
+        }
+    }
+
+    /// A redis-rs client for the options: opening one connects nothing.
+    fn client(&self) -> Result<Client, RedisError> {
+        Client::open(self.options.connection_info()?)
     }
 
     /// The name of the hash that holds the routes (`gosd` by default).
@@ -169,7 +164,7 @@ impl RedisDriver {
                     // manager's own retries would only hide the outage.
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                ConnectionManager::new_lazy_with_config(self.client()?, config)
             })
             .await
             .map_err(|e| self.error(e))?;
@@ -288,7 +283,8 @@ impl Driver for RedisDriver {
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT));
         let mut conn = self
-            .client
+            .client()
+            .map_err(|e| self.error(e))?
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| self.error(e))?;
@@ -335,7 +331,7 @@ impl Driver for RedisDriver {
         use futures_util::StreamExt;
         let timed_out = || self.error(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
         let subscribe = async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+            let mut pubsub = self.client()?.get_async_pubsub().await?;
             pubsub.subscribe(&self.keys.events).await?;
             Ok(pubsub)
         };

@@ -19,7 +19,7 @@ fn name(n: usize) -> InstanceName {
 #[tokio::test]
 async fn a_fetch_a_few_changes_behind_gets_them_in_order_and_one_too_far_behind_the_table() {
     let server = RedisServer::start();
-    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+    let d = RedisDriver::new(server.url().parse().expect("options"));
     d.register(&name(0), "http://0", TTL).await.unwrap();
     let known = d.snapshot().await.unwrap().version;
 
@@ -100,7 +100,7 @@ async fn with_expired_leases(server: &RedisServer, d: &RedisDriver, leased: usiz
 #[tokio::test]
 async fn a_reap_of_up_to_32_reaches_a_fetch_as_one_removal_per_entry() {
     let server = RedisServer::start();
-    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+    let d = RedisDriver::new(server.url().parse().expect("options"));
     let known = with_expired_leases(&server, &d, 32).await;
     let Fetched::Changes {
         events, version, ..
@@ -126,7 +126,7 @@ async fn a_reap_of_up_to_32_reaches_a_fetch_as_one_removal_per_entry() {
 #[tokio::test]
 async fn a_reap_of_more_than_32_means_a_whole_read() {
     let server = RedisServer::start();
-    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+    let d = RedisDriver::new(server.url().parse().expect("options"));
     let known = with_expired_leases(&server, &d, 33).await;
     match d.fetch(Some(known)).await.unwrap() {
         Fetched::Changed(s) => assert!(s.entries.is_empty(), "all 33 reaped"),
@@ -137,7 +137,7 @@ async fn a_reap_of_more_than_32_means_a_whole_read() {
 #[tokio::test]
 async fn a_late_heartbeat_renews_a_lease_that_no_script_reaped_yet() {
     let server = RedisServer::start();
-    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+    let d = RedisDriver::new(server.url().parse().expect("options"));
     let known = with_expired_leases(&server, &d, 1).await;
     // Reaped and restored, the entry would leave watching clients' tables
     // for a moment: two changes instead of none.
@@ -154,7 +154,7 @@ async fn a_late_heartbeat_renews_a_lease_that_no_script_reaped_yet() {
 #[tokio::test]
 async fn a_log_key_of_the_wrong_type_fails_a_change_before_it_writes_anything() {
     let server = RedisServer::start();
-    let d = RedisDriver::new(server.url(), "gosd").expect("driver");
+    let d = RedisDriver::new(server.url().parse().expect("options"));
     d.register(&name(0), "http://0", TTL).await.unwrap();
     let before = d.snapshot().await.unwrap();
     let mut con = server.connection();

@@ -15,11 +15,15 @@ impl Harness for Redis {
     type Driver = RedisDriver;
 
     fn driver(&self) -> RedisDriver {
-        RedisDriver::new(self.server.url(), "gosd").expect("driver")
+        RedisDriver::new(self.server.url().parse().expect("options"))
     }
 
     fn unreachable(&self) -> RedisDriver {
-        RedisDriver::new(format!("redis://127.0.0.1:{}/0", free_port()), "gosd").expect("driver")
+        RedisDriver::new(
+            format!("redis://127.0.0.1:{}/0", free_port())
+                .parse()
+                .expect("options"),
+        )
     }
 
     async fn wipe(&self) {

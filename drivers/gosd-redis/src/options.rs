@@ -1,0 +1,305 @@
+//! [`RedisOptions`]: where the Redis is, and which hash holds the registry.
+
+use std::fmt;
+use std::str::FromStr;
+
+use gosd_driver::{DriverError, redact_url};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisResult};
+
+/// Where the registry lives: the Redis server (a URL, or an address with a
+/// password and a database number) and the hash key. Every setting is
+/// checked when it is set, so a [`RedisDriver`](crate::RedisDriver) built
+/// from options never fails on them later; nothing is connected here.
+///
+/// An invalid setting is [`DriverError::InvalidConfig`] naming it (`url`,
+/// `addr`, `db` or `key`), its value with any password shown as `***`, and
+/// what would be accepted.
+///
+/// The password never shows in `Debug`.
+///
+/// ```
+/// use gosd_redis::{RedisDriver, RedisOptions};
+/// use gosd_driver::{Driver, DriverError};
+///
+/// // A URL: redis://[user:pass@]host:port/db
+/// let options: RedisOptions = "redis://:secret@127.0.0.1:6379/2".parse()?;
+/// assert!(!format!("{options:?}").contains("secret"));
+/// let driver = RedisDriver::new(options);
+/// assert_eq!(driver.backend(), "redis at 127.0.0.1:6379/2");
+///
+/// // Or an address, a password and a database, and another hash key.
+/// let options = RedisOptions::new()
+///     .addr("10.0.0.5:6380")?
+///     .password("secret")
+///     .db(1)?
+///     .key("routes")?;
+/// let driver = RedisDriver::new(options);
+/// assert_eq!(driver.backend(), "redis at 10.0.0.5:6380/1");
+/// assert_eq!(driver.key(), "routes");
+///
+/// // TLS is refused with the reason, before any server is asked.
+/// let err = RedisOptions::from_url("rediss://:secret@h:6379").unwrap_err();
+/// assert!(matches!(&err, DriverError::InvalidConfig { setting, .. } if setting == "url"));
+/// assert!(err.to_string().contains("TLS") && !err.to_string().contains("secret"));
+/// # Ok::<_, DriverError>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisOptions {
+    addr: ConnectionAddr,
+    settings: RedisConnectionInfo,
+    pub(crate) key: String,
+}
+
+impl Default for RedisOptions {
+    /// `localhost:6379`, database 0, no password, hash key `gosd`: Go
+    /// gosd's defaults.
+    fn default() -> Self {
+        Self {
+            addr: ConnectionAddr::Tcp("localhost".to_owned(), 6379),
+            settings: RedisConnectionInfo::default(),
+            key: "gosd".to_owned(),
+        }
+    }
+}
+
+impl RedisOptions {
+    /// The defaults: `localhost:6379`, database 0, no password, hash key
+    /// `gosd` (Go gosd's).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The defaults, with the server a URL names: see [`url`](Self::url).
+    ///
+    /// # Errors
+    /// [`DriverError::InvalidConfig`] for `url`, as [`url`](Self::url).
+    pub fn from_url(url: &str) -> Result<Self, DriverError> {
+        Self::new().url(url)
+    }
+
+    /// The server, its credentials and its database from a URL:
+    /// `redis://[user:pass@]host:port/db` (also `valkey://`, and
+    /// `unix:///path?db=N&pass=...` or `redis+unix://` for a socket).
+    /// It replaces whatever [`addr`](Self::addr), [`password`](Self::password)
+    /// and [`db`](Self::db) set before.
+    ///
+    /// # Errors
+    /// [`DriverError::InvalidConfig`] for `url` when it is not a URL, its
+    /// scheme is not one of those (`rediss://`, TLS, is not supported yet),
+    /// it has no host, or the Redis client cannot use it.
+    pub fn url(mut self, url: &str) -> Result<Self, DriverError> {
+        let url = url.trim();
+        let bad = |reason: String| invalid("url", redact_url(url), reason);
+        check_url(url).map_err(bad)?;
+        let info = url.into_connection_info().map_err(|e| bad(e.to_string()))?;
+        self.addr = info.addr().clone();
+        self.settings = info.redis_settings().clone();
+        Ok(self)
+    }
+
+    /// The server's address: `host:port` (an IPv6 host in brackets,
+    /// `[::1]:6379`). Keeps the password and database already set.
+    ///
+    /// # Errors
+    /// [`DriverError::InvalidConfig`] for `addr` when it is not `host:port`
+    /// with a non-empty host and a port from 1 to 65535 (a URL belongs in
+    /// [`url`](Self::url)).
+    pub fn addr(mut self, addr: &str) -> Result<Self, DriverError> {
+        let bad = |reason: String| invalid("addr", redact_url(addr), reason);
+        let (host, port) = check_addr(addr).map_err(bad)?;
+        self.addr = ConnectionAddr::Tcp(host, port);
+        Ok(self)
+    }
+
+    /// The password (Redis `AUTH`). Keeps the address and database.
+    pub fn password(mut self, password: &str) -> Self {
+        self.settings = self.settings.set_password(password);
+        self
+    }
+
+    /// The database number (Redis `SELECT`), 0 by default. Keeps the
+    /// address and password.
+    ///
+    /// # Errors
+    /// [`DriverError::InvalidConfig`] for `db` when it is negative.
+    pub fn db(mut self, db: i64) -> Result<Self, DriverError> {
+        if db < 0 {
+            let reason = "expected a database number, 0 or more".to_owned();
+            return Err(invalid("db", db.to_string(), reason));
+        }
+        self.settings = self.settings.set_db(db);
+        Ok(self)
+    }
+
+    /// The hash that holds the routes: `gosd` by default, as in Go gosd.
+    /// The driver's other keys are `{<key>}:leases`, `{<key>}:rev` and so
+    /// on, hash-tagged with it so that they share its Redis Cluster slot.
+    ///
+    /// # Errors
+    /// [`DriverError::InvalidConfig`] for `key` when it is empty or
+    /// contains `{` or `}` (a brace would move the other keys to another
+    /// slot).
+    pub fn key(mut self, key: &str) -> Result<Self, DriverError> {
+        check_key(key).map_err(|reason| invalid("key", key.to_owned(), reason))?;
+        self.key = key.to_owned();
+        Ok(self)
+    }
+
+    /// Where the server is, for errors and logs, without credentials:
+    /// `redis at host:port/db`.
+    pub(crate) fn backend(&self) -> String {
+        format!("redis at {}/{}", self.addr, self.settings.db())
+    }
+
+    /// What redis-rs connects with.
+    pub(crate) fn connection_info(&self) -> RedisResult<ConnectionInfo> {
+        let info = self.addr.clone().into_connection_info()?;
+        Ok(info.set_redis_settings(self.settings.clone()))
+    }
+}
+
+impl FromStr for RedisOptions {
+    type Err = DriverError;
+
+    /// [`RedisOptions::from_url`].
+    fn from_str(url: &str) -> Result<Self, DriverError> {
+        Self::from_url(url)
+    }
+}
+
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = &self.settings;
+        f.debug_struct("RedisOptions")
+            .field("addr", &self.addr.to_string())
+            .field("db", &settings.db())
+            .field("username", &settings.username())
+            .field("password", &settings.password().map(|_| "***"))
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+fn invalid(setting: &str, value: String, reason: String) -> DriverError {
+    DriverError::InvalidConfig {
+        setting: setting.to_owned(),
+        value,
+        reason,
+    }
+}
+
+/// `redis://[user:pass@]host:port/db`, or a socket; no TLS yet.
+fn check_url(v: &str) -> Result<(), String> {
+    let url = url::Url::parse(v)
+        .map_err(|e| format!("not a URL ({e}); expected redis://[user:pass@]host:port/db"))?;
+    match url.scheme() {
+        "redis" | "redis+unix" | "unix" | "valkey" => {}
+        "rediss" | "valkeys" => {
+            return Err(
+                "TLS (rediss://) is not supported yet; use redis:// (e.g. through a TLS tunnel)"
+                    .into(),
+            );
+        }
+        other => return Err(format!("unsupported scheme `{other}`; expected redis://")),
+    }
+    if matches!(url.scheme(), "redis" | "valkey") && url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    Ok(())
+}
+
+/// `host:port`, with a non-empty host and a port from 1 to 65535.
+fn check_addr(v: &str) -> Result<(String, u16), String> {
+    let v = v.trim();
+    let (host, port) = v
+        .rsplit_once(':')
+        .ok_or("expected host:port, e.g. localhost:6379")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("the host is empty; expected host:port, e.g. localhost:6379".into());
+    }
+    if host.contains(|c: char| c.is_whitespace() || "/@?#".contains(c)) {
+        return Err(
+            "expected host:port, e.g. localhost:6379 (for a URL, use GOSD_REDIS_URL)".into(),
+        );
+    }
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or("the port must be a number from 1 to 65535")?;
+    Ok((host.to_owned(), port))
+}
+
+fn check_key(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        return Err("the key must not be empty".into());
+    }
+    if v.contains(['{', '}']) {
+        return Err(
+            "the key must not contain `{` or `}`: gosd hash-tags its other keys with it".into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(e: DriverError) -> (String, String, String) {
+        match e {
+            DriverError::InvalidConfig {
+                setting,
+                value,
+                reason,
+            } => (setting, value, reason),
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_bad_setting_is_named_and_never_shows_a_password() {
+        let o = RedisOptions::new;
+        for (err, name) in [
+            (o().addr("nohostport").unwrap_err(), "addr"),
+            (o().addr(":6379").unwrap_err(), "addr"),
+            (o().addr("host:0").unwrap_err(), "addr"),
+            (o().addr("host:99999").unwrap_err(), "addr"),
+            (o().addr("redis://:hunter2@h:6379").unwrap_err(), "addr"),
+            (o().url("http://x").unwrap_err(), "url"),
+            (o().url("rediss://:hunter2@h:6379").unwrap_err(), "url"),
+            (o().url("redis:/:hunter2@h:6379").unwrap_err(), "url"),
+            (o().url("redis://h:6379/notadb").unwrap_err(), "url"),
+            (o().db(-1).unwrap_err(), "db"),
+            (o().key("").unwrap_err(), "key"),
+            (o().key("{x}").unwrap_err(), "key"),
+        ] {
+            let shown = err.to_string();
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("answered unexpectedly"), "{shown}");
+            assert_eq!(setting(err).0, name, "{shown}");
+        }
+        let (_, _, reason) = setting(o().url("rediss://h:6379").unwrap_err());
+        assert!(reason.contains("TLS"), "{reason}");
+    }
+
+    #[test]
+    fn settings_combine() {
+        let o = RedisOptions::new()
+            .password("hunter2")
+            .db(3)
+            .unwrap()
+            .addr("[::1]:7000")
+            .unwrap();
+        assert_eq!(o.backend(), "redis at ::1:7000/3");
+        assert_eq!(o.settings.password(), Some("hunter2"));
+        assert!(!format!("{o:?}").contains("hunter2"), "{o:?}");
+        // A URL replaces them all.
+        let o = o.url("redis://u:pw@h:6379/5").unwrap();
+        assert_eq!(o.backend(), "redis at h:6379/5");
+        assert_eq!(o.settings.username(), Some("u"));
+        assert_eq!(RedisOptions::new().backend(), "redis at localhost:6379/0");
+        assert_eq!(RedisOptions::new().key, "gosd");
+    }
+}
