@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use etcd_server::EtcdServer;
 use gosd::driver::{Fetched, InstanceName};
-use gosd::{Config, DriverKind, DynDriver, EtcdDriver, RedisDriver};
+use gosd::{Config, DriverKind, DynDriver, EtcdDriver, EtcdOptions, RedisDriver};
 use redis_server::RedisServer;
 use support::{propagation_round, report};
 
@@ -106,7 +106,9 @@ fn main() {
             Backend {
                 label: "etcd",
                 config: etcd_config,
-                driver: Arc::new(EtcdDriver::new([etcd.endpoint()], "/gosd").unwrap()),
+                driver: Arc::new(EtcdDriver::new(
+                    EtcdOptions::new([etcd.endpoint()], "/gosd").unwrap(),
+                )),
             },
         ];
 

@@ -176,14 +176,8 @@ fn driver_for(config: &Config) -> Result<Arc<dyn DynDriver>> {
 
 #[cfg(feature = "etcd")]
 fn etcd_driver(config: &Config) -> Result<Arc<dyn DynDriver>> {
-    let e = &config.etcd;
-    gosd_etcd::EtcdDriver::new(&e.endpoints, &e.prefix)
-        .map(|d| Arc::new(d) as Arc<dyn DynDriver>)
-        .map_err(|err| Error::Config {
-            var: "GOSD_ETCD_ENDPOINTS".into(),
-            value: crate::config::redact_url(&e.endpoints.join(",")),
-            reason: err.to_string(),
-        })
+    let options = config.etcd_options()?;
+    Ok(Arc::new(gosd_etcd::EtcdDriver::new(options)))
 }
 
 #[cfg(not(feature = "etcd"))]

@@ -572,14 +572,7 @@ impl Config {
         #[cfg(feature = "redis")]
         self.redis_options()?;
         if self.driver == DriverKind::Etcd {
-            let endpoints = self.etcd.endpoints.join(",");
-            if let Err(r) = check_etcd_endpoints(&self.etcd.endpoints) {
-                return bad("GOSD_ETCD_ENDPOINTS", redact_url(&endpoints), r);
-            }
-            if self.etcd.prefix.trim_end_matches('/').is_empty() {
-                let reason = "the key prefix must not be empty; e.g. /gosd".to_owned();
-                return bad("GOSD_ETCD_PREFIX", self.etcd.prefix.clone(), reason);
-            }
+            self.etcd_options()?;
         }
         Ok(())
     }
@@ -613,6 +606,18 @@ impl Config {
         }
         Ok(options)
     }
+
+    /// The etcd settings as [`gosd_etcd::EtcdOptions`], checked by the
+    /// driver crate (present in every build, without its client).
+    pub(crate) fn etcd_options(&self) -> Result<gosd_etcd::EtcdOptions> {
+        let var = |setting: &str| match setting {
+            "endpoints" => "GOSD_ETCD_ENDPOINTS",
+            "prefix" => "GOSD_ETCD_PREFIX",
+            _ => "GOSD_ETCD_*",
+        };
+        gosd_etcd::EtcdOptions::new(&self.etcd.endpoints, &self.etcd.prefix)
+            .map_err(|e| driver_config_error(e, var))
+    }
 }
 
 /// A driver's verdict on one of its settings, as an error naming the
@@ -635,41 +640,6 @@ fn driver_config_error(e: DriverError, var: impl Fn(&str) -> &'static str) -> Er
 const MIN_TTL: Duration = Duration::from_millis(100);
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
-
-/// Each endpoint is `http://host:port` or `host:port`.
-fn check_etcd_endpoints(endpoints: &[String]) -> Result<(), String> {
-    if endpoints.is_empty() {
-        return Err("expected at least one endpoint, e.g. http://localhost:2379".into());
-    }
-    for e in endpoints {
-        let hostport = match e.split_once("://") {
-            None => e.as_str(),
-            Some(("http", rest)) => rest.trim_end_matches('/'),
-            Some(("https", _)) => {
-                return Err("TLS (https://) is not supported yet; use http://".into());
-            }
-            Some((scheme, _)) => {
-                return Err(format!(
-                    "unsupported scheme `{scheme}`; expected http://host:port"
-                ));
-            }
-        };
-        if hostport.contains('@') {
-            return Err("credentials in an endpoint are not supported".into());
-        }
-        let valid = hostport.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty()
-                && !host.contains(|c: char| c.is_whitespace() || "/?#".contains(c))
-                && port.parse::<u16>().is_ok_and(|p| p != 0)
-        });
-        if !valid {
-            return Err(format!(
-                "endpoint `{e}`: expected http://host:port, e.g. http://localhost:2379"
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// The value as it may appear in an error: passwords never do.
 fn shown(key: &str, value: &str) -> String {

@@ -86,7 +86,7 @@ pub use shared_memory::shared_memory_registry;
 
 pub use gosd_driver::{Driver, DriverError, DynDriver, InstanceName};
 #[cfg(feature = "etcd")]
-pub use gosd_etcd::EtcdDriver;
+pub use gosd_etcd::{EtcdDriver, EtcdOptions};
 pub use gosd_memory::MemoryDriver;
 #[cfg(feature = "redis")]
 pub use gosd_redis::{RedisDriver, RedisOptions};

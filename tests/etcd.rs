@@ -25,7 +25,9 @@ async fn client(server: &EtcdServer) -> gosd::Client {
 
 /// The registry's fields, straight from etcd through a driver of our own.
 async fn registry(server: &EtcdServer) -> Vec<String> {
-    let d = gosd::EtcdDriver::new([server.endpoint()], "/gosd").expect("driver");
+    let d = gosd::EtcdDriver::new(
+        gosd::EtcdOptions::new([server.endpoint()], "/gosd").expect("options"),
+    );
     let mut fields: Vec<String> = d
         .snapshot()
         .await

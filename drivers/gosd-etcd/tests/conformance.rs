@@ -7,7 +7,7 @@ use etcd_client::{Client, DeleteOptions, PutOptions};
 use etcd_server::EtcdServer;
 use gosd_driver::conformance::{self, Harness};
 use gosd_driver::{Driver, Fetched, InstanceName};
-use gosd_etcd::EtcdDriver;
+use gosd_etcd::{EtcdDriver, EtcdOptions};
 
 struct Etcd {
     server: EtcdServer,
@@ -25,7 +25,7 @@ impl Harness for Etcd {
     type Driver = EtcdDriver;
 
     fn driver(&self) -> EtcdDriver {
-        EtcdDriver::new([self.server.endpoint()], "/gosd").expect("driver")
+        EtcdDriver::new(EtcdOptions::new([self.server.endpoint()], "/gosd").expect("options"))
     }
 
     fn unreachable(&self) -> EtcdDriver {
@@ -33,7 +33,9 @@ impl Harness for Etcd {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        EtcdDriver::new([format!("http://127.0.0.1:{port}")], "/gosd").expect("driver")
+        EtcdDriver::new(
+            EtcdOptions::new([format!("http://127.0.0.1:{port}")], "/gosd").expect("options"),
+        )
     }
 
     /// What a member restarted without its data dir looks like to gosd:
@@ -73,14 +75,14 @@ async fn etcd_driver_passes_the_conformance_suite() {
 #[tokio::test]
 async fn a_restart_with_no_data_is_a_new_generation() {
     let mut server = EtcdServer::start();
-    let d = EtcdDriver::new([server.endpoint()], "/gosd").expect("driver");
+    let d = EtcdDriver::new(EtcdOptions::new([server.endpoint()], "/gosd").expect("options"));
     let ttl = std::time::Duration::from_secs(30);
     let a = InstanceName::parse("svc-1").unwrap();
     d.register(&a, "http://a", ttl).await.unwrap();
     let known = d.snapshot().await.unwrap().version;
 
     server.restart_empty();
-    let d = EtcdDriver::new([server.endpoint()], "/gosd").expect("driver");
+    let d = EtcdDriver::new(EtcdOptions::new([server.endpoint()], "/gosd").expect("options"));
     let b = InstanceName::parse("svc-2").unwrap();
     d.register(&b, "http://b", ttl).await.unwrap();
     let now = d.snapshot().await.unwrap().version;

@@ -1,0 +1,955 @@
+//! [`EtcdDriver`]: the registry over etcd-client.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
+    TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+};
+use futures_util::StreamExt;
+use gosd_driver::{
+    Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Renewal, Snapshot, Version,
+};
+use tokio::sync::OnceCell;
+
+use crate::EtcdOptions;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The largest reply a read may bring (tonic's default is 4 MiB, about
+/// 50k entries): a whole registry must always fit.
+const MAX_REPLY: usize = 1 << 30;
+
+/// Stale entries removed per transaction: etcd refuses transactions of
+/// more than 128 operations by default (`--max-txn-ops`).
+const REMOVE_PER_TXN: usize = 100;
+
+/// How often an idle connection is pinged (HTTP/2), so a watch on a dead
+/// server ends instead of waiting forever.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// How many times a transaction that lost a race is tried again before
+/// the operation gives up with an error.
+const RACE_RETRIES: usize = 5;
+
+/// A gosd registry in etcd v3. Cheap to clone; clones share the channel
+/// and the lease bookkeeping.
+#[derive(Clone)]
+pub struct EtcdDriver {
+    endpoints: Arc<[String]>,
+    keys: Arc<Keys>,
+    client: Arc<OnceCell<Client>>,
+    /// The lease we hold for each name we registered, and its TTL in
+    /// seconds: a renewal keeps this lease alive.
+    leases: Arc<Mutex<HashMap<String, Lease>>>,
+    /// The generation and the highest revision this driver has read, to
+    /// notice etcd going back in time.
+    seen: Arc<Mutex<(u64, u64)>>,
+    backend: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Lease {
+    id: i64,
+    ttl: i64,
+}
+
+#[derive(Debug)]
+struct Keys {
+    /// `<prefix>/`: entries live under it.
+    entries: String,
+    /// `<prefix>:gone/`: tombstones.
+    gone: String,
+    /// `<prefix>:generation`.
+    generation: String,
+    /// `<prefix>:changed`.
+    changed: String,
+    /// `<prefix>`, without a trailing `/`.
+    prefix: String,
+}
+
+impl std::fmt::Debug for EtcdDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdDriver")
+            .field("backend", &self.backend)
+            .field("prefix", &self.keys.prefix)
+            .finish()
+    }
+}
+
+impl EtcdDriver {
+    /// A driver for the registry [`EtcdOptions`] describe. Nothing is
+    /// connected until first use, so this never blocks or fails: the
+    /// options were checked when they were made.
+    ///
+    /// ```
+    /// use gosd_etcd::{EtcdDriver, EtcdOptions};
+    /// let options = EtcdOptions::new(["127.0.0.1:2379", "http://10.0.0.2:2379"], "/gosd")?;
+    /// let driver = EtcdDriver::new(options);
+    /// assert_eq!(
+    ///     gosd_driver::Driver::backend(&driver),
+    ///     "etcd at 127.0.0.1:2379,10.0.0.2:2379 under /gosd"
+    /// );
+    /// # Ok::<_, gosd_driver::DriverError>(())
+    /// ```
+    pub fn new(options: EtcdOptions) -> Self {
+        let prefix = options.prefix();
+        let shown: Vec<&str> = options
+            .endpoints()
+            .iter()
+            .map(|e| e.trim_start_matches("http://"))
+            .collect();
+        Self {
+            backend: format!("etcd at {} under {prefix}", shown.join(",")),
+            keys: Arc::new(Keys {
+                entries: format!("{prefix}/"),
+                gone: format!("{prefix}:gone/"),
+                generation: format!("{prefix}:generation"),
+                changed: format!("{prefix}:changed"),
+                prefix: prefix.to_owned(),
+            }),
+            endpoints: options.endpoints().into(),
+            client: Default::default(),
+            leases: Default::default(),
+            seen: Default::default(),
+        }
+    }
+
+    /// The key prefix (`/gosd` by default), without a trailing `/`.
+    pub fn prefix(&self) -> &str {
+        &self.keys.prefix
+    }
+
+    /// The key that holds the entry for `field` (`<service>-<id>`):
+    /// `<prefix>/<service>/<id>`. A field with no `-` lives at
+    /// `<prefix>/<field>`. For operators and tests writing entries by hand.
+    ///
+    /// ```
+    /// use gosd_etcd::{EtcdDriver, EtcdOptions};
+    /// let d = EtcdDriver::new(EtcdOptions::new(["127.0.0.1:2379"], "/gosd")?);
+    /// assert_eq!(d.key_of("order-api-20261121.1"), "/gosd/order-api/20261121.1");
+    /// # Ok::<_, gosd_driver::DriverError>(())
+    /// ```
+    pub fn key_of(&self, field: &str) -> String {
+        key_under(&self.keys.entries, field)
+    }
+
+    fn gone_key(&self, field: &str) -> String {
+        key_under(&self.keys.gone, field)
+    }
+
+    fn field_of(&self, key: &[u8]) -> Option<String> {
+        let rest = key.strip_prefix(self.keys.entries.as_bytes())?;
+        let mut field = String::from_utf8_lossy(rest).into_owned();
+        if let Some(at) = field.rfind('/') {
+            field.replace_range(at..=at, "-");
+        }
+        Some(field)
+    }
+
+    fn unavailable(&self, source: etcd_client::Error) -> DriverError {
+        DriverError::Unavailable {
+            backend: self.backend.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    fn protocol(&self, message: impl Into<String>) -> DriverError {
+        DriverError::Protocol {
+            backend: self.backend.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Sorts a client library error into "try again later" and "wrong".
+    fn error(&self, e: etcd_client::Error) -> DriverError {
+        use etcd_client::Error as E;
+        use tonic::Code;
+        let transient = match &e {
+            E::TransportError(_) | E::IoError(_) | E::WatchError(_) => true,
+            E::LeaseKeepAliveError(m) => m != LEASE_NOT_FOUND,
+            E::GRpcStatus(s) => matches!(
+                s.code(),
+                Code::Unavailable
+                    | Code::DeadlineExceeded
+                    | Code::Cancelled
+                    | Code::Unknown
+                    | Code::Aborted
+                    | Code::ResourceExhausted
+            ),
+            _ => false,
+        };
+        if transient {
+            self.unavailable(e)
+        } else {
+            self.protocol(e.to_string())
+        }
+    }
+
+    async fn connect(&self) -> Result<Client, DriverError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(TIMEOUT)
+            .with_timeout(TIMEOUT)
+            .with_keep_alive(PING_EVERY, TIMEOUT)
+            .with_keep_alive_while_idle(true);
+        Client::connect(&*self.endpoints, Some(options))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// The shared channel, opened on first use.
+    async fn client(&self) -> Result<Client, DriverError> {
+        self.client
+            .get_or_try_init(|| self.connect())
+            .await
+            .cloned()
+    }
+
+    async fn txn(&self, c: &mut Client, txn: Txn) -> Result<TxnResponse, DriverError> {
+        c.kv_client()
+            .max_decoding_message_size(MAX_REPLY)
+            .txn(txn)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every key under the entries prefix, with values and leases.
+    async fn all_entries(&self, c: &mut Client) -> Result<Vec<KeyValue>, DriverError> {
+        let all = GetOptions::new().with_prefix();
+        let txn = Txn::new().and_then([TxnOp::get(self.keys.entries.clone(), Some(all))]);
+        let r = self.txn(c, txn).await?;
+        Ok(gets(&r)
+            .into_iter()
+            .next()
+            .map(|mut g| g.take_kvs())
+            .unwrap_or_default())
+    }
+
+    fn remembered(&self, field: &str) -> Option<Lease> {
+        self.leases.lock().ok()?.get(field).copied()
+    }
+
+    fn remember(&self, field: &str, lease: Option<Lease>) {
+        if let Ok(mut leases) = self.leases.lock() {
+            match lease {
+                Some(l) => leases.insert(field.to_owned(), l),
+                None => leases.remove(field),
+            };
+        }
+    }
+
+    async fn grant(&self, c: &mut Client, ttl: i64) -> Result<Lease, DriverError> {
+        let granted = c.lease_grant(ttl, None).await.map_err(|e| self.error(e))?;
+        Ok(Lease {
+            id: granted.id(),
+            ttl,
+        })
+    }
+
+    /// Keeps `lease` alive once. `Ok(false)` when etcd no longer has it.
+    async fn keep_alive(&self, c: &mut Client, lease: i64) -> Result<bool, DriverError> {
+        match c.lease_keep_alive(lease).await {
+            Ok(_) => Ok(true),
+            Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == LEASE_NOT_FOUND => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// The generation, the last driver change, and the entries (whole, or
+    /// only counted when `whole` is false), all at one revision.
+    async fn read(&self, c: &mut Client, whole: bool) -> Result<Read, DriverError> {
+        for _ in 0..RACE_RETRIES {
+            let entries = match whole {
+                true => GetOptions::new().with_prefix(),
+                false => GetOptions::new().with_prefix().with_count_only(),
+            };
+            let txn = Txn::new().and_then([
+                TxnOp::get(self.keys.generation.clone(), None),
+                TxnOp::get(self.keys.changed.clone(), None),
+                TxnOp::get(self.keys.entries.clone(), Some(entries)),
+            ]);
+            let floor = self.floor();
+            let r = self.txn(c, txn).await?;
+            let revision = revision_of(&r);
+            let mut gets = gets(&r).into_iter();
+            let (Some(generation), Some(changed), Some(entries)) =
+                (gets.next(), gets.next(), gets.next())
+            else {
+                return Err(self.protocol("a read transaction answered without its reads"));
+            };
+            let Some(generation_kv) = generation.kvs().first() else {
+                self.create_generation(c).await?;
+                continue;
+            };
+            let generation = generation_of(generation_kv);
+            if self.went_back(floor, generation, revision) {
+                self.renew_generation(c, generation_kv.mod_revision())
+                    .await?;
+                continue;
+            }
+            let count = u64::try_from(entries.count()).unwrap_or(0);
+            let kvs = entries.kvs();
+            return Ok(Read {
+                version: Version {
+                    generation,
+                    revision,
+                    entries: count,
+                },
+                last_changed: changed
+                    .kvs()
+                    .first()
+                    .map_or(0, |kv| kv.mod_revision().max(0) as u64),
+                entries: if whole {
+                    kvs.iter().filter_map(|kv| self.entry_of(kv)).collect()
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        Err(self.protocol("the generation key kept disappearing"))
+    }
+
+    async fn create_generation(&self, c: &mut Client) -> Result<(), DriverError> {
+        let key = self.keys.generation.clone();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, new_generation().to_string(), None)]);
+        self.txn(c, txn).await?;
+        Ok(())
+    }
+
+    /// Replaces the generation we saw (at `mod_revision`) with a new one;
+    /// if another driver got there first, theirs stands.
+    async fn renew_generation(&self, c: &mut Client, mod_revision: i64) -> Result<(), DriverError> {
+        let key = self.keys.generation.clone();
+        tracing::warn!(
+            backend = %self.backend,
+            "etcd's revision went back (restored from an older backup?); starting a new generation"
+        );
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                mod_revision,
+            )])
+            .and_then([TxnOp::put(key, new_generation().to_string(), None)]);
+        self.txn(c, txn).await?;
+        Ok(())
+    }
+
+    /// The generation and revision this driver had seen when it sent a
+    /// request: a linearizable read sent after that must answer at least
+    /// as late, whatever else runs concurrently.
+    fn floor(&self) -> (u64, u64) {
+        self.seen.lock().map_or((0, 0), |seen| *seen)
+    }
+
+    /// Records a read at `revision` under `generation`, sent when the
+    /// driver stood at `floor`; true when etcd answered from before it.
+    fn went_back(&self, floor: (u64, u64), generation: u64, revision: u64) -> bool {
+        if floor.0 == generation && revision < floor.1 {
+            return true;
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.0 == generation {
+                seen.1 = seen.1.max(revision);
+            } else {
+                *seen = (generation, revision);
+            }
+        }
+        false
+    }
+
+    /// Marks a change, in the transaction that makes it.
+    fn touch(&self) -> TxnOp {
+        TxnOp::put(self.keys.changed.clone(), "", None)
+    }
+
+    fn entry_of(&self, kv: &KeyValue) -> Option<Entry> {
+        Some(Entry {
+            field: self.field_of(kv.key())?,
+            url: String::from_utf8_lossy(kv.value()).into_owned(),
+        })
+    }
+
+    /// Reads the entry and the tombstone of `name`.
+    async fn state_of(
+        &self,
+        c: &mut Client,
+        name: &InstanceName,
+    ) -> Result<(Option<KeyValue>, bool), DriverError> {
+        let txn = Txn::new().and_then([
+            TxnOp::get(self.key_of(name.as_str()), None),
+            TxnOp::get(self.gone_key(name.as_str()), None),
+        ]);
+        let r = self.txn(c, txn).await?;
+        let mut gets = gets(&r).into_iter();
+        let entry = gets.next().and_then(|g| g.kvs().first().cloned());
+        let gone = gets.next().is_some_and(|g| !g.kvs().is_empty());
+        Ok((entry, gone))
+    }
+
+    /// Writes `name → url` on `lease` if the key still stands as `seen`
+    /// (`None`: absent and not tombstoned).
+    async fn put_if(
+        &self,
+        c: &mut Client,
+        name: &InstanceName,
+        url: &str,
+        lease: i64,
+        seen: Option<&KeyValue>,
+    ) -> Result<bool, DriverError> {
+        let key = self.key_of(name.as_str());
+        let compares = match seen {
+            Some(kv) => vec![Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )],
+            None => vec![
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+                Compare::create_revision(self.gone_key(name.as_str()), CompareOp::Equal, 0),
+            ],
+        };
+        let txn = Txn::new().when(compares).and_then([
+            TxnOp::put(key, url, Some(PutOptions::new().with_lease(lease))),
+            self.touch(),
+        ]);
+        Ok(self.txn(c, txn).await?.succeeded())
+    }
+
+    /// Time left on `lease` and the TTL it was granted with; `None` when
+    /// etcd no longer has it.
+    async fn time_to_live(
+        &self,
+        c: &mut Client,
+        lease: i64,
+    ) -> Result<Option<(Duration, i64)>, DriverError> {
+        let r = c
+            .lease_time_to_live(lease, None)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok((r.ttl() >= 0).then(|| (Duration::from_secs(r.ttl() as u64), r.granted_ttl())))
+    }
+
+    /// `renew` when the entry is not simply ours on our lease: look at what
+    /// is there and repair it, retrying when another writer wins a race.
+    async fn renew_slow(
+        &self,
+        c: &mut Client,
+        name: &InstanceName,
+        url: &str,
+        ttl: i64,
+        alive: Option<Lease>,
+    ) -> Result<Renewal, DriverError> {
+        let key = self.key_of(name.as_str());
+        let mut granted: Option<Lease> = None;
+        for _ in 0..RACE_RETRIES {
+            let (entry, gone) = self.state_of(c, name).await?;
+            // The entry decides first: an instance registered again under
+            // a name it once deregistered is alive, tombstone or not.
+            let outcome = match entry {
+                Some(kv) if kv.value() != url.as_bytes() => Some(Renewal::Conflict),
+                Some(kv) => {
+                    // Ours, but on a lease we do not hold (another handle
+                    // registered it) or of another TTL: adopt or move it.
+                    if kv.lease() != 0
+                        && let Some((_, granted_ttl)) = self.time_to_live(c, kv.lease()).await?
+                        && granted_ttl == ttl
+                        && self.keep_alive(c, kv.lease()).await?
+                    {
+                        // Still there on that lease after the keep-alive?
+                        let txn = Txn::new().when([
+                            Compare::value(key.clone(), CompareOp::Equal, url),
+                            Compare::lease(key.clone(), CompareOp::Equal, kv.lease()),
+                        ]);
+                        if self.txn(c, txn).await?.succeeded() {
+                            let lease = Lease {
+                                id: kv.lease(),
+                                ttl,
+                            };
+                            self.remember(name.as_str(), Some(lease));
+                            if let Some(l) = granted {
+                                let _ = c.lease_revoke(l.id).await;
+                            }
+                            return Ok(Renewal::Renewed);
+                        }
+                        continue;
+                    }
+                    let lease = match alive.filter(|l| l.ttl == ttl).or(granted) {
+                        Some(l) => l,
+                        None => *granted.insert(self.grant(c, ttl).await?),
+                    };
+                    if self.put_if(c, name, url, lease.id, Some(&kv)).await? {
+                        if kv.lease() != 0 && kv.lease() != lease.id {
+                            let _ = c.lease_revoke(kv.lease()).await;
+                        }
+                        self.remember(name.as_str(), Some(lease));
+                        return Ok(Renewal::Renewed);
+                    }
+                    None
+                }
+                None if gone => Some(Renewal::Gone),
+                None => {
+                    let lease = match alive.filter(|l| l.ttl == ttl).or(granted) {
+                        Some(l) => l,
+                        None => *granted.insert(self.grant(c, ttl).await?),
+                    };
+                    if self.put_if(c, name, url, lease.id, None).await? {
+                        self.remember(name.as_str(), Some(lease));
+                        return Ok(Renewal::Restored);
+                    }
+                    None
+                }
+            };
+            if let Some(outcome) = outcome {
+                if let Some(l) = granted {
+                    let _ = c.lease_revoke(l.id).await;
+                }
+                return Ok(outcome);
+            }
+        }
+        if let Some(l) = granted {
+            let _ = c.lease_revoke(l.id).await;
+        }
+        Err(self.protocol(format!("renewing {name}: the entry kept changing under us")))
+    }
+}
+
+/// The generation a key holds. Garbage (written by hand) still gives a
+/// stable number, so a client sees it as one generation, not an error.
+fn generation_of(kv: &KeyValue) -> u64 {
+    match std::str::from_utf8(kv.value())
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(g) => g,
+        None => kv.value().iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        }),
+    }
+}
+
+/// A number no other registry start is likely to have made: the clock in
+/// nanoseconds, mixed with the process id and a per-process counter.
+fn new_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mix = u64::from(std::process::id()) << 32 ^ COUNTER.fetch_add(1, Ordering::Relaxed);
+    // splitmix64's finaliser, so nearby clocks give unrelated numbers.
+    let mut z = nanos ^ mix.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).max(1)
+}
+
+/// What etcd-client says when a keep-alive finds no lease.
+const LEASE_NOT_FOUND: &str = "lease not found";
+
+struct Read {
+    version: Version,
+    /// When this driver last changed the registry (0: never).
+    last_changed: u64,
+    entries: Vec<Entry>,
+}
+
+fn key_under(dir: &str, field: &str) -> String {
+    match InstanceName::parse(field) {
+        Some(name) => format!("{dir}{}/{}", name.service(), name.id()),
+        None => format!("{dir}{field}"),
+    }
+}
+
+/// etcd leases count whole seconds: round up, at least one.
+/// etcd's longest lease (its `MaxLeaseTTL`).
+const MAX_LEASE_SECONDS: i64 = 9_000_000_000;
+
+fn lease_seconds(ttl: Duration) -> i64 {
+    let secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX)
+        .clamp(1, MAX_LEASE_SECONDS)
+}
+
+fn revision_of(r: &TxnResponse) -> u64 {
+    r.header().map_or(0, |h| h.revision().max(0) as u64)
+}
+
+fn gets(r: &TxnResponse) -> Vec<etcd_client::GetResponse> {
+    r.op_responses()
+        .into_iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(g) => Some(g),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Driver for EtcdDriver {
+    fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    async fn register(
+        &self,
+        name: &InstanceName,
+        url: &str,
+        ttl: Duration,
+    ) -> Result<bool, DriverError> {
+        let mut c = self.client().await?;
+        let lease = self.grant(&mut c, lease_seconds(ttl)).await?;
+        let key = self.key_of(name.as_str());
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([
+                TxnOp::put(key, url, Some(PutOptions::new().with_lease(lease.id))),
+                self.touch(),
+                // A tombstone from an earlier life of this name is moot now.
+                TxnOp::delete(self.gone_key(name.as_str()), None),
+            ]);
+        match self.txn(&mut c, txn).await {
+            Ok(r) if r.succeeded() => {
+                self.remember(name.as_str(), Some(lease));
+                Ok(true)
+            }
+            outcome => {
+                // Not ours after all: the lease would only keep nothing alive.
+                let _ = c.lease_revoke(lease.id).await;
+                outcome.map(|_| false)
+            }
+        }
+    }
+
+    async fn renew(
+        &self,
+        name: &InstanceName,
+        url: &str,
+        ttl: Duration,
+    ) -> Result<Renewal, DriverError> {
+        let ttl = lease_seconds(ttl);
+        let mut c = self.client().await?;
+        let mut alive = None;
+        if let Some(lease) = self.remembered(name.as_str()) {
+            if self.keep_alive(&mut c, lease.id).await? {
+                alive = Some(lease);
+            } else {
+                self.remember(name.as_str(), None);
+            }
+        }
+        // The common case in one transaction: our URL, on our live lease.
+        let key = self.key_of(name.as_str());
+        if let Some(lease) = alive.filter(|l| l.ttl == ttl) {
+            let txn = Txn::new().when([
+                Compare::value(key.clone(), CompareOp::Equal, url),
+                Compare::lease(key.clone(), CompareOp::Equal, lease.id),
+            ]);
+            if self.txn(&mut c, txn).await?.succeeded() {
+                return Ok(Renewal::Renewed);
+            }
+        }
+        // A lease of the old TTL is never the one the entry ends up on, so
+        // once the outcome is known it must not outlive this call. After an
+        // error the entry may still be on it: leave it to expire instead.
+        let spare = alive.filter(|l| l.ttl != ttl);
+        let outcome = self.renew_slow(&mut c, name, url, ttl, alive).await;
+        if let Some(old) = spare
+            && outcome.is_ok()
+        {
+            let _ = c.lease_revoke(old.id).await;
+        }
+        if matches!(outcome, Ok(Renewal::Gone | Renewal::Conflict)) {
+            self.remember(name.as_str(), None);
+        }
+        outcome
+    }
+
+    async fn deregister(&self, name: &InstanceName, url: &str) -> Result<bool, DriverError> {
+        // A channel of its own: see "Connections" in the crate docs.
+        let mut c = self.connect().await?;
+        let key = self.key_of(name.as_str());
+        for _ in 0..RACE_RETRIES {
+            let (entry, _) = self.state_of(&mut c, name).await?;
+            let Some(kv) = entry.filter(|kv| kv.value() == url.as_bytes()) else {
+                return Ok(false);
+            };
+            let mut ops = vec![TxnOp::delete(key.clone(), None), self.touch()];
+            if kv.lease() != 0 {
+                // The tombstone dies with the lease the entry would have had.
+                ops.push(TxnOp::put(
+                    self.gone_key(name.as_str()),
+                    url,
+                    Some(PutOptions::new().with_lease(kv.lease())),
+                ));
+            }
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then(ops);
+            if self.txn(&mut c, txn).await?.succeeded() {
+                self.remember(name.as_str(), None);
+                return Ok(true);
+            }
+        }
+        Err(self.protocol(format!(
+            "deregistering {name}: the entry kept changing under us"
+        )))
+    }
+
+    async fn fetch(&self, known: Option<Version>) -> Result<Fetched, DriverError> {
+        let mut c = self.client().await?;
+        if let Some(known) = known {
+            // Nothing at all written to etcd since: one request of two
+            // point reads. Counting the entries costs as much again at 4k
+            // (etcd walks its index), so it waits until something moved.
+            let txn = Txn::new().and_then([TxnOp::get(self.keys.generation.clone(), None)]);
+            let floor = self.floor();
+            let r = self.txn(&mut c, txn).await?;
+            let generation = gets(&r)
+                .first()
+                .and_then(|g| g.kvs().first().map(generation_of));
+            if generation == Some(known.generation)
+                && revision_of(&r) == known.revision
+                && !self.went_back(floor, known.generation, known.revision)
+            {
+                return Ok(Fetched::Unchanged { next_expiry: None });
+            }
+            let now = self.read(&mut c, false).await?;
+            let unchanged = now.version.generation == known.generation
+                && now.version.entries == known.entries
+                && now.last_changed <= known.revision
+                && now.version.revision >= known.revision;
+            if unchanged {
+                return Ok(Fetched::Unchanged { next_expiry: None });
+            }
+        }
+        let now = self.read(&mut c, true).await?;
+        Ok(Fetched::Changed(Snapshot {
+            entries: now.entries,
+            version: now.version,
+            next_expiry: None,
+        }))
+    }
+
+    async fn watch(&self, sink: EventSink) -> Result<(), DriverError> {
+        let mut c = self.client().await?;
+        let start = self.read(&mut c, false).await?.version;
+        // `<prefix>/` up to `<prefix>;`: the entries and the `<prefix>:…`
+        // keys, not `<prefix>foo/…` of someone else.
+        let options = WatchOptions::new()
+            .with_range(format!("{};", self.keys.prefix))
+            .with_start_revision(start.revision as i64 + 1);
+        let mut stream = c
+            .watch(self.keys.entries.clone(), Some(options))
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut since = start.revision;
+        let mut entries = start.entries;
+        let version = |revision, entries| Version {
+            generation: start.generation,
+            revision,
+            entries,
+        };
+        loop {
+            let Some(message) = stream.message().await.map_err(|e| self.error(e))? else {
+                return Ok(());
+            };
+            if message.created() {
+                sink(Event::Subscribed);
+            }
+            if message.canceled() {
+                tracing::debug!(reason = message.cancel_reason(), "etcd cancelled the watch");
+                return Ok(());
+            }
+            // Events of one transaction share a revision: group them.
+            let mut events = message.events().iter().peekable();
+            while let Some(first) = events.next() {
+                let Some(kv) = first.kv() else { continue };
+                let revision = kv.mod_revision().max(0) as u64;
+                let mut group = vec![first];
+                while let Some(e) = events.next_if(|e| {
+                    e.kv()
+                        .is_some_and(|kv| kv.mod_revision().max(0) as u64 == revision)
+                }) {
+                    group.push(e);
+                }
+                if group.iter().any(|e| {
+                    e.kv()
+                        .is_some_and(|kv| kv.key() == self.keys.generation.as_bytes())
+                }) {
+                    // The registry was wiped and began anew: start over.
+                    return Ok(());
+                }
+                let changes: Vec<_> = group
+                    .iter()
+                    .filter_map(|e| {
+                        let kv = e.kv()?;
+                        self.field_of(kv.key())
+                            .map(|field| (e.event_type(), kv, field))
+                    })
+                    .collect();
+                for (kind, kv, _) in &changes {
+                    match kind {
+                        EventType::Put if kv.version() == 1 => entries += 1,
+                        EventType::Delete => entries = entries.saturating_sub(1),
+                        _ => {}
+                    }
+                }
+                let event = match changes.as_slice() {
+                    [] => continue, // a tombstone came or went
+                    [(EventType::Put, kv, field)] => Event::Put {
+                        version: version(revision, entries),
+                        since,
+                        entry: Entry {
+                            field: field.clone(),
+                            url: String::from_utf8_lossy(kv.value()).into_owned(),
+                        },
+                        lease: None,
+                    },
+                    [(EventType::Delete, _, field)] => Event::Removed {
+                        version: version(revision, entries),
+                        since,
+                        field: field.clone(),
+                    },
+                    _ => Event::Changed {
+                        version: version(revision, entries),
+                    },
+                };
+                since = revision;
+                sink(event);
+            }
+        }
+    }
+
+    async fn leases(&self) -> Result<Vec<(String, Duration)>, DriverError> {
+        let mut c = self.client().await?;
+        let leased: Vec<(String, i64)> = self
+            .all_entries(&mut c)
+            .await?
+            .iter()
+            .filter(|kv| kv.lease() != 0)
+            .filter_map(|kv| Some((self.field_of(kv.key())?, kv.lease())))
+            .collect();
+        let mut distinct: Vec<i64> = leased.iter().map(|(_, l)| *l).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        // One request per lease (etcd has no bulk form); 32 in flight.
+        let lookups: Vec<_> = distinct
+            .into_iter()
+            .map(|lease| {
+                let mut c = c.clone();
+                async move { (lease, self.time_to_live(&mut c, lease).await) }
+            })
+            .collect();
+        let mut answers = futures_util::stream::iter(lookups).buffer_unordered(32);
+        let mut left = HashMap::new();
+        while let Some((lease, ttl)) = answers.next().await {
+            if let Some((ttl, _)) = ttl? {
+                left.insert(lease, ttl);
+            }
+        }
+        Ok(leased
+            .into_iter()
+            .filter_map(|(field, lease)| Some((field, *left.get(&lease)?)))
+            .collect())
+    }
+
+    async fn remove_stale(&self, url: &str) -> Result<usize, DriverError> {
+        let mut c = self.client().await?;
+        // Expired leases took their keys with them, so only entries
+        // without a lease can be stale.
+        let stale: Vec<KeyValue> = self
+            .all_entries(&mut c)
+            .await?
+            .into_iter()
+            .filter(|kv| kv.lease() == 0 && kv.value() == url.as_bytes())
+            .collect();
+        let mut removed = 0;
+        for chunk in stale.chunks(REMOVE_PER_TXN) {
+            // All of them only if none was rewritten since we looked; a
+            // chunk that lost that race is left for the next call.
+            let txn = Txn::new()
+                .when(
+                    chunk
+                        .iter()
+                        .map(|kv| {
+                            Compare::mod_revision(kv.key(), CompareOp::Equal, kv.mod_revision())
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .and_then(
+                    chunk
+                        .iter()
+                        .map(|kv| TxnOp::delete(kv.key(), None))
+                        .chain([self.touch()])
+                        .collect::<Vec<_>>(),
+                );
+            if self.txn(&mut c, txn).await?.succeeded() {
+                removed += chunk.len();
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_map_to_keys_and_back() {
+        let d = EtcdDriver::new(EtcdOptions::new(["127.0.0.1:2379"], "/gosd/").unwrap());
+        for (field, key) in [
+            ("svc-1", "/gosd/svc/1"),
+            ("order-api-2026.5", "/gosd/order-api/2026.5"),
+            ("a/b-1", "/gosd/a/b/1"),
+            ("nodash", "/gosd/nodash"),
+            ("", "/gosd/"),
+        ] {
+            assert_eq!(d.key_of(field), key);
+            assert_eq!(d.field_of(key.as_bytes()).as_deref(), Some(field));
+        }
+        assert_eq!(d.field_of(b"/gosd:generation"), None);
+        assert_eq!(d.field_of(b"/gosd:gone/svc/1"), None);
+    }
+
+    #[test]
+    fn a_read_from_before_what_we_saw_means_etcd_went_back() {
+        let d = EtcdDriver::new(EtcdOptions::new(["127.0.0.1:2379"], "/gosd").unwrap());
+        assert!(!d.went_back(d.floor(), 7, 10), "first read");
+        let floor = d.floor();
+        assert!(!d.went_back(floor, 7, 12), "forward");
+        // Two reads in flight from the same floor may come back in any order.
+        assert!(
+            !d.went_back(floor, 7, 11),
+            "concurrent, older but after the floor"
+        );
+        assert!(
+            d.went_back(d.floor(), 7, 5),
+            "restored from an older backup"
+        );
+        assert!(
+            !d.went_back(d.floor(), 8, 6),
+            "a new generation starts over"
+        );
+        assert!(!d.went_back(d.floor(), 8, 6));
+    }
+
+    #[test]
+    fn leases_round_up_to_whole_seconds() {
+        assert_eq!(lease_seconds(Duration::from_millis(100)), 1);
+        assert_eq!(lease_seconds(Duration::from_secs(10)), 10);
+        assert_eq!(lease_seconds(Duration::from_millis(10_001)), 11);
+        assert_eq!(lease_seconds(Duration::ZERO), 1);
+        assert_eq!(lease_seconds(Duration::MAX), MAX_LEASE_SECONDS);
+    }
+}
