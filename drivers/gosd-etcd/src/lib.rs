@@ -25,7 +25,7 @@
 //!   if it was never created (`create_revision == 0`).
 //! - **Deregistration** deletes the key and, in the same transaction, writes
 //!   a tombstone on the *same lease*, so a renewal in flight sees the
-//!   tombstone and answers [`Renewal::Gone`] until the lease would have run
+//!   tombstone and answers [`Renewal::Gone`](gosd_driver::Renewal::Gone) until the lease would have run
 //!   out, at which point etcd removes the tombstone too.
 //! - **Revision.** The version's revision is etcd's own store revision. A
 //!   fetch is unchanged when etcd's revision has not moved at all (one
