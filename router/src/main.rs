@@ -39,27 +39,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
     println!("gosd-router listening on http://{}", listener.local_addr()?);
     Router::new(client.clone(), config)
-        .serve(listener, signal())
+        // gosd's own signal handling: with no global client it resolves on
+        // SIGINT/SIGTERM alone, and the router then drains and exits.
+        .serve(listener, gosd::shutdown_signal())
         .await;
     client.finish().await?;
     Ok(())
-}
-
-/// SIGINT or SIGTERM.
-async fn signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

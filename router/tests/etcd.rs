@@ -74,4 +74,13 @@ fn routes_round_robin_over_providers_registered_in_etcd() {
         bodies == ["1", "2", "1", "2"] || bodies == ["2", "1", "2", "1"],
         "not round-robin: {bodies:?}"
     );
+
+    // SIGTERM: the router stops accepting, drains, and exits 0.
+    let term = Command::new("kill")
+        .args(["-TERM", &router.0.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(term.success());
+    let status = router.0.wait().expect("wait for the router");
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }
