@@ -1,0 +1,117 @@
+//! Building a [`Client`]: the builder, and the driver a config names.
+
+use super::*;
+
+/// Builds a [`Client`]: from [`Config::default`] unless you pass a config,
+/// with the driver the config names unless you pass one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), gosd::Error> {
+/// let mut config = gosd::Config::from_env()?;
+/// config.cron = None; // refresh on lease expiry and on demand only
+/// let client = gosd::Client::builder()
+///     .config(config)
+///     .driver(gosd::MemoryDriver::new())
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until .build().await"]
+pub struct ClientBuilder {
+    pub(super) config: Option<Config>,
+    pub(super) driver: Option<Arc<dyn DynDriver>>,
+    pub(super) handle_signals: bool,
+}
+
+impl ClientBuilder {
+    /// Uses these settings instead of [`Config::default`].
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Uses this driver instead of the one [`Config::driver`] names.
+    pub fn driver(mut self, driver: impl Driver) -> Self {
+        self.driver = Some(Arc::new(driver));
+        self
+    }
+
+    /// On SIGINT/SIGTERM, deregister and exit the process with status 130
+    /// or 143 (unless the app called [`Client::shutdown_signal`]). Off by
+    /// default for a `Client`; [`gosd::start`](crate::start) turns it on.
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    /// Connects: loads the route table (retrying `TryRefreshAmount` times
+    /// with backoff) and starts the background refresher on the current
+    /// Tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] naming the registry's address when it cannot
+    /// be reached; [`Error::Config`] when the config cannot be used.
+    pub async fn build(self) -> Result<Client> {
+        let config = self.config.unwrap_or_default();
+        config.validate()?;
+        let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let driver = match self.driver {
+            Some(d) => d,
+            None => driver_for(&config)?,
+        };
+        let client = Client::with_parts(config, driver, runtime);
+        client.inner.refresh().await?;
+        client.inner.spawn(maintain(Arc::downgrade(&client.inner)));
+        if client.inner.config.watch {
+            client
+                .inner
+                .spawn(super::freshness::watch(Arc::downgrade(&client.inner)));
+        }
+        if self.handle_signals {
+            crate::signals::install(&client.inner, &client.inner.runtime);
+        }
+        Ok(client)
+    }
+}
+
+/// The driver a config names.
+pub(super) fn driver_for(config: &Config) -> Result<Arc<dyn DynDriver>> {
+    match config.driver {
+        DriverKind::Memory => Ok(Arc::new(crate::shared_memory::shared_memory_registry())),
+        DriverKind::Redis => redis_driver(config),
+        DriverKind::Etcd => etcd_driver(config),
+    }
+}
+
+#[cfg(feature = "etcd")]
+pub(super) fn etcd_driver(config: &Config) -> Result<Arc<dyn DynDriver>> {
+    let options = config.etcd_options()?;
+    Ok(Arc::new(gosd_etcd::EtcdDriver::new(options)))
+}
+
+#[cfg(not(feature = "etcd"))]
+pub(super) fn etcd_driver(_: &Config) -> Result<Arc<dyn DynDriver>> {
+    Err(Error::Config {
+        var: "GOSD_DRIVER".into(),
+        value: "etcd".into(),
+        reason: "gosd was built without its `etcd` feature; enable it (features = [\"etcd\"])"
+            .into(),
+    })
+}
+
+#[cfg(feature = "redis")]
+pub(super) fn redis_driver(config: &Config) -> Result<Arc<dyn DynDriver>> {
+    let options = config.redis_options()?;
+    Ok(Arc::new(gosd_redis::RedisDriver::new(options)))
+}
+
+#[cfg(not(feature = "redis"))]
+pub(super) fn redis_driver(_: &Config) -> Result<Arc<dyn DynDriver>> {
+    Err(Error::Config {
+        var: "GOSD_DRIVER".into(),
+        value: "redis".into(),
+        reason: "gosd was built without its `redis` feature; enable it or use GOSD_DRIVER=memory"
+            .into(),
+    })
+}
