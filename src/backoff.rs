@@ -1,6 +1,6 @@
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::random::unit_random;
 
 const FIRST: Duration = Duration::from_millis(100);
 const CAP: Duration = Duration::from_secs(5);
@@ -12,14 +12,6 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     let doublings = attempt.saturating_sub(1).min(16);
     let base = FIRST.saturating_mul(1 << doublings).min(CAP);
     base / 2 + (base / 2).mul_f64(unit_random())
-}
-
-/// A number in [0, 1): seeded per call from the std hasher's random keys.
-fn unit_random() -> f64 {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(SEQ.fetch_add(1, Ordering::Relaxed));
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ mod config;
 mod error;
 mod global;
 mod naming;
+mod random;
 mod registration;
 mod route;
 mod route_future;

@@ -1,11 +1,9 @@
 //! What makes a service name, an instance id and a route URL valid.
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use gosd_driver::InstanceName;
 
 use crate::error::{Error, Result};
+use crate::random::random_u64;
 
 const MAX_NAME: usize = 200;
 
@@ -61,16 +59,11 @@ pub(crate) fn check_url(url: &str) -> Result<()> {
 /// Go gosd uses. Uniqueness comes from the registry (register-if-absent,
 /// retried with a new id); the digits only make collisions rare.
 pub(crate) fn new_instance_name(service: &str) -> Option<InstanceName> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
     let now = chrono::Utc::now();
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(SEQ.fetch_add(1, Ordering::Relaxed));
-    h.write_i64(now.timestamp_nanos_opt().unwrap_or_default());
-    h.write_u32(std::process::id());
     let id = format!(
         "{}.{:08}",
         now.format("%Y%m%d%H%M%S"),
-        h.finish() % 100_000_000
+        random_u64() % 100_000_000
     );
     InstanceName::new(service, &id)
 }
