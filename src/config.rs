@@ -1,18 +1,16 @@
 //! Configuration from the environment, 12-factor style.
 //!
 //! Go gosd's variable names work exactly as spelled there (`gosdRedisAddr`),
-//! and so do conventional upper-case ones (`GOSD_REDIS_ADDR`). A small
-//! pre-pass maps both spellings onto one key, because envy lowercases keys
-//! and could not tell `gosdRedisAddr` from anything else; envy then fills
-//! the raw struct, and each value is parsed here so that an error names the
-//! variable exactly as the user spelled it.
+//! and so do conventional upper-case ones (`GOSD_REDIS_ADDR`). One table,
+//! `SETTINGS`, holds every setting: its spellings and how its value is
+//! parsed, so that an error names the variable exactly as the user spelled
+//! it, and a new setting is one entry.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use gosd_driver::DriverError;
-use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
@@ -227,115 +225,197 @@ impl FromStr for Cron {
     }
 }
 
-/// Every setting, with the spellings that set it.
-struct Var {
+/// One setting read from the environment: its spellings, and how its value
+/// goes into a [`Config`]. A new setting is one entry here (plus its field).
+struct Setting {
+    /// The name errors fall back to, and `shown` redacts by.
     key: &'static str,
+    /// Go gosd's spelling, where Go gosd has the setting.
     go: Option<&'static str>,
     upper: &'static str,
+    /// Parses the value into the config; `Err` says what was expected.
+    apply: fn(&mut Config, &str) -> Result<(), String>,
 }
 
-const VARS: &[Var] = &[
-    Var {
-        key: "redis_addr",
-        go: Some("gosdRedisAddr"),
-        upper: "GOSD_REDIS_ADDR",
-    },
-    Var {
-        key: "redis_password",
-        go: Some("gosdRedisPassword"),
-        upper: "GOSD_REDIS_PASSWORD",
-    },
-    Var {
-        key: "redis_db",
-        go: Some("gosdRedisDB"),
-        upper: "GOSD_REDIS_DB",
-    },
-    Var {
-        key: "try_refresh_amount",
-        go: Some("gosdTryRefreshAmount"),
-        upper: "GOSD_TRY_REFRESH_AMOUNT",
-    },
-    Var {
-        key: "try_find_service_amount",
-        go: Some("gosdTryFindServiceAmount"),
-        upper: "GOSD_TRY_FIND_SERVICE_AMOUNT",
-    },
-    Var {
-        key: "try_find_service_delay",
-        go: Some("gosdTryFindServiceDelay"),
-        upper: "GOSD_TRY_FIND_SERVICE_DELAY",
-    },
-    Var {
-        key: "redis_url",
-        go: None,
-        upper: "GOSD_REDIS_URL",
-    },
-    Var {
+/// In the order values are applied: a later entry may rely on an earlier
+/// one (the heartbeat's default follows the TTL).
+const SETTINGS: &[Setting] = &[
+    Setting {
         key: "driver",
         go: None,
         upper: "GOSD_DRIVER",
+        apply: |c, v| {
+            c.driver = match v.trim().to_ascii_lowercase().as_str() {
+                "redis" => DriverKind::Redis,
+                "memory" => DriverKind::Memory,
+                "etcd" => DriverKind::Etcd,
+                _ => return Err("expected `redis`, `etcd` or `memory`".into()),
+            };
+            Ok(())
+        },
     },
-    Var {
+    Setting {
         key: "etcd_endpoints",
         go: None,
         upper: "GOSD_ETCD_ENDPOINTS",
+        apply: |c, v| {
+            c.etcd.endpoints = v
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Ok(())
+        },
     },
-    Var {
+    Setting {
         key: "etcd_prefix",
         go: None,
         upper: "GOSD_ETCD_PREFIX",
+        apply: |c, v| {
+            c.etcd.prefix = v.trim().to_owned();
+            Ok(())
+        },
     },
-    Var {
+    Setting {
+        key: "redis_url",
+        go: None,
+        upper: "GOSD_REDIS_URL",
+        apply: |c, v| {
+            c.redis.url = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_addr",
+        go: Some("gosdRedisAddr"),
+        upper: "GOSD_REDIS_ADDR",
+        apply: |c, v| {
+            c.redis.addr = Some(v.trim().to_owned());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_password",
+        go: Some("gosdRedisPassword"),
+        upper: "GOSD_REDIS_PASSWORD",
+        apply: |c, v| {
+            c.redis.password = Some(v.to_owned()).filter(|p| !p.is_empty());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_db",
+        go: Some("gosdRedisDB"),
+        upper: "GOSD_REDIS_DB",
+        apply: |c, v| {
+            c.redis.db = v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or("expected a database number, 0 or more")?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "try_refresh_amount",
+        go: Some("gosdTryRefreshAmount"),
+        upper: "GOSD_TRY_REFRESH_AMOUNT",
+        apply: |c, v| {
+            c.try_refresh_amount = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "try_find_service_amount",
+        go: Some("gosdTryFindServiceAmount"),
+        upper: "GOSD_TRY_FIND_SERVICE_AMOUNT",
+        apply: |c, v| {
+            c.try_find_service_amount = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "try_find_service_delay",
+        go: Some("gosdTryFindServiceDelay"),
+        upper: "GOSD_TRY_FIND_SERVICE_DELAY",
+        apply: |c, v| {
+            c.try_find_service_delay = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
         key: "ttl",
         go: None,
         upper: "GOSD_TTL",
+        apply: |c, v| {
+            c.ttl = parse_duration(v)?;
+            c.heartbeat = c.ttl / 3;
+            Ok(())
+        },
     },
-    Var {
+    Setting {
         key: "heartbeat",
         go: None,
         upper: "GOSD_HEARTBEAT",
+        apply: |c, v| {
+            c.heartbeat = parse_duration(v)?;
+            Ok(())
+        },
     },
-    Var {
+    Setting {
         key: "cron",
         go: None,
         upper: "GOSD_CRON",
+        apply: |c, v| {
+            c.cron = match v.trim().eq_ignore_ascii_case("off") {
+                true => None,
+                false => Some(v.parse()?),
+            };
+            Ok(())
+        },
     },
-    Var {
+    Setting {
         key: "key",
         go: None,
         upper: "GOSD_KEY",
+        apply: |c, v| {
+            c.key = v.to_owned();
+            Ok(())
+        },
     },
-    Var {
+    Setting {
         key: "watch",
         go: None,
         upper: "GOSD_WATCH",
+        apply: |c, v| {
+            c.watch = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err("expected `true` or `false`".into()),
+            };
+            Ok(())
+        },
     },
-    Var {
+    Setting {
         key: "drain",
         go: None,
         upper: "GOSD_DRAIN",
+        apply: |c, v| {
+            c.drain = parse_duration(v)?;
+            Ok(())
+        },
     },
 ];
 
-/// The settings as strings, filled by envy from the pre-pass.
-#[derive(Deserialize, Default)]
-struct Raw {
-    redis_addr: Option<String>,
-    redis_password: Option<String>,
-    redis_db: Option<String>,
-    try_refresh_amount: Option<String>,
-    try_find_service_amount: Option<String>,
-    try_find_service_delay: Option<String>,
-    redis_url: Option<String>,
-    driver: Option<String>,
-    etcd_endpoints: Option<String>,
-    etcd_prefix: Option<String>,
-    ttl: Option<String>,
-    heartbeat: Option<String>,
-    cron: Option<String>,
-    key: Option<String>,
-    watch: Option<String>,
-    drain: Option<String>,
+/// A count of attempts: a whole number, 1 or more.
+fn parse_count(v: &str) -> Result<u32, String> {
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| "expected a whole number, 1 or more".into())
 }
 
 impl Config {
@@ -346,7 +426,11 @@ impl Config {
             let Ok(k) = k.into_string() else { continue };
             match v.into_string() {
                 Ok(v) => vars.push((k, v)),
-                Err(_) if VARS.iter().any(|var| var.go == Some(&*k) || var.upper == k) => {
+                Err(_)
+                    if SETTINGS
+                        .iter()
+                        .any(|var| var.go == Some(&*k) || var.upper == k) =>
+                {
                     return Err(Error::Config {
                         var: k,
                         value: "(not shown)".into(),
@@ -371,7 +455,10 @@ impl Config {
         let mut seen: Vec<(&'static str, String, String)> = Vec::new();
         for (k, v) in vars {
             let (k, v) = (k.as_ref(), v.as_ref());
-            let Some(var) = VARS.iter().find(|var| var.go == Some(k) || var.upper == k) else {
+            let Some(var) = SETTINGS
+                .iter()
+                .find(|var| var.go == Some(k) || var.upper == k)
+            else {
                 // GOSD_ROUTER_* belong to gosd-router, which reads them itself.
                 if (k.starts_with("GOSD_") || k.starts_with("gosd"))
                     && !k.starts_with("GOSD_ROUTER_")
@@ -398,15 +485,6 @@ impl Config {
             }
             seen.push((var.key, k.to_owned(), v.to_owned()));
         }
-        let raw: Raw = envy::from_iter(
-            seen.iter()
-                .map(|(key, _, v)| ((*key).to_owned(), v.clone())),
-        )
-        .map_err(|e| Error::Config {
-            var: "GOSD_*".into(),
-            value: String::new(),
-            reason: e.to_string(),
-        })?;
         let spelled = |key: &str| -> String {
             seen.iter()
                 .find(|(k, ..)| *k == key)
@@ -420,94 +498,16 @@ impl Config {
         };
 
         let mut c = Config::default();
-        if let Some(v) = &raw.driver {
-            c.driver = match v.trim().to_ascii_lowercase().as_str() {
-                "redis" => DriverKind::Redis,
-                "memory" => DriverKind::Memory,
-                "etcd" => DriverKind::Etcd,
-                _ => {
-                    let reason = "expected `redis`, `etcd` or `memory`".into();
-                    return Err(bad("driver", v, reason));
-                }
-            };
-        }
-        if let Some(v) = &raw.etcd_endpoints {
-            c.etcd.endpoints = v
-                .split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(v) = &raw.etcd_prefix {
-            c.etcd.prefix = v.trim().to_owned();
-        }
-        c.redis.url = raw.redis_url.clone();
-        c.redis.addr = raw.redis_addr.as_ref().map(|v| v.trim().to_owned());
-        c.redis.password = raw.redis_password.clone().filter(|p| !p.is_empty());
-        if let Some(v) = &raw.redis_db {
-            c.redis.db = v
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|db| *db >= 0)
-                .ok_or_else(|| {
-                    bad(
-                        "redis_db",
-                        v,
-                        "expected a database number, 0 or more".into(),
-                    )
-                })?;
-        }
-        let count = |key: &str, v: &str| -> Result<u32> {
-            v.trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| bad(key, v, "expected a whole number, 1 or more".into()))
-        };
-        if let Some(v) = &raw.try_refresh_amount {
-            c.try_refresh_amount = count("try_refresh_amount", v)?;
-        }
-        if let Some(v) = &raw.try_find_service_amount {
-            c.try_find_service_amount = count("try_find_service_amount", v)?;
-        }
-        if let Some(v) = &raw.try_find_service_delay {
-            c.try_find_service_delay =
-                parse_duration(v).map_err(|r| bad("try_find_service_delay", v, r))?;
-        }
-        if let Some(v) = &raw.ttl {
-            c.ttl = parse_duration(v).map_err(|r| bad("ttl", v, r))?;
-        }
-        c.heartbeat = c.ttl / 3;
-        if let Some(v) = &raw.heartbeat {
-            c.heartbeat = parse_duration(v).map_err(|r| bad("heartbeat", v, r))?;
-        }
-        if let Some(v) = &raw.cron {
-            c.cron = if v.trim().eq_ignore_ascii_case("off") {
-                None
-            } else {
-                Some(v.parse().map_err(|r| bad("cron", v, r))?)
-            };
-        }
-        if let Some(v) = &raw.key {
-            c.key = v.clone();
-        }
-        if let Some(v) = &raw.watch {
-            c.watch = match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => return Err(bad("watch", v, "expected `true` or `false`".into())),
-            };
-        }
-        if let Some(v) = &raw.drain {
-            c.drain = parse_duration(v).map_err(|r| bad("drain", v, r))?;
+        for setting in SETTINGS {
+            if let Some((_, _, v)) = seen.iter().find(|(key, ..)| *key == setting.key) {
+                (setting.apply)(&mut c, v).map_err(|reason| bad(setting.key, v, reason))?;
+            }
         }
         // Range checks live in validate(), once for env and code alike;
         // here the error is re-spelled with the variable and value as set.
         c.validate().map_err(|e| match e {
             Error::Config { var, value, reason } => {
-                let set = VARS
+                let set = SETTINGS
                     .iter()
                     .find(|v| v.upper == var)
                     .and_then(|v| seen.iter().find(|(key, ..)| *key == v.key));
@@ -834,7 +834,7 @@ mod tests {
     proptest! {
         #[test]
         fn any_env_value_gives_a_value_or_an_error(
-            k in prop::sample::select(VARS.iter().flat_map(|v| [v.go.unwrap_or(v.upper), v.upper]).collect::<Vec<_>>()),
+            k in prop::sample::select(SETTINGS.iter().flat_map(|v| [v.go.unwrap_or(v.upper), v.upper]).collect::<Vec<_>>()),
             v in ".*",
         ) {
             let _ = Config::from_vars([(k, v.as_str())]);
