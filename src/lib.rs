@@ -56,6 +56,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod cadence;
 mod client;
 mod config;
 mod error;
