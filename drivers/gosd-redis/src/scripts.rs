@@ -1,0 +1,189 @@
+//! The Lua scripts: each change to the registry is one script, so that
+//! the hash, the leases, the revision and the change log move together.
+
+use super::*;
+
+/// Helpers every script starts with, then the reap of expired leases
+/// (`script!(before_reap, body)` runs a part of its own before it). KEYS:
+/// hash, leases, revision, gone, generation, log.
+///
+/// Every change starts with `bump()`: its `LLEN` and `INCR` fail on a log
+/// or revision key of the wrong type before the change writes anything.
+/// (Only a first generation and the clearing of tombstones come earlier;
+/// both are right to keep.) Each change is published on
+/// `{<hash>}:events` with the version after it, and pushed on the log,
+/// which keeps the last 64.
+///
+/// A reap of up to 32 leases (a few crashed instances) is one `del` change
+/// per entry, like a deregistration, so that clients apply it from the
+/// push or the log instead of each reading the whole hash; 32 leaves the
+/// log room for the changes around it. A larger reap (a zone lost at once)
+/// is one `changed`.
+macro_rules! script {
+    ($body:expr) => {
+        script!("", $body)
+    };
+    ($before_reap:expr, $body:expr) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function generation()
+  local g = redis.call('GET', KEYS[5])
+  if g then return g end
+  local t = redis.call('TIME')
+  g = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('SET', KEYS[5], g)
+  return g
+end
+local gen = generation()
+local function publish(what)
+  local version = gen .. ' ' .. (redis.call('GET', KEYS[3]) or '0') .. ' ' .. redis.call('HLEN', KEYS[1])
+  local message = version .. ' ' .. what
+  redis.call('LPUSH', KEYS[6], message)
+  redis.call('LTRIM', KEYS[6], 0, 63)
+  redis.call('PUBLISH', '{' .. KEYS[1] .. '}:events', message)
+end
+local function bump()
+  redis.call('LLEN', KEYS[6])
+  redis.call('INCR', KEYS[3])
+end
+local function reap(now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+  if #dead == 0 then return end
+  if #dead <= 32 then
+    for _, name in ipairs(dead) do
+      bump()
+      redis.call('HDEL', KEYS[1], name)
+      redis.call('ZREM', KEYS[2], name)
+      publish('del ' .. name)
+    end
+    return
+  end
+  bump()
+  for i = 1, #dead, 1000 do
+    redis.call('HDEL', KEYS[1], unpack(dead, i, math.min(i + 999, #dead)))
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  publish('changed')
+end
+local now = now_ms()
+"#,
+                $before_reap,
+                "reap(now)\n",
+                $body
+            ))
+        })
+    };
+}
+
+/// ARGV: name, url, ttl_ms. Returns 1 if written, 0 if the name is taken.
+pub(crate) static REGISTER: LazyLock<Script> = script!(
+    r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+bump()
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+publish('put ' .. ARGV[1] .. ' ' .. ARGV[3] .. ' ' .. ARGV[2])
+return 1
+"#
+);
+
+/// ARGV: name, url, ttl_ms. Returns 1 renewed, 2 restored, 3 gone
+/// (deregistered), 0 conflict.
+///
+/// The renewal proper runs before the reap: a heartbeat that comes after
+/// its lease ran out, but before any script reaped it, extends the lease
+/// instead of being reaped and then restored, which would take the entry
+/// out of every watching client's table for a moment.
+pub(crate) static RENEW: LazyLock<Script> = script!(
+    r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+  reap(now)
+  return 1
+end
+"#,
+    r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 3 end
+bump()
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+publish('put ' .. ARGV[1] .. ' ' .. ARGV[3] .. ' ' .. ARGV[2])
+return 2
+"#
+);
+
+/// ARGV: name, url. Returns 1 if removed, 0 if it was not ours. The name is
+/// kept in the gone set until its lease would have run out.
+pub(crate) static DEREGISTER: LazyLock<Script> = script!(
+    r#"
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+bump()
+local lease = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if lease then redis.call('ZADD', KEYS[4], lease, ARGV[1]) end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+publish('del ' .. ARGV[1])
+return 1
+"#
+);
+
+/// ARGV: known generation, revision and length, or nothing. Reaps, then
+/// returns {"same", ms until the earliest lease runs out or ""} when they
+/// still hold; {"changes", the same ms, generation, revision, length, the
+/// log's messages since the known revision} when the log still has all of
+/// them and the message of the known revision itself, with the known
+/// version; else {"changed"} (the caller then reads the table).
+pub(crate) static FETCH: LazyLock<Script> = script!(
+    r#"
+local rev = redis.call('GET', KEYS[3]) or '0'
+local len = redis.call('HLEN', KEYS[1])
+local function next_expiry()
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if #first == 0 then return '' end
+  return tostring(tonumber(first[2]) - now)
+end
+if ARGV[1] ~= gen then return {'changed'} end
+if ARGV[2] == rev and tonumber(ARGV[3]) == len then
+  return {'same', next_expiry()}
+end
+local behind = tonumber(rev) - (tonumber(ARGV[2]) or 0)
+if behind > 0 and behind < 64 then
+  -- The changes since the caller's revision, and the one that took it
+  -- there: if that one has another version, this is another history (a
+  -- failover to a replica that had not seen it), or a writer that keeps
+  -- no record wrote since.
+  local log = redis.call('LRANGE', KEYS[6], 0, behind)
+  local known = ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' '
+  if #log == behind + 1 and string.sub(log[#log], 1, #known) == known then
+    return {'changes', next_expiry(), gen, rev, tostring(len), unpack(log, 1, behind)}
+  end
+end
+return {'changed'}
+"#
+);
+
+/// ARGV: url. Removes lease-less fields with that URL (expired ones were
+/// just reaped); returns how many.
+pub(crate) static REMOVE_STALE: LazyLock<Script> = script!(
+    r#"
+local all = redis.call('HGETALL', KEYS[1])
+local stale = {}
+for i = 1, #all, 2 do
+  if all[i + 1] == ARGV[1] and not redis.call('ZSCORE', KEYS[2], all[i]) then
+    stale[#stale + 1] = all[i]
+  end
+end
+if #stale == 0 then return 0 end
+bump()
+for _, field in ipairs(stale) do redis.call('HDEL', KEYS[1], field) end
+publish('changed')
+return #stale
+"#
+);
