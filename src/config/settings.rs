@@ -1,0 +1,216 @@
+//! Every setting gosd reads from the environment, in one table: its
+//! spellings and how its value goes into a [`Config`].
+
+use super::*;
+
+/// One setting read from the environment: its spellings, and how its value
+/// goes into a [`Config`]. A new setting is one entry here (plus its field).
+pub(super) struct Setting {
+    /// The name errors fall back to, and `shown` redacts by.
+    pub(super) key: &'static str,
+    /// Go gosd's spelling, where Go gosd has the setting.
+    pub(super) go: Option<&'static str>,
+    pub(super) upper: &'static str,
+    /// Parses the value into the config; `Err` says what was expected.
+    pub(super) apply: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+/// In the order values are applied: a later entry may rely on an earlier
+/// one (the heartbeat's default follows the TTL).
+pub(super) const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "driver",
+        go: None,
+        upper: "GOSD_DRIVER",
+        apply: |c, v| {
+            c.driver = match v.trim().to_ascii_lowercase().as_str() {
+                "redis" => DriverKind::Redis,
+                "memory" => DriverKind::Memory,
+                "etcd" => DriverKind::Etcd,
+                _ => return Err("expected `redis`, `etcd` or `memory`".into()),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        key: "etcd_endpoints",
+        go: None,
+        upper: "GOSD_ETCD_ENDPOINTS",
+        apply: |c, v| {
+            c.etcd.endpoints = v
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "etcd_prefix",
+        go: None,
+        upper: "GOSD_ETCD_PREFIX",
+        apply: |c, v| {
+            c.etcd.prefix = v.trim().to_owned();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_url",
+        go: None,
+        upper: "GOSD_REDIS_URL",
+        apply: |c, v| {
+            c.redis.url = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_addr",
+        go: Some("gosdRedisAddr"),
+        upper: "GOSD_REDIS_ADDR",
+        apply: |c, v| {
+            c.redis.addr = Some(v.trim().to_owned());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_password",
+        go: Some("gosdRedisPassword"),
+        upper: "GOSD_REDIS_PASSWORD",
+        apply: |c, v| {
+            c.redis.password = Some(v.to_owned()).filter(|p| !p.is_empty());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_db",
+        go: Some("gosdRedisDB"),
+        upper: "GOSD_REDIS_DB",
+        apply: |c, v| {
+            c.redis.db = v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or("expected a database number, 0 or more")?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "try_refresh_amount",
+        go: Some("gosdTryRefreshAmount"),
+        upper: "GOSD_TRY_REFRESH_AMOUNT",
+        apply: |c, v| {
+            c.try_refresh_amount = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "try_find_service_amount",
+        go: Some("gosdTryFindServiceAmount"),
+        upper: "GOSD_TRY_FIND_SERVICE_AMOUNT",
+        apply: |c, v| {
+            c.try_find_service_amount = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "try_find_service_delay",
+        go: Some("gosdTryFindServiceDelay"),
+        upper: "GOSD_TRY_FIND_SERVICE_DELAY",
+        apply: |c, v| {
+            c.try_find_service_delay = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "ttl",
+        go: None,
+        upper: "GOSD_TTL",
+        apply: |c, v| {
+            c.ttl = parse_duration(v)?;
+            c.heartbeat = c.ttl / 3;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "heartbeat",
+        go: None,
+        upper: "GOSD_HEARTBEAT",
+        apply: |c, v| {
+            c.heartbeat = parse_duration(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "cron",
+        go: None,
+        upper: "GOSD_CRON",
+        apply: |c, v| {
+            c.cron = match v.trim().eq_ignore_ascii_case("off") {
+                true => None,
+                false => Some(v.parse()?),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        key: "key",
+        go: None,
+        upper: "GOSD_KEY",
+        apply: |c, v| {
+            c.key = v.to_owned();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "watch",
+        go: None,
+        upper: "GOSD_WATCH",
+        apply: |c, v| {
+            c.watch = match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err("expected `true` or `false`".into()),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        key: "drain",
+        go: None,
+        upper: "GOSD_DRAIN",
+        apply: |c, v| {
+            c.drain = parse_duration(v)?;
+            Ok(())
+        },
+    },
+];
+
+/// A count of attempts: a whole number, 1 or more.
+fn parse_count(v: &str) -> Result<u32, String> {
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| "expected a whole number, 1 or more".into())
+}
+
+/// The value as it may appear in an error: passwords never do.
+pub(super) fn shown(key: &str, value: &str) -> String {
+    match key {
+        "redis_password" => "***".to_owned(),
+        "redis_url" | "redis_addr" | "etcd_endpoints" => redact_url(value),
+        _ => value.to_owned(),
+    }
+}
+
+/// A bare integer is seconds (Go gosd's form); anything else is humantime.
+pub(super) fn parse_duration(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(v)
+        .map_err(|e| format!("{e}; expected seconds (`3`) or a duration such as `250ms` or `2s`"))
+}
