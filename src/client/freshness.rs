@@ -6,7 +6,7 @@ use super::*;
 
 impl Inner {
     pub(super) fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.cron.epoch.elapsed().as_millis() as u64
     }
 
     pub(super) fn next_cron_ms(&self) -> u64 {
@@ -18,20 +18,21 @@ impl Inner {
     }
 
     pub(super) fn cron_due(&self) -> Option<Instant> {
-        match self.cron_due_ms.load(Ordering::Acquire) {
+        match self.cron.cron_due_ms.load(Ordering::Acquire) {
             u64::MAX => None,
-            ms => Some(self.epoch + Duration::from_millis(ms)),
+            ms => Some(self.cron.epoch + Duration::from_millis(ms)),
         }
     }
 
     /// True for exactly one caller per due cron tick.
     pub(super) fn claim_cron(&self) -> bool {
-        let due = self.cron_due_ms.load(Ordering::Acquire);
+        let due = self.cron.cron_due_ms.load(Ordering::Acquire);
         if due == u64::MAX || self.now_ms() < due {
             return false;
         }
         let next = self.next_cron_ms();
-        self.cron_due_ms
+        self.cron
+            .cron_due_ms
             .compare_exchange(due, next, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
@@ -41,9 +42,9 @@ impl Inner {
     /// It sends the version we know, so when nothing changed it costs one
     /// command and returns no table.
     pub(super) async fn refresh_once(&self) -> Result<(), DriverError> {
-        let _serial = self.refresh_lock.lock().await;
+        let _serial = self.fresh.refresh_lock.lock().await;
         let (known, read_whole) = {
-            let sources = lock(&self.sources);
+            let sources = lock(&self.fresh.sources);
             (sources.version(), sources.read_whole_due(Instant::now()))
         };
         if read_whole {
@@ -52,7 +53,7 @@ impl Inner {
             let (fetched, received) = self.fetch(known).await?;
             // Some(version we are at): the answer was not enough.
             let read_whole_from = {
-                let mut sources = lock(&self.sources);
+                let mut sources = lock(&self.fresh.sources);
                 let (touched, read_whole_from) = match fetched {
                     Fetched::Unchanged { next_expiry } => {
                         (sources.unchanged(next_expiry, received), None)
@@ -79,7 +80,7 @@ impl Inner {
                 self.read_whole(at).await?;
             }
         }
-        self.wake.notify_one();
+        self.fresh.wake.notify_one();
         Ok(())
     }
 
@@ -93,7 +94,7 @@ impl Inner {
                 message: "a fetch with no known version did not answer with the registry".into(),
             });
         };
-        let mut sources = lock(&self.sources);
+        let mut sources = lock(&self.fresh.sources);
         let touched = sources.apply_snapshot(s, sent, received, self.config.ttl);
         self.rebuild(&sources, &touched);
         Ok(())
@@ -116,7 +117,7 @@ impl Inner {
                 self.registry_failed(&e);
                 // A failover may be why: its history may differ from the
                 // record we would be answered from.
-                lock(&self.sources).read_whole_next();
+                lock(&self.fresh.sources).read_whole_next();
                 Err(e)
             }
         }
@@ -125,11 +126,11 @@ impl Inner {
     /// A pushed change: applied at once when it is the next one we expect,
     /// otherwise a fetch is queued (one, however many events ask).
     pub(super) fn on_event(self: &Arc<Self>, event: Event) {
-        if event == Event::Subscribed && self.watch_down.swap(false, Ordering::AcqRel) {
+        if event == Event::Subscribed && self.fresh.watch_down.swap(false, Ordering::AcqRel) {
             tracing::info!("push updates restored");
         }
         let applied = {
-            let mut sources = lock(&self.sources);
+            let mut sources = lock(&self.fresh.sources);
             let check_was = sources.next_check();
             let applied = sources.apply_event(event, Instant::now());
             if let Applied::Changed(service) = &applied {
@@ -139,18 +140,18 @@ impl Inner {
             // of: only a sooner one (a put with a shorter lease) needs it
             // awake, not every pushed change.
             if sooner(sources.next_check(), check_was) {
-                self.wake.notify_one();
+                self.fresh.wake.notify_one();
             }
             applied
         };
-        if applied == Applied::NeedFetch && !self.fetch_queued.swap(true, Ordering::AcqRel) {
+        if applied == Applied::NeedFetch && !self.fresh.fetch_queued.swap(true, Ordering::AcqRel) {
             let inner = self.clone();
             self.runtime.spawn(async move {
-                inner.fetch_queued.store(false, Ordering::Release);
+                inner.fresh.fetch_queued.store(false, Ordering::Release);
                 if inner.refresh_once().await.is_err() {
                     // The maintain loop retries it, with its backoff.
-                    lock(&inner.sources).check_by(Instant::now());
-                    inner.wake.notify_one();
+                    lock(&inner.fresh.sources).check_by(Instant::now());
+                    inner.fresh.wake.notify_one();
                 }
             });
         }
@@ -165,14 +166,14 @@ impl Inner {
     /// notification, when nothing was.
     pub(super) fn rebuild(&self, sources: &Sources, touched: &Touched) {
         if *touched != Touched::Nothing {
-            self.install(sources.build(&self.table.load(), touched));
+            self.install(sources.build(&self.fresh.table.load(), touched));
         }
     }
 
     /// Swaps `table` in and tells whoever waits for changes.
     pub(super) fn install(&self, table: RouteTable) {
-        self.table.store(table);
-        self.changes.send_modify(|n| *n += 1);
+        self.fresh.table.store(table);
+        self.fresh.changes.send_modify(|n| *n += 1);
     }
 
     /// Runs `op` up to `TryRefreshAmount` times while it fails transiently.
@@ -204,13 +205,13 @@ impl Inner {
 
     pub(super) fn registry_failed(&self, e: &DriverError) {
         tracing::debug!(error = %e, "registry call failed");
-        if !self.registry_down.swap(true, Ordering::AcqRel) {
+        if !self.fresh.registry_down.swap(true, Ordering::AcqRel) {
             tracing::warn!(error = %e, "registry lost; serving the last good route table and retrying");
         }
     }
 
     pub(super) fn registry_ok(&self) {
-        if self.registry_down.swap(false, Ordering::AcqRel) {
+        if self.fresh.registry_down.swap(false, Ordering::AcqRel) {
             tracing::info!(backend = %self.driver.backend(), "registry restored");
         }
     }
@@ -234,14 +235,16 @@ pub(super) async fn maintain(weak: Weak<Inner>) {
     loop {
         let (wake, next) = {
             let Some(inner) = weak.upgrade() else { return };
-            let expiry = lock(&inner.sources).next_check().map(|t| t + EXPIRY_GRACE);
+            let expiry = lock(&inner.fresh.sources)
+                .next_check()
+                .map(|t| t + EXPIRY_GRACE);
             // While failing, the backoff decides, not the (past) expiry.
             let lease_or_retry = retry_at.or(expiry);
             let next = [lease_or_retry, inner.cron_due()]
                 .into_iter()
                 .flatten()
                 .min();
-            (inner.wake.clone(), next)
+            (inner.fresh.wake.clone(), next)
         };
         let sleep = async {
             match next {
@@ -256,7 +259,7 @@ pub(super) async fn maintain(weak: Weak<Inner>) {
         let Some(inner) = weak.upgrade() else { return };
         let now = Instant::now();
         let lease_due = retry_at
-            .or(lock(&inner.sources).next_check())
+            .or(lock(&inner.fresh.sources).next_check())
             .is_some_and(|t| t <= now);
         let cron_due = inner.claim_cron();
         if !(lease_due || cron_due) {
@@ -308,7 +311,7 @@ pub(super) async fn watch(weak: Weak<Inner>) {
             failures = 0;
         }
         failures += 1;
-        if !inner.watch_down.swap(true, Ordering::AcqRel) {
+        if !inner.fresh.watch_down.swap(true, Ordering::AcqRel) {
             match &result {
                 Err(e) => tracing::warn!(error = %e, "push updates lost; re-subscribing"),
                 Ok(()) => tracing::warn!("push updates lost (subscription ended); re-subscribing"),

@@ -27,8 +27,8 @@ impl Inner {
     /// Takes our registration out of the client so that nothing renews it
     /// any more; whoever gets `Some` deregisters it.
     pub(super) fn take_own(&self) -> (Option<Own>, Option<JoinHandle<()>>) {
-        let own = lock(&self.own).take();
-        let heartbeat = lock(&self.heartbeat).take();
+        let own = lock(&self.membership.own).take();
+        let heartbeat = lock(&self.membership.heartbeat).take();
         if let Some(h) = &heartbeat {
             h.abort();
         }
@@ -39,7 +39,7 @@ impl Inner {
     /// registration is under way: waits until that registration either
     /// failed or is recorded in `own`, so what it wrote is deregistered.
     pub(crate) async fn finish_on_signal(&self) -> Result<()> {
-        let _no_registration_in_flight = self.registering.lock().await;
+        let _no_registration_in_flight = self.membership.registering.lock().await;
         self.finish().await
     }
 
@@ -47,7 +47,7 @@ impl Inner {
         let (own, heartbeat) = self.take_own();
         let Some(own) = own else { return Ok(()) };
         {
-            let mut sources = lock(&self.sources);
+            let mut sources = lock(&self.fresh.sources);
             sources.remove_url(&own.url);
             self.rebuild(&sources, &Touched::All);
         }
@@ -168,7 +168,7 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
                         // either finish sees the new name, or we see it
                         // finished and remove the new name ourselves.
                         let finished = {
-                            let guard = lock(&inner.own);
+                            let guard = lock(&inner.membership.own);
                             match guard.as_ref() {
                                 Some(o) => {
                                     o.name.set(renamed.clone());

@@ -105,32 +105,49 @@ pub struct Instance {
 pub(crate) struct Inner {
     pub(crate) driver: Arc<dyn DynDriver>,
     pub(crate) config: Config,
+    runtime: Handle,
+    /// The background loops, aborted with the client.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    fresh: Freshness,
+    cron: CronClock,
+    membership: Membership,
+    signals: SignalState,
+}
+
+/// The table and what keeps it fresh.
+struct Freshness {
     table: SharedTable,
     sources: Mutex<Sources>,
     /// Refreshes apply in the order they read the registry.
     refresh_lock: tokio::sync::Mutex<()>,
+    /// Wakes the maintenance loop when the table changed.
+    wake: Arc<Notify>,
+    /// A fetch asked for by events is queued: more events need no other.
+    fetch_queued: AtomicBool,
+    /// Counts table versions, for `Client::changes`.
+    changes: watch::Sender<u64>,
+    /// Whether the last registry call failed: logs state changes only.
+    registry_down: AtomicBool,
+    /// Whether push updates are down: logs state changes only.
+    watch_down: AtomicBool,
+}
+
+/// When the next cron refresh is due, claimable by one caller per tick.
+struct CronClock {
     epoch: Instant,
     /// Milliseconds after `epoch` when the next cron refresh is due;
     /// `u64::MAX` when the cron is off.
     cron_due_ms: AtomicU64,
-    runtime: Handle,
-    /// Wakes the maintenance loop when the table changed.
-    wake: Arc<Notify>,
+}
+
+/// This client's own registration, if any.
+#[derive(Default)]
+struct Membership {
     own: Mutex<Option<Own>>,
     /// One registration at a time: a second concurrent `register` must see
     /// the first one's result, not race it.
     registering: tokio::sync::Mutex<()>,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Whether the last registry call failed: logs state changes only.
-    registry_down: AtomicBool,
-    /// Whether push updates are down: logs state changes only.
-    watch_down: AtomicBool,
-    /// A fetch asked for by events is queued: more events need no other.
-    fetch_queued: AtomicBool,
-    /// Counts table versions, for `Client::changes`.
-    changes: watch::Sender<u64>,
-    signals: SignalState,
 }
 
 #[derive(Clone)]
@@ -163,25 +180,28 @@ impl Client {
     pub(crate) fn with_parts(config: Config, driver: Arc<dyn DynDriver>, runtime: Handle) -> Self {
         let inner = Arc::new(Inner {
             driver,
-            table: SharedTable::new(),
-            sources: Mutex::default(),
-            refresh_lock: tokio::sync::Mutex::new(()),
-            epoch: Instant::now(),
-            cron_due_ms: AtomicU64::new(u64::MAX),
             runtime,
-            wake: Arc::default(),
-            own: Mutex::default(),
-            registering: tokio::sync::Mutex::new(()),
-            heartbeat: Mutex::default(),
             tasks: Mutex::default(),
-            registry_down: AtomicBool::new(false),
-            watch_down: AtomicBool::new(false),
-            fetch_queued: AtomicBool::new(false),
-            changes: watch::Sender::new(0),
+            fresh: Freshness {
+                table: SharedTable::new(),
+                sources: Mutex::default(),
+                refresh_lock: tokio::sync::Mutex::new(()),
+                wake: Arc::default(),
+                fetch_queued: AtomicBool::new(false),
+                changes: watch::Sender::new(0),
+                registry_down: AtomicBool::new(false),
+                watch_down: AtomicBool::new(false),
+            },
+            cron: CronClock {
+                epoch: Instant::now(),
+                cron_due_ms: AtomicU64::new(u64::MAX),
+            },
+            membership: Membership::default(),
             signals: SignalState::default(),
             config,
         });
         inner
+            .cron
             .cron_due_ms
             .store(inner.next_cron_ms(), Ordering::Relaxed);
         Self { inner }
@@ -201,12 +221,12 @@ impl Client {
         // Held from before the registry write until `own` names what was
         // written: a signal handler waits on it (`Inner::finish_on_signal`),
         // so a signal mid-registration still deregisters.
-        let one_at_a_time = self.inner.registering.lock().await;
+        let one_at_a_time = self.inner.membership.registering.lock().await;
         if let Some(own) = self.inner.own() {
             return Err(Error::AlreadyRegistered(own.name.to_string()));
         }
         let name = CurrentName::new(self.inner.register_fresh(service, url).await?);
-        *lock(&self.inner.own) = Some(Own {
+        *lock(&self.inner.membership.own) = Some(Own {
             name: name.clone(),
             url: url.to_owned(),
         });
@@ -214,7 +234,7 @@ impl Client {
             .inner
             .runtime
             .spawn(heartbeat(Arc::downgrade(&self.inner)));
-        *lock(&self.inner.heartbeat) = Some(heartbeat);
+        *lock(&self.inner.membership.heartbeat) = Some(heartbeat);
         drop(one_at_a_time);
         tracing::info!(instance = %name, url, "registered");
         // The registration stands even if this first refresh fails: the
@@ -290,18 +310,18 @@ impl Client {
     // shape").
     #[inline(never)]
     pub fn next_route(&self, service: &str) -> Option<Route> {
-        self.inner.table.pick(service)
+        self.inner.fresh.table.pick(service)
     }
 
     /// Every route `service` has now, in rotation order.
     pub fn routes(&self, service: &str) -> Vec<Route> {
-        self.inner.table.with(|t| t.routes(service).to_vec())
+        self.inner.fresh.table.with(|t| t.routes(service).to_vec())
     }
 
     /// Every registered instance this client knows of, sorted by name (not
     /// the manual routes, which have no instance behind them).
     pub fn instances(&self) -> Vec<Instance> {
-        lock(&self.inner.sources)
+        lock(&self.inner.fresh.sources)
             .instances()
             .into_iter()
             .map(|(name, url)| Instance {
@@ -323,6 +343,7 @@ impl Client {
     pub fn services(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .inner
+            .fresh
             .table
             .with(|t| t.services().map(str::to_owned).collect());
         names.sort();
@@ -338,7 +359,7 @@ impl Client {
     /// which reads the registry whole.
     pub async fn delete_service_with_url(&self, url: &str) -> Result<()> {
         {
-            let mut sources = lock(&self.inner.sources);
+            let mut sources = lock(&self.inner.fresh.sources);
             sources.remove_url(url);
             self.inner.rebuild(&sources, &Touched::All);
         }
@@ -357,7 +378,7 @@ impl Client {
     pub fn add_service_manually(&self, service: &str, url: &str) -> Result<()> {
         check_service(service)?;
         check_url(url)?;
-        let mut sources = lock(&self.inner.sources);
+        let mut sources = lock(&self.inner.fresh.sources);
         sources.add_manual(service, Route::new(url));
         self.inner.rebuild(&sources, &Touched::service(service));
         Ok(())
@@ -397,7 +418,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn changes(&self) -> watch::Receiver<u64> {
-        self.inner.changes.subscribe()
+        self.inner.fresh.changes.subscribe()
     }
 
     /// The instances of `service` as a stream of [`Change`](crate::Change)s:
@@ -409,9 +430,9 @@ impl Client {
         let service = service.to_owned();
         let read = Box::new(move || {
             let inner = inner.upgrade()?;
-            Some(lock(&inner.sources).instances_of(&service))
+            Some(lock(&inner.fresh.sources).instances_of(&service))
         });
-        ServiceWatch::new(read, self.inner.changes.subscribe())
+        ServiceWatch::new(read, self.inner.fresh.changes.subscribe())
     }
 
     /// The instance this client registered, if any: `<service>-<id>`.
@@ -422,7 +443,7 @@ impl Client {
 
 impl Inner {
     pub(crate) fn own(&self) -> Option<Own> {
-        lock(&self.own).clone()
+        lock(&self.membership.own).clone()
     }
 
     pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
@@ -471,7 +492,7 @@ impl Drop for Inner {
         for t in lock(&self.tasks).drain(..) {
             t.abort();
         }
-        if let Some(h) = lock(&self.heartbeat).take() {
+        if let Some(h) = lock(&self.membership.heartbeat).take() {
             h.abort();
         }
     }
@@ -503,7 +524,7 @@ mod tests {
     /// Whether the maintain loop was woken since the last look (the
     /// notification is a stored permit).
     fn woken(inner: &Inner) -> bool {
-        let notified = std::pin::pin!(inner.wake.notified());
+        let notified = std::pin::pin!(inner.fresh.wake.notified());
         let waker = std::task::Waker::noop();
         notified
             .poll(&mut std::task::Context::from_waker(waker))
@@ -519,7 +540,7 @@ mod tests {
         let inner = &client.inner;
         inner.refresh_once().await.unwrap();
         woken(inner);
-        let known = lock(&inner.sources).version().unwrap();
+        let known = lock(&inner.fresh.sources).version().unwrap();
         let mut at = known;
         let mut put = |id: &str, lease: u64| {
             let since = at.revision;
@@ -553,7 +574,7 @@ mod tests {
         let client = without_tasks(yearly());
         let inner = &client.inner;
         assert!(!inner.claim_cron(), "not due yet: no claim, no I/O");
-        inner.cron_due_ms.store(0, Ordering::Release); // the tick is due now
+        inner.cron.cron_due_ms.store(0, Ordering::Release); // the tick is due now
         let claims = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
             for _ in 0..8 {
