@@ -77,6 +77,26 @@ mod table;
 pub use client::{Client, ClientBuilder, Instance};
 pub use config::{Config, Cron, DriverKind, EtcdTarget, RedisTarget};
 pub use error::{Error, Result};
+
+/// gosd's syntax for setting values, for crates that read settings of their
+/// own next to gosd's (as gosd-router does), so that both read alike.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(gosd::env_value::duration("3"), Ok(Duration::from_secs(3)));
+/// assert_eq!(gosd::env_value::duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(gosd::env_value::boolean("Off"), Ok(false));
+/// assert!(gosd::env_value::boolean("maybe").is_err());
+/// ```
+pub mod env_value {
+    /// A bare integer is seconds (Go gosd's form); anything else is a
+    /// humantime duration such as `250ms` or `1m 30s`. `Err` says what
+    /// was expected.
+    pub use crate::config::parse_duration as duration;
+
+    /// `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`, any case.
+    pub use crate::config::parse_bool as boolean;
+}
 pub use global::{
     add_service_manually, client, connect, delete_service_with_url, finish, get,
     iterate_service_route, shutdown_signal, start, start_with, update_by_cron,

@@ -100,33 +100,16 @@ impl RouterConfig {
             })?;
         }
         if let Ok(v) = std::env::var("GOSD_ROUTER_STRIP_PREFIX") {
-            c.strip_prefix = match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => {
-                    return Err(bad(
-                        "GOSD_ROUTER_STRIP_PREFIX",
-                        &v,
-                        "expected `true` or `false`",
-                    ));
-                }
-            };
+            c.strip_prefix = gosd::env_value::boolean(&v)
+                .map_err(|r| bad("GOSD_ROUTER_STRIP_PREFIX", &v, &r))?;
         }
         if let Ok(v) = std::env::var("GOSD_ROUTER_TIMEOUT") {
-            let t = v.trim();
-            c.timeout = t
-                .parse::<u64>()
-                .map(Duration::from_secs)
-                .or_else(|_| humantime::parse_duration(t))
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    bad(
-                        "GOSD_ROUTER_TIMEOUT",
-                        &v,
-                        "expected seconds or a duration such as 500ms",
-                    )
-                })?;
+            c.timeout = gosd::env_value::duration(&v)
+                .and_then(|d| match d.is_zero() {
+                    true => Err("the timeout must be more than 0".into()),
+                    false => Ok(d),
+                })
+                .map_err(|r| bad("GOSD_ROUTER_TIMEOUT", &v, &r))?;
         }
         Ok(c)
     }

@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 
 mod settings;
 
+pub use settings::{parse_bool, parse_duration};
+
 use settings::{SETTINGS, shown};
 
 /// Hides credentials in a URL-ish string: the drivers' own, so a value
@@ -400,7 +402,6 @@ const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
-    use super::settings::parse_duration;
     use super::*;
     use proptest::prelude::*;
 

@@ -168,11 +168,7 @@ pub(super) const SETTINGS: &[Setting] = &[
         go: None,
         upper: "GOSD_WATCH",
         apply: |c, v| {
-            c.watch = match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => return Err("expected `true` or `false`".into()),
-            };
+            c.watch = parse_bool(v)?;
             Ok(())
         },
     },
@@ -206,11 +202,25 @@ pub(super) fn shown(key: &str, value: &str) -> String {
 }
 
 /// A bare integer is seconds (Go gosd's form); anything else is humantime.
-pub(super) fn parse_duration(v: &str) -> Result<Duration, String> {
+///
+/// Public as [`crate::env_value::duration`], for crates that read settings
+/// of their own in gosd's syntax (gosd-router).
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
     humantime::parse_duration(v)
         .map_err(|e| format!("{e}; expected seconds (`3`) or a duration such as `250ms` or `2s`"))
+}
+
+/// `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`, any case.
+///
+/// Public as [`crate::env_value::boolean`].
+pub fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected `true` or `false`".into()),
+    }
 }
