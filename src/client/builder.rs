@@ -92,12 +92,7 @@ pub(super) fn etcd_driver(config: &Config) -> Result<Arc<dyn DynDriver>> {
 
 #[cfg(not(feature = "etcd"))]
 pub(super) fn etcd_driver(_: &Config) -> Result<Arc<dyn DynDriver>> {
-    Err(Error::Config {
-        var: "GOSD_DRIVER".into(),
-        value: "etcd".into(),
-        reason: "gosd was built without its `etcd` feature; enable it (features = [\"etcd\"])"
-            .into(),
-    })
+    Err(missing_feature("etcd", "enable it (features = [\"etcd\"])"))
 }
 
 #[cfg(feature = "redis")]
@@ -108,10 +103,18 @@ pub(super) fn redis_driver(config: &Config) -> Result<Arc<dyn DynDriver>> {
 
 #[cfg(not(feature = "redis"))]
 pub(super) fn redis_driver(_: &Config) -> Result<Arc<dyn DynDriver>> {
-    Err(Error::Config {
+    Err(missing_feature(
+        "redis",
+        "enable it or use GOSD_DRIVER=memory",
+    ))
+}
+
+/// `GOSD_DRIVER` names a driver this build of gosd does not have.
+#[cfg(not(all(feature = "redis", feature = "etcd")))]
+fn missing_feature(driver: &str, hint: &str) -> Error {
+    Error::Config {
         var: "GOSD_DRIVER".into(),
-        value: "redis".into(),
-        reason: "gosd was built without its `redis` feature; enable it or use GOSD_DRIVER=memory"
-            .into(),
-    })
+        value: driver.into(),
+        reason: format!("gosd was built without its `{driver}` feature; {hint}"),
+    }
 }
