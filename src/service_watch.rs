@@ -1,7 +1,7 @@
-//! One service's instances as a stream of changes, in the shape of tower's
-//! `discover::Change` (and so of tonic's `balance_channel`): first an
-//! [`Change::Insert`] for every instance there is, then each insert and
-//! removal as the client's table takes it in.
+//! A service's instances (or every service's) as a stream of changes, in
+//! the shape of tower's `discover::Change` (and so of tonic's
+//! `balance_channel`): first an [`Change::Insert`] for every instance there
+//! is, then each insert and removal as the client's table takes it in.
 //!
 //! It is computed from the client's table, not from the registry's events:
 //! every state it reports is one the table held, so it never shows an
@@ -20,7 +20,8 @@ use tokio::sync::watch;
 
 use crate::route::Route;
 
-/// A change to one service's instances, from [`Client::watch_service`](crate::Client::watch_service).
+/// A change to a service's instances, from [`Client::watch_service`](crate::Client::watch_service)
+/// or [`Client::watch_all_services`](crate::Client::watch_all_services).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Change {
@@ -31,10 +32,12 @@ pub enum Change {
     Remove(InstanceName),
 }
 
-/// Reads the service's instances now; `None` once the client is gone.
+/// Reads the watched instances now; `None` once the client is gone.
 pub(crate) type ReadInstances = Box<dyn Fn() -> Option<Vec<(InstanceName, Route)>> + Send + Sync>;
 
-type Wait = Pin<Box<dyn Future<Output = Option<watch::Receiver<u64>>> + Send>>;
+// Sync as well, so that a ServiceWatch can sit in a Sync type (an HTTP
+// body, a shared balancer) without a wrapper.
+type Wait = Pin<Box<dyn Future<Output = Option<watch::Receiver<u64>>> + Send + Sync>>;
 
 enum State {
     /// Has the table's notifications in hand; `stale` when the table may
@@ -47,8 +50,8 @@ enum State {
     Ended,
 }
 
-/// The stream of one service's [`Change`]s. Ends when the client is
-/// dropped. Poll it with `next().await`, or as a [`Stream`].
+/// The stream of [`Change`]s of one service, or of all of them. Ends when
+/// the client is dropped. Poll it with `next().await`, or as a [`Stream`].
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -165,5 +168,15 @@ impl Stream for ServiceWatch {
                 State::Ended => return Poll::Ready(None),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A watch can live in a Sync type (an HTTP body, a shared balancer).
+    #[test]
+    fn a_service_watch_is_send_and_sync() {
+        fn send_and_sync<T: Send + Sync>() {}
+        send_and_sync::<super::ServiceWatch>();
     }
 }

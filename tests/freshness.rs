@@ -327,3 +327,65 @@ async fn watch_service_streams_the_current_instances_then_each_change() {
     drop(consumer);
     assert_eq!(changes.next().await, None, "ends with the client");
 }
+
+/// `watch_all_services`: every service's instances, then each insert and
+/// removal of any service, each naming its service.
+#[tokio::test]
+async fn watch_all_services_streams_every_service_then_each_change() {
+    use gosd::Change;
+    let server = RedisServer::start();
+    let consumer = watching_consumer(&server).await;
+    let next = async |changes: &mut gosd::ServiceWatch| {
+        tokio::time::timeout(support::PATIENCE, changes.next())
+            .await
+            .expect("a change within PATIENCE")
+            .expect("the client is alive")
+    };
+    let a_client = client(&server).await;
+    let a = a_client.register("provider", "http://a:1").await.unwrap();
+    let o_client = client(&server).await;
+    let o = o_client.register("other", "http://o:1").await.unwrap();
+    routes_become(&consumer, "other", "o is seen", |r| r.len() == 1).await;
+    routes_become(&consumer, "provider", "a is seen", |r| r.len() == 1).await;
+
+    let mut changes = consumer.watch_all_services();
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        let Change::Insert(name, route) = next(&mut changes).await else {
+            panic!("the current instances first")
+        };
+        first.push((
+            name.service().to_owned(),
+            name.to_string(),
+            route.to_string(),
+        ));
+    }
+    first.sort();
+    assert_eq!(
+        first,
+        [
+            ("other".into(), o.name(), "http://o:1".into()),
+            ("provider".into(), a.name(), "http://a:1".into()),
+        ]
+    );
+
+    let b_client = client(&server).await;
+    let b = b_client.register("third", "http://b:1").await.unwrap();
+    let Change::Insert(name, route) = next(&mut changes).await else {
+        panic!("b inserted")
+    };
+    assert_eq!(
+        (name.service(), name.to_string(), route.to_string()),
+        ("third", b.name(), "http://b:1".into())
+    );
+
+    let o_name = o.name();
+    o.finish().await.unwrap();
+    let Change::Remove(name) = next(&mut changes).await else {
+        panic!("o removed")
+    };
+    assert_eq!((name.service(), name.to_string()), ("other", o_name));
+
+    drop(consumer);
+    assert_eq!(changes.next().await, None, "ends with the client");
+}

@@ -14,7 +14,8 @@
 //!   `-Host` are set.
 //! - `/-/` is a live status page: every service, its instances, their
 //!   leases counting down, requests, errors and ejection. `/-/services` is
-//!   the same as JSON; `/-/health` answers the router's own liveness.
+//!   the same as JSON, `/-/events` its live feed (server-sent events of
+//!   gosd's change stream); `/-/health` answers the router's own liveness.
 //!
 //! The route table follows the registry by push (see `gosd`), so routes
 //! change within milliseconds of a registration or a crash.
@@ -23,11 +24,11 @@
 
 mod health;
 mod proxy;
+mod status;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use health::{Health, Stats};
+use tokio::sync::watch;
 
 /// A response or request body: streamed from the other side, or made here.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -125,7 +127,10 @@ struct Shared {
     client: gosd::Client,
     http: HttpClient<HttpConnector, ProxyBody>,
     config: RouterConfig,
-    health: Health,
+    health: Arc<Health>,
+    /// Turns true when [`Router::serve`] stops accepting, for the status
+    /// feeds, which would otherwise hold up the drain for ever.
+    closing: watch::Sender<bool>,
     /// The task that keeps `health` following the route table, once started.
     follower: OnceLock<tokio::task::AbortHandle>,
 }
@@ -157,7 +162,8 @@ impl Router {
             shared: Arc::new(Shared {
                 client,
                 http,
-                health: Health::new(config.eject_cooldown),
+                health: Arc::new(Health::new(config.eject_cooldown)),
+                closing: watch::Sender::new(false),
                 config,
                 follower: OnceLock::new(),
             }),
@@ -221,6 +227,7 @@ impl Router {
             }
         }
         drop(listener);
+        self.shared.closing.send_replace(true);
         tracing::info!(
             in_flight = graceful.count(),
             "stopped accepting; finishing in-flight requests"
@@ -233,8 +240,16 @@ impl Router {
         self.follow_table();
         match req.uri().path() {
             "/-/health" => return json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
-            "/-/services" => return json(StatusCode::OK, self.services_json().await),
-            "/-/" | "/-" => return status_page(),
+            "/-/services" => {
+                let services = status::services(&self.shared.client, &self.shared.health).await;
+                return json(StatusCode::OK, services);
+            }
+            "/-/events" => {
+                let shared = &self.shared;
+                let closing = shared.closing.subscribe();
+                return status::events(shared.client.clone(), shared.health.clone(), closing);
+            }
+            "/-/" | "/-" => return status::page(),
             p if p.starts_with("/-/") => {
                 return json(
                     StatusCode::NOT_FOUND,
@@ -370,40 +385,6 @@ impl Router {
         let stats = health.of(&known, client, service, &route);
         Some((route, stats))
     }
-
-    /// Every service, its instances, their leases and this router's
-    /// counters. A failed lease read leaves `lease_ms` null rather than
-    /// failing the page.
-    async fn services_json(&self) -> serde_json::Value {
-        let client = &self.shared.client;
-        let leases = client.leases().await.unwrap_or_default();
-        let now = Instant::now();
-        let known = self.shared.health.known();
-        let none = Stats::default();
-        // Names sort as `a-1` < `a-b-1` < `a-2`: group by service explicitly.
-        let mut services: std::collections::BTreeMap<String, Vec<serde_json::Value>> =
-            Default::default();
-        for instance in client.instances() {
-            // An instance the counters have not caught up with has none yet.
-            let s = known.get(&instance.url).map_or(&none, |s| &**s);
-            services
-                .entry(instance.service)
-                .or_default()
-                .push(serde_json::json!({
-                    "name": instance.name,
-                    "url": instance.url.as_str(),
-                    "lease_ms": leases.get(&instance.name).map(|d| d.as_millis() as u64),
-                    "requests": s.requests.load(Ordering::Relaxed),
-                    "errors": s.errors.load(Ordering::Relaxed),
-                    "ejected_for_ms": self.shared.health.ejected_for(s, now).map(|d| d.as_millis() as u64),
-                }));
-        }
-        let services: Vec<serde_json::Value> = services
-            .into_iter()
-            .map(|(name, instances)| serde_json::json!({ "name": name, "instances": instances }))
-            .collect();
-        serde_json::json!({ "services": services })
-    }
 }
 
 /// Keeps the router's counters following the client's table: wakes on each
@@ -431,23 +412,16 @@ fn empty() -> ProxyBody {
         .boxed()
 }
 
-/// The status page: one HTML file with its CSS and script inline, no
-/// build step, no external assets. It polls `/-/services` every second.
-fn status_page() -> Response<ProxyBody> {
-    const PAGE: &str = include_str!("status.html");
-    made_here(
-        StatusCode::OK,
-        "text/html; charset=utf-8",
-        Bytes::from_static(PAGE.as_bytes()),
-    )
-}
-
 fn json(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
     made_here(status, "application/json", Bytes::from(value.to_string()))
 }
 
 /// A response the router makes itself, rather than one it forwards.
-fn made_here(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ProxyBody> {
+pub(crate) fn made_here(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<ProxyBody> {
     let body = Full::new(body).map_err(|never| match never {}).boxed();
     let mut response = Response::new(body);
     *response.status_mut() = status;

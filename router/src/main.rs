@@ -4,6 +4,7 @@
 //! gosdRedisAddr=localhost:6379 cargo run -p gosd-router
 //! curl localhost:8000/provider/ping      # → an instance of `provider`, as /ping
 //! curl localhost:8000/-/services         # every service and instance, as JSON
+//! curl -N localhost:8000/-/events        # the same, live: each change as it lands
 //! ```
 //! Settings: gosd's variables for the registry, plus `GOSD_ROUTER_ADDR`
 //! (default `127.0.0.1:8000`), `GOSD_ROUTER_STRIP_PREFIX` (default `true`)

@@ -569,3 +569,142 @@ async fn counters_survive_table_changes_while_registered_and_go_when_the_url_lea
     );
     assert!(fresh["ejected_for_ms"].is_null(), "{fresh}");
 }
+
+/// Reads `/-/events`, gosd-router's server-sent events, one event at a time.
+struct Feed {
+    body: Incoming,
+    buffer: String,
+}
+
+impl Feed {
+    async fn open(addr: SocketAddr) -> Self {
+        let http = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let request = Request::get(format!("http://{addr}/-/events"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = http.request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[hyper::header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        Self {
+            body: response.into_body(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event as (kind, data), skipping the `retry:` advice; `None`
+    /// once the router ends the feed.
+    async fn next(&mut self) -> Option<(String, serde_json::Value)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut kind, mut data) = (None, None);
+                for line in block.lines() {
+                    if let Some(k) = line.strip_prefix("event: ") {
+                        kind = Some(k.to_owned());
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = Some(json(d));
+                    }
+                }
+                match (kind, data) {
+                    (Some(kind), Some(data)) => return Some((kind, data)),
+                    _ => continue,
+                }
+            }
+            let frame = tokio::time::timeout(support::PATIENCE, self.body.frame())
+                .await
+                .expect("an event within PATIENCE")?
+                .expect("the feed streams without an error");
+            if let Ok(data) = frame.into_data() {
+                self.buffer.push_str(std::str::from_utf8(&data).unwrap());
+            }
+        }
+    }
+
+    /// The next `insert` or `remove`, skipping the counters.
+    async fn next_change(&mut self) -> (String, serde_json::Value) {
+        loop {
+            let (kind, data) = self.next().await.expect("the feed goes on");
+            if kind != "stats" {
+                return (kind, data);
+            }
+        }
+    }
+}
+
+/// The status page's feed: each instance there is, then each change as the
+/// router's table takes it in, and this router's counters once a second.
+#[tokio::test]
+async fn the_live_feed_streams_instances_then_changes_and_counters() {
+    let server = RedisServer::start();
+    let (a_url, a) = registered_echo(&server, "svc").await;
+    let r = router(&server, |_| {}).await;
+    routes_become(&r.client, "svc", "a", |routes| routes.len() == 1).await;
+
+    let mut feed = Feed::open(r.addr).await;
+    assert_eq!(
+        feed.next_change().await,
+        (
+            "insert".into(),
+            serde_json::json!({ "service": "svc", "name": a.name(), "url": a_url })
+        )
+    );
+    let (status, _) = get(r.addr, "/svc/hello").await;
+    assert_eq!(status, StatusCode::OK);
+    loop {
+        let (kind, data) = feed.next().await.expect("the feed goes on");
+        if kind == "stats" && data["services"][0]["instances"][0]["requests"] == 1 {
+            assert_eq!(data["services"][0]["instances"][0]["name"], a.name());
+            break;
+        }
+    }
+
+    let (b_url, b) = registered_echo(&server, "other").await;
+    assert_eq!(
+        feed.next_change().await,
+        (
+            "insert".into(),
+            serde_json::json!({ "service": "other", "name": b.name(), "url": b_url })
+        )
+    );
+    let b_name = b.name();
+    b.finish().await.unwrap();
+    assert_eq!(
+        feed.next_change().await,
+        (
+            "remove".into(),
+            serde_json::json!({ "service": "other", "name": b_name })
+        )
+    );
+}
+
+/// An open status page must not hold up a graceful shutdown: its feed ends
+/// when the router stops accepting.
+#[tokio::test]
+async fn shutdown_ends_open_feeds() {
+    let server = RedisServer::start();
+    let (_, _a) = registered_echo(&server, "svc").await;
+    let gosd = client(&server).await;
+    routes_become(&gosd, "svc", "a", |routes| routes.len() == 1).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(Router::new(gosd, RouterConfig::default()).serve(
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut feed = Feed::open(addr).await;
+    assert_eq!(feed.next_change().await.0, "insert");
+    stop.send(()).unwrap();
+    tokio::time::timeout(support::PATIENCE, serving)
+        .await
+        .expect("serve returns although a feed was open")
+        .unwrap();
+    while let Some((kind, _)) = feed.next().await {
+        assert_eq!(kind, "stats", "nothing but counters before the end");
+    }
+}

@@ -1,6 +1,7 @@
 //! The status page in a real browser (Debian's chromium, driven by
 //! playwright-core): a registered instance is shown; when it stops, the page
-//! shows it gone without a reload. The screenshot it takes is kept at
+//! shows it gone without a reload, following the router's live feed
+//! (`/-/events`) rather than polling. The screenshot it takes is kept at
 //! target/status-page.png.
 
 #[path = "../../tests/support/mod.rs"]

@@ -435,6 +435,22 @@ impl Client {
         ServiceWatch::new(read, self.inner.fresh.changes.subscribe())
     }
 
+    /// Every instance of every service as one stream of
+    /// [`Change`](crate::Change)s, as [`watch_service`](Self::watch_service)
+    /// gives for one: an [`Insert`](crate::Change::Insert) for each instance
+    /// there is now, then one change per instance as the table takes them
+    /// in. [`InstanceName::service`](crate::InstanceName::service) tells
+    /// which service a change is of. For status pages and registry-wide
+    /// tools; a balancer wants one service's.
+    pub fn watch_all_services(&self) -> ServiceWatch {
+        let inner = Arc::downgrade(&self.inner);
+        let read = Box::new(move || {
+            let inner = inner.upgrade()?;
+            Some(lock(&inner.fresh.sources).instances())
+        });
+        ServiceWatch::new(read, self.inner.fresh.changes.subscribe())
+    }
+
     /// The instance this client registered, if any: `<service>-<id>`.
     pub fn instance_name(&self) -> Option<String> {
         self.inner.own().map(|o| o.name.to_string())
