@@ -61,13 +61,13 @@
 //!   channel is blocked.
 //! - [`EtcdOptions`] say where the cluster is and under which prefix the
 //!   registry lives; they are checked when they are made, so
-//!   [`EtcdDriver::new`] cannot fail.
+//!   `EtcdDriver::new` cannot fail.
 //! - Plain `http://` endpoints only: TLS and etcd's user authentication are
 //!   not supported yet, and are refused with a clear error.
 
 //!
 //! # Features
-//! - `client` (default): [`EtcdDriver`], with etcd-client and its gRPC
+//! - `client` (default): `EtcdDriver`, with etcd-client and its gRPC
 //!   stack (which needs `protoc` to build). Without it only
 //!   [`EtcdOptions`] remain, so a program can check etcd settings without
 //!   compiling an etcd client: gosd does, to validate `GOSD_ETCD_ENDPOINTS`
