@@ -2,13 +2,16 @@
 # gosd-router against nginx with the same two static upstreams, on
 # loopback, in one run: requests/s and latency percentiles from wrk, and a
 # direct call to one upstream as the floor.
-#   scripts/router-vs-nginx.sh [SECONDS=10] [CONNECTIONS=32]
+#   scripts/router-vs-nginx.sh [SECONDS=10] [CONNECTIONS="32 256"]
+#   ROUTER_BASELINE=/path/to/older/gosd-router scripts/router-vs-nginx.sh
+# With ROUTER_BASELINE, that binary runs beside the fresh build, on the
+# same upstreams in the same run: a before/after of a change.
 # Needs redis-server, nginx, wrk, curl and python3
 # (apt-get install -y redis-server nginx-light wrk curl python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-conns=${2:-32}
+conns=${2:-32 256}
 for tool in redis-server nginx wrk curl python3; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y redis-server nginx-light wrk curl python3" >&2; exit 1; }
 done
@@ -21,12 +24,15 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "nothing answers at $1" >&2; exit 1; }
 
-redis=$(free_port); p1=$(free_port); p2=$(free_port); router=$(free_port); ngx=$(free_port)
+redis=$(free_port); p1=$(free_port); p2=$(free_port); router=$(free_port); ngx=$(free_port); baseline=$(free_port)
 redis-server --port "$redis" --save '' --appendonly no --dir "$dir" >/dev/null 2>&1 & pids+=($!)
 export gosdRedisAddr=127.0.0.1:$redis RUST_LOG=warn
 target/release/examples/provider "127.0.0.1:$p1" 1 >/dev/null & pids+=($!)
 target/release/examples/provider "127.0.0.1:$p2" 2 >/dev/null & pids+=($!)
 GOSD_ROUTER_ADDR=127.0.0.1:$router target/release/gosd-router >/dev/null & pids+=($!)
+if [ -n "${ROUTER_BASELINE:-}" ]; then
+  GOSD_ROUTER_ADDR=127.0.0.1:$baseline "$ROUTER_BASELINE" >/dev/null & pids+=($!)
+fi
 mkdir -p "$dir/logs"
 cat > "$dir/nginx.conf" <<NGINX
 worker_processes auto;
@@ -56,6 +62,12 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ "$routes" -ge 2 ] || { echo "gosd-router knows $routes of the 2 providers after 10 s" >&2; exit 1; }
+if [ -n "${ROUTER_BASELINE:-}" ]; then
+  for _ in $(seq 100); do
+    curl -s "http://127.0.0.1:$baseline/-/services" | grep -o '"url"' | wc -l | grep -qx 2 && break
+    sleep 0.1
+  done
+fi
 
 run() { # name url threads connections
   local out
@@ -69,9 +81,14 @@ table() { # threads connections
   run "direct (one upstream)" "http://127.0.0.1:$p1/ping" "$1" "$2"
   run "nginx (2 upstreams)" "http://127.0.0.1:$ngx/ping" "$1" "$2"
   run "gosd-router" "http://127.0.0.1:$router/provider/ping" "$1" "$2"
+  if [ -n "${ROUTER_BASELINE:-}" ]; then
+    run "gosd-router (baseline)" "http://127.0.0.1:$baseline/provider/ping" "$1" "$2"
+  fi
 }
-echo "throughput: wrk -t2 -c$conns -d${secs}s on loopback, $(nproc) cores shared by everything"
-table 2 "$conns"
-echo
+for c in $conns; do
+  echo "throughput: wrk -t2 -c$c -d${secs}s on loopback, $(nproc) cores shared by everything"
+  table 2 "$c"
+  echo
+done
 echo "added latency, unsaturated (one connection): wrk -t1 -c1 -d${secs}s"
 table 1 1
