@@ -21,13 +21,14 @@ use arc_swap::{ArcSwap, Guard};
 use gosd::Route;
 use tokio::sync::watch;
 
+use crate::telemetry::ServiceMetrics;
+
 /// Consecutive failures that eject an instance.
 pub(crate) const EJECT_AFTER: u64 = 3;
 /// How long an ejected instance gets no traffic from this router, by default.
 pub(crate) const COOLDOWN: Duration = Duration::from_secs(10);
 
 /// Counters of one instance, by URL.
-#[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) requests: AtomicU64,
     pub(crate) errors: AtomicU64,
@@ -36,7 +37,32 @@ pub(crate) struct Stats {
     /// ejected; 0 when it never was. An atomic rather than a mutex, so that
     /// checking an instance takes no lock.
     ejected_until: AtomicU64,
+    /// The metric handles of the instance's service.
+    pub(crate) metrics: Arc<ServiceMetrics>,
 }
+
+impl Default for Stats {
+    /// Counters of no service's: their metrics record nothing.
+    fn default() -> Self {
+        Self::of_service(Arc::default())
+    }
+}
+
+impl Stats {
+    fn of_service(metrics: Arc<ServiceMetrics>) -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            consecutive_failures: AtomicU64::new(0),
+            ejected_until: AtomicU64::new(0),
+            metrics,
+        }
+    }
+}
+
+/// Every service's metric handles, by name: made once per service, kept
+/// while the table holds the service.
+type ByService = HashMap<String, Arc<ServiceMetrics>>;
 
 /// Every URL of the table, with its counters.
 pub(crate) type Known = HashMap<Route, Arc<Stats>>;
@@ -45,9 +71,10 @@ pub(crate) type Known = HashMap<Route, Arc<Stats>>;
 pub(crate) struct Health {
     by_url: ArcSwap<Known>,
     /// Serialises the writers (a table sync, a request inserting a URL the
-    /// sync has not reached yet), so that neither loses the other's entry.
+    /// sync has not reached yet), so that neither loses the other's entry,
+    /// and holds the services' metric handles, which only writers touch.
     /// Requests that find their URL never take it.
-    writer: Mutex<()>,
+    writer: Mutex<ByService>,
     /// The table version (a value of `gosd::Client::changes`) the map
     /// last followed, for whoever waits until it has.
     synced: watch::Sender<u64>,
@@ -97,12 +124,12 @@ impl Health {
         if let Some(s) = known.get(route) {
             return s.clone();
         }
-        let _writer = lock(&self.writer);
+        let mut by_service = lock(&self.writer);
         let current = self.by_url.load();
         if let Some(s) = current.get(route) {
             return s.clone();
         }
-        let stats = Arc::<Stats>::default();
+        let stats = Arc::new(Stats::of_service(metrics_of(&mut by_service, service)));
         // A route that left the table since it was picked gets counters no
         // one keeps: the next sync would drop them anyway.
         if client.routes(service).contains(route) {
@@ -117,19 +144,24 @@ impl Health {
     /// the counters of those it already had. `version` is the table version
     /// read before the table was.
     pub(crate) fn sync(&self, client: &gosd::Client, version: u64) {
-        let writer = lock(&self.writer);
+        let mut by_service = lock(&self.writer);
         let current = self.by_url.load();
         let mut next = Known::with_capacity(current.len());
-        for service in client.services() {
-            for route in client.routes(&service) {
-                let stats = current.get(&route).cloned().unwrap_or_default();
+        let services = client.services();
+        for service in &services {
+            for route in client.routes(service) {
+                let stats = match current.get(&route) {
+                    Some(s) => s.clone(),
+                    None => Arc::new(Stats::of_service(metrics_of(&mut by_service, service))),
+                };
                 next.insert(route, stats);
             }
         }
+        by_service.retain(|service, _| services.binary_search(service).is_ok());
         let (before, after) = (current.len(), next.len());
         drop(current);
         self.by_url.store(Arc::new(next));
-        drop(writer);
+        drop(by_service);
         tracing::trace!(before, after, version, "instance counters follow the table");
         self.synced.send_if_modified(|synced| {
             let newer = version > *synced;
@@ -156,6 +188,7 @@ impl Health {
                 .nanos(Instant::now())
                 .saturating_add(nanos(self.cooldown));
             s.ejected_until.store(until, Ordering::Relaxed);
+            s.metrics.ejected();
             tracing::warn!(url, failures, cooldown = ?self.cooldown, "instance ejected after repeated failures");
         }
     }
@@ -181,9 +214,19 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Locks a mutex that guards no data of its own: a panicked holder leaves
-/// nothing inconsistent.
-fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+/// `service`'s metric handles, made on first use.
+fn metrics_of(by_service: &mut ByService, service: &str) -> Arc<ServiceMetrics> {
+    if let Some(m) = by_service.get(service) {
+        return m.clone();
+    }
+    let m = Arc::new(ServiceMetrics::new(service));
+    by_service.insert(service.to_owned(), m.clone());
+    m
+}
+
+/// Locks the writers' mutex. A panicked holder leaves at worst a missing
+/// service entry, made again on next use.
+fn lock(m: &Mutex<ByService>) -> MutexGuard<'_, ByService> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

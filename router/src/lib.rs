@@ -16,6 +16,9 @@
 //!   leases counting down, requests, errors and ejection. `/-/services` is
 //!   the same as JSON, `/-/events` its live feed (server-sent events of
 //!   gosd's change stream); `/-/health` answers the router's own liveness.
+//! - `/-/metrics` is Prometheus text, once [`install_metrics`] has run (the
+//!   binary does): requests by service and status class, upstream latency,
+//!   retries, ejections, requests in flight, and the gosd client's own.
 //!
 //! The route table follows the registry by push (see `gosd`), so routes
 //! change within milliseconds of a registration or a crash.
@@ -25,6 +28,7 @@
 mod health;
 mod proxy;
 mod status;
+mod telemetry;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,6 +50,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use health::{Health, Stats};
+pub use telemetry::{MetricsError, install_metrics};
 use tokio::sync::watch;
 
 /// A response or request body: streamed from the other side, or made here.
@@ -250,6 +255,7 @@ impl Router {
                 return status::events(shared.client.clone(), shared.health.clone(), closing);
             }
             "/-/" | "/-" => return status::page(),
+            "/-/metrics" => return metrics_page(),
             p if p.starts_with("/-/") => {
                 return json(
                     StatusCode::NOT_FOUND,
@@ -259,6 +265,7 @@ impl Router {
             _ => {}
         }
         let Some((service, rest)) = proxy::split_service(req.uri().path()) else {
+            telemetry::unrouted("not_a_service_path");
             let hint = "route requests as /<service>/<path>";
             return json(StatusCode::NOT_FOUND, serde_json::json!({ "error": hint }));
         };
@@ -279,6 +286,7 @@ impl Router {
         path: &str,
     ) -> Response<ProxyBody> {
         let Some(first) = self.pick(service, None) else {
+            telemetry::unrouted("no_instance");
             return json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 serde_json::json!({ "error": "no instance of the service is registered", "service": service }),
@@ -296,10 +304,12 @@ impl Router {
         let spare = if retryable { headers.clone() } else { None };
         let mut body = Some(body.boxed());
         let (mut route, mut stats) = first;
+        let _in_flight = telemetry::InFlight::start();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let Some(uri) = proxy::upstream_uri(&route, path, query.as_deref()) else {
+                stats.metrics.answered(StatusCode::BAD_GATEWAY);
                 return json(
                     StatusCode::BAD_GATEWAY,
                     serde_json::json!({ "error": "unusable instance URL", "service": service, "instance": route.as_str() }),
@@ -309,6 +319,7 @@ impl Router {
             *upstream.method_mut() = parts.method.clone();
             *upstream.uri_mut() = uri;
             *upstream.headers_mut() = headers.take().or_else(|| spare.clone()).unwrap_or_default();
+            let started = Instant::now();
             let sent = tokio::time::timeout(
                 self.shared.config.timeout,
                 self.shared.http.request(upstream),
@@ -316,12 +327,15 @@ impl Router {
             .await;
             let failure = match sent {
                 Ok(Ok(mut response)) => {
+                    stats.metrics.upstream_took(started.elapsed());
+                    stats.metrics.answered(response.status());
                     self.shared.health.succeeded(&stats);
                     proxy::strip_hop_by_hop(response.headers_mut());
                     return response.map(|b| b.boxed());
                 }
                 Ok(Err(e)) if e.is_connect() => format!("could not connect: {e}"),
                 Ok(Err(e)) => {
+                    stats.metrics.answered(StatusCode::BAD_GATEWAY);
                     self.shared.health.failed(&route, &stats);
                     return json(
                         StatusCode::BAD_GATEWAY,
@@ -341,8 +355,12 @@ impl Router {
                 None
             };
             match other {
-                Some(next) => (route, stats) = next,
+                Some(next) => {
+                    stats.metrics.retried();
+                    (route, stats) = next;
+                }
                 None => {
+                    stats.metrics.answered(StatusCode::BAD_GATEWAY);
                     return json(
                         StatusCode::BAD_GATEWAY,
                         serde_json::json!({ "error": failure, "service": service, "instance": route.as_str(), "attempts": attempt }),
@@ -410,6 +428,22 @@ fn empty() -> ProxyBody {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// `/-/metrics`: Prometheus text, or 404 when no Prometheus recorder was
+/// installed through [`install_metrics`].
+fn metrics_page() -> Response<ProxyBody> {
+    match telemetry::render() {
+        Some(text) => made_here(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            Bytes::from(text),
+        ),
+        None => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({ "error": "metrics are off: gosd_router::install_metrics was not called" }),
+        ),
+    }
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {

@@ -5,6 +5,7 @@
 //! curl localhost:8000/provider/ping      # → an instance of `provider`, as /ping
 //! curl localhost:8000/-/services         # every service and instance, as JSON
 //! curl -N localhost:8000/-/events        # the same, live: each change as it lands
+//! curl localhost:8000/-/metrics          # Prometheus text
 //! ```
 //! Settings: gosd's variables for the registry, plus `GOSD_ROUTER_ADDR`
 //! (default `127.0.0.1:8000`), `GOSD_ROUTER_STRIP_PREFIX` (default `true`)
@@ -34,6 +35,9 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let config = RouterConfig::from_env()?;
+    // Before the client: its metrics register with the recorder there is
+    // when they are first recorded.
+    gosd_router::install_metrics()?;
     let client = gosd::Client::from_env().await?;
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
