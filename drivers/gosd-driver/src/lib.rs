@@ -33,6 +33,9 @@ use std::time::Duration;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod finding;
+
+pub use finding::{Finding, Severity};
 
 /// The name of one instance: `<service>-<id>`, as Go gosd writes it.
 ///
@@ -436,6 +439,18 @@ pub trait Driver: Send + Sync + 'static {
     /// (expired, or none at all); returns how many. Entries with a live
     /// lease belong to a healthy instance and stay.
     fn remove_stale(&self, url: &str) -> impl Future<Output = Result<usize, DriverError>> + Send;
+
+    /// Checks what only this driver can check about its backend (its
+    /// version and features, how its keys are stored, its clock) and
+    /// reports each as a [`Finding`]; for tools such as `gosd doctor`,
+    /// not for the request path. Whatever the registry holds (entries,
+    /// leases) a tool checks through the other methods. The default has
+    /// nothing to add.
+    ///
+    /// `Err` only when the backend could not be asked at all.
+    fn diagnose(&self) -> impl Future<Output = Result<Vec<Finding>, DriverError>> + Send {
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// A boxed, sendable future: what [`DynDriver`] returns.
@@ -468,6 +483,7 @@ pub trait DynDriver: Send + Sync + 'static {
     fn watch(&self, sink: EventSink) -> BoxFuture<'_, Result<(), DriverError>>;
     fn leases(&self) -> BoxFuture<'_, Result<Vec<(String, Duration)>, DriverError>>;
     fn remove_stale<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<usize, DriverError>>;
+    fn diagnose(&self) -> BoxFuture<'_, Result<Vec<Finding>, DriverError>>;
 }
 
 impl<D: Driver> DynDriver for D {
@@ -511,6 +527,9 @@ impl<D: Driver> DynDriver for D {
     }
     fn remove_stale<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<usize, DriverError>> {
         Box::pin(Driver::remove_stale(self, url))
+    }
+    fn diagnose(&self) -> BoxFuture<'_, Result<Vec<Finding>, DriverError>> {
+        Box::pin(Driver::diagnose(self))
     }
 }
 

@@ -74,6 +74,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
 use tokio::sync::OnceCell;
 
+mod diagnose;
 mod options;
 mod replies;
 mod scripts;
@@ -388,6 +389,10 @@ impl Driver for RedisDriver {
     async fn remove_stale(&self, url: &str) -> Result<usize, DriverError> {
         let v = self.call(&REMOVE_STALE, &[url.as_bytes()]).await?;
         Ok(usize::try_from(self.int("remove_stale", v)?).unwrap_or(0))
+    }
+
+    async fn diagnose(&self) -> Result<Vec<gosd_driver::Finding>, DriverError> {
+        diagnose::run(self).await
     }
 }
 
