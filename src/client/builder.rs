@@ -75,6 +75,31 @@ impl ClientBuilder {
     }
 }
 
+impl Config {
+    /// The driver this config names ([`Config::driver`] and its
+    /// settings), for tools that talk to the registry without a
+    /// [`Client`]: the `gosd` CLI lists, removes and checks entries with
+    /// it. Nothing is connected yet; the first call connects. A
+    /// [`Client`] built from this config uses the same driver.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gosd::Error> {
+    /// let config = gosd::Config::from_vars([("GOSD_DRIVER", "memory")])?;
+    /// let driver = config.open_driver()?;
+    /// assert!(driver.snapshot().await?.entries.is_empty());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the config cannot be used, or names a driver
+    /// this build of gosd lacks.
+    pub fn open_driver(&self) -> Result<Arc<dyn DynDriver>> {
+        self.validate()?;
+        driver_for(self)
+    }
+}
+
 /// The driver a config names.
 pub(super) fn driver_for(config: &Config) -> Result<Arc<dyn DynDriver>> {
     match config.driver {
