@@ -2,6 +2,7 @@
 //! read), pushed events, the cron claim, and the two background loops that
 //! drive them.
 
+use super::telemetry::{self, Refresh};
 use super::*;
 
 impl Inner {
@@ -56,18 +57,24 @@ impl Inner {
                 let mut sources = lock(&self.fresh.sources);
                 let (touched, read_whole_from) = match fetched {
                     Fetched::Unchanged { next_expiry } => {
+                        telemetry::refreshed(Refresh::Unchanged);
                         (sources.unchanged(next_expiry, received), None)
                     }
-                    Fetched::Changed(s) => (
-                        sources.apply_snapshot(s, known, received, self.config.ttl),
-                        None,
-                    ),
+                    Fetched::Changed(s) => {
+                        telemetry::refreshed(Refresh::Whole);
+                        let touched = sources.apply_snapshot(s, known, received, self.config.ttl);
+                        (touched, None)
+                    }
                     Fetched::Changes {
                         events,
                         version,
                         next_expiry,
                     } => match sources.apply_changes(events, version, next_expiry, received) {
-                        Ok(touched) => (touched, None),
+                        Ok(touched) => {
+                            telemetry::refreshed(Refresh::Changes);
+                            (touched, None)
+                        }
+                        // Read whole next, and counted as that.
                         Err(touched) => (touched, Some(sources.version())),
                     },
                     // An answer this client does not know.
@@ -96,6 +103,7 @@ impl Inner {
         };
         let mut sources = lock(&self.fresh.sources);
         let touched = sources.apply_snapshot(s, sent, received, self.config.ttl);
+        telemetry::refreshed(Refresh::Whole);
         self.rebuild(&sources, &touched);
         Ok(())
     }
@@ -114,6 +122,7 @@ impl Inner {
                 Ok((f, received))
             }
             Err(e) => {
+                telemetry::refreshed(Refresh::Failed);
                 self.registry_failed(&e);
                 // A failover may be why: its history may differ from the
                 // record we would be answered from.
@@ -126,13 +135,17 @@ impl Inner {
     /// A pushed change: applied at once when it is the next one we expect,
     /// otherwise a fetch is queued (one, however many events ask).
     pub(super) fn on_event(self: &Arc<Self>, event: Event) {
-        if event == Event::Subscribed && self.fresh.watch_down.swap(false, Ordering::AcqRel) {
+        let subscribed = event == Event::Subscribed;
+        if subscribed && self.fresh.watch_down.swap(false, Ordering::AcqRel) {
             tracing::info!("push updates restored");
         }
         let applied = {
             let mut sources = lock(&self.fresh.sources);
             let check_was = sources.next_check();
             let applied = sources.apply_event(event, Instant::now());
+            if !subscribed {
+                telemetry::pushed(&applied);
+            }
             if let Applied::Changed(service) = &applied {
                 self.rebuild(&sources, &Touched::service(service));
             }
@@ -166,7 +179,11 @@ impl Inner {
     /// notification, when nothing was.
     pub(super) fn rebuild(&self, sources: &Sources, touched: &Touched) {
         if *touched != Touched::Nothing {
-            self.install(sources.build(&self.fresh.table.load(), touched));
+            let old = self.fresh.table.load();
+            let new = sources.build(&old, touched);
+            // Before it is visible: whoever sees the table sees the gauge.
+            telemetry::service_instances(&old, &new, touched);
+            self.install(new);
         }
     }
 
@@ -206,12 +223,14 @@ impl Inner {
     pub(super) fn registry_failed(&self, e: &DriverError) {
         tracing::debug!(error = %e, "registry call failed");
         if !self.fresh.registry_down.swap(true, Ordering::AcqRel) {
+            telemetry::registry(true);
             tracing::warn!(error = %e, "registry lost; serving the last good route table and retrying");
         }
     }
 
     pub(super) fn registry_ok(&self) {
         if self.fresh.registry_down.swap(false, Ordering::AcqRel) {
+            telemetry::registry(false);
             tracing::info!(backend = %self.driver.backend(), "registry restored");
         }
     }

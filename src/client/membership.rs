@@ -2,6 +2,7 @@
 //! the heartbeat that renews (or restores, or renames) it, and
 //! deregistration, awaited or bounded from `Drop`.
 
+use super::telemetry;
 use super::*;
 
 impl Inner {
@@ -146,7 +147,7 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
         let Some(inner) = weak.upgrade() else { return };
         let Some(own) = inner.own() else { return };
         let name = own.name.get();
-        match inner.driver.renew(&name, &own.url, inner.config.ttl).await {
+        match telemetry::heartbeat(inner.driver.renew(&name, &own.url, inner.config.ttl)).await {
             Ok(Renewal::Renewed) => {
                 failures = 0;
                 inner.registry_ok();

@@ -28,6 +28,7 @@ use crate::table::{Applied, RouteTable, Sources, Touched};
 mod builder;
 mod freshness;
 mod membership;
+mod telemetry;
 
 pub use builder::ClientBuilder;
 use freshness::maintain;
