@@ -14,7 +14,7 @@ pub enum Severity {
     Problem,
 }
 
-/// One result of a health check ([`Driver::diagnose`], or a tool's own):
+/// One result of a health check ([`Driver::diagnose`](crate::Driver::diagnose), or a tool's own):
 /// what was checked, what was found, and, for anything wrong, how to fix it.
 ///
 /// ```
