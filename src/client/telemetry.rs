@@ -39,7 +39,8 @@ pub(super) fn refreshed(outcome: Refresh) {
 }
 
 /// `gosd_pushed_events_total{result}`: `applied` to the table at once, or
-/// `dropped` (already known, or not the next change: a fetch covers it).
+/// `dropped`: already known, or not one the table can take in alone (not
+/// the next change, or several at once), so a fetch covers it.
 pub(super) fn pushed(applied: &Applied) {
     let result = match applied {
         Applied::Changed(_) => "applied",
