@@ -347,6 +347,45 @@ async fn watch_prints_a_line_for_a_registration_and_a_removal() {
     child.kill().await.expect("kill");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_without_a_service_follows_every_service() {
+    let server = RedisServer::start();
+    let provider = client(&server).await;
+    let _me = provider
+        .register("provider", "http://127.0.0.1:3333")
+        .await
+        .expect("register");
+    let mut child = gosd(&[("gosdRedisAddr", &server.addr())], &["watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gosd watch");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("a line in time")
+        .expect("stdout readable")
+        .expect("gosd watch still running");
+    assert!(
+        first.contains(" insert provider-"),
+        "what there is first: {first}"
+    );
+    let billing = client(&server)
+        .await
+        .register("billing", "http://127.0.0.1:4444")
+        .await
+        .expect("register");
+    let next = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("a line in time")
+        .expect("stdout readable")
+        .expect("gosd watch still running");
+    assert!(
+        next.ends_with(&format!(" insert {} http://127.0.0.1:4444", billing.name())),
+        "{next}"
+    );
+    child.kill().await.expect("kill");
+}
+
 #[tokio::test]
 async fn a_bad_argument_is_a_usage_error() {
     for args in [
