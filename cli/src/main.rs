@@ -72,16 +72,21 @@ type Failure = Box<dyn std::error::Error>;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    // gosd logs through tracing, to stderr, apart from the output. Errors
-    // only unless RUST_LOG says otherwise: a command reports its own
-    // failure, and the client's "registry lost; retrying" would only
-    // repeat it. (`doctor` reports what the warnings would.)
+    // gosd logs through tracing, to stderr, apart from the output, unless
+    // RUST_LOG says otherwise: errors only for a command that reports its
+    // own failure (the client's "registry lost; retrying" would only
+    // repeat it), warnings too for `watch`, which runs on through an
+    // outage and should say so.
+    let level = match args.command {
+        Command::Watch { .. } => "warn",
+        _ => "error",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .init();
     let outcome = match args.command {
@@ -92,8 +97,21 @@ async fn main() -> ExitCode {
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("gosd: {e}");
+        if is_registry_error(&*e) {
+            eprintln!("gosd: `gosd doctor` checks the registry and says how to fix what it finds");
+        }
         ExitCode::FAILURE
     })
+}
+
+/// Whether the registry failed (not a setting or an argument): then
+/// `doctor` can tell more.
+fn is_registry_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.is::<gosd::DriverError>()
+        || matches!(
+            e.downcast_ref::<gosd::Error>(),
+            Some(gosd::Error::Driver(_) | gosd::Error::Unreachable { .. })
+        )
 }
 
 /// gosd's configuration from the environment, for a tool in a process of
