@@ -416,6 +416,10 @@ async fn a_bad_setting_is_the_library_error_naming_it_without_the_password() {
         "{}",
         stderr(&out)
     );
+    assert!(
+        !stderr(&out).contains("gosd doctor"),
+        "a setting is no case for doctor"
+    );
 
     let url = format!("redis://:hunter2@127.0.0.1:{}/0", free_port());
     for command in ["ls", "doctor", "deregister"] {
@@ -432,5 +436,8 @@ async fn a_bad_setting_is_the_library_error_naming_it_without_the_password() {
         let said = format!("{}{}", stdout(&out), stderr(&out));
         assert!(said.contains("unreachable"), "{command}: {said}");
         assert!(!said.contains("hunter2"), "{command}: {said}");
+        if command != "doctor" {
+            assert!(stderr(&out).contains("`gosd doctor`"), "{command}: {said}");
+        }
     }
 }
