@@ -223,14 +223,14 @@ impl Inner {
     pub(super) fn registry_failed(&self, e: &DriverError) {
         tracing::debug!(error = %e, "registry call failed");
         if !self.fresh.registry_down.swap(true, Ordering::AcqRel) {
-            telemetry::registry(true);
+            telemetry::registry_lost();
             tracing::warn!(error = %e, "registry lost; serving the last good route table and retrying");
         }
     }
 
     pub(super) fn registry_ok(&self) {
         if self.fresh.registry_down.swap(false, Ordering::AcqRel) {
-            telemetry::registry(false);
+            telemetry::registry_restored();
             tracing::info!(backend = %self.driver.backend(), "registry restored");
         }
     }

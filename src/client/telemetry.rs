@@ -49,11 +49,15 @@ pub(super) fn pushed(applied: &Applied) {
     counter!("gosd_pushed_events_total", "result" => result).increment(1);
 }
 
-/// `gosd_registry_transitions_total{to}`: `lost` when a call to the
-/// registry fails after working, `restored` when one works again.
-pub(super) fn registry(lost: bool) {
-    let to = if lost { "lost" } else { "restored" };
-    counter!("gosd_registry_transitions_total", "to" => to).increment(1);
+/// `gosd_registry_transitions_total{to="lost"}`: a call to the registry
+/// failed after calls had worked.
+pub(super) fn registry_lost() {
+    counter!("gosd_registry_transitions_total", "to" => "lost").increment(1);
+}
+
+/// `gosd_registry_transitions_total{to="restored"}`: a call worked again.
+pub(super) fn registry_restored() {
+    counter!("gosd_registry_transitions_total", "to" => "restored").increment(1);
 }
 
 /// `gosd_heartbeat_round_trip_seconds`: awaits a lease renewal and
