@@ -3,8 +3,8 @@
 # loopback, in one run: requests/s and latency percentiles from wrk, and a
 # direct call to one upstream as the floor.
 #   scripts/router-vs-nginx.sh [SECONDS=10] [CONNECTIONS="32 256"]
-#   ROUTER_BASELINE=/path/to/older/gosd-router scripts/router-vs-nginx.sh
-# With ROUTER_BASELINE, that binary runs beside the fresh build, on the
+#   ROUTER_BASELINE="/path/to/older/gosd-router …" scripts/router-vs-nginx.sh
+# With ROUTER_BASELINE, those binaries run beside the fresh build, on the
 # same upstreams in the same run: a before/after of a change.
 # Needs redis-server, nginx, wrk, curl and python3
 # (apt-get install -y redis-server nginx-light wrk curl python3).
@@ -24,15 +24,17 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "nothing answers at $1" >&2; exit 1; }
 
-redis=$(free_port); p1=$(free_port); p2=$(free_port); router=$(free_port); ngx=$(free_port); baseline=$(free_port)
+redis=$(free_port); p1=$(free_port); p2=$(free_port); router=$(free_port); ngx=$(free_port)
 redis-server --port "$redis" --save '' --appendonly no --dir "$dir" >/dev/null 2>&1 & pids+=($!)
 export gosdRedisAddr=127.0.0.1:$redis RUST_LOG=warn
 target/release/examples/provider "127.0.0.1:$p1" 1 >/dev/null & pids+=($!)
 target/release/examples/provider "127.0.0.1:$p2" 2 >/dev/null & pids+=($!)
 GOSD_ROUTER_ADDR=127.0.0.1:$router target/release/gosd-router >/dev/null & pids+=($!)
-if [ -n "${ROUTER_BASELINE:-}" ]; then
-  GOSD_ROUTER_ADDR=127.0.0.1:$baseline "$ROUTER_BASELINE" >/dev/null & pids+=($!)
-fi
+baselines=()
+for b in ${ROUTER_BASELINE:-}; do
+  port=$(free_port); baselines+=("$b=$port")
+  GOSD_ROUTER_ADDR=127.0.0.1:$port "$b" >/dev/null & pids+=($!)
+done
 mkdir -p "$dir/logs"
 cat > "$dir/nginx.conf" <<NGINX
 worker_processes auto;
@@ -62,12 +64,12 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ "$routes" -ge 2 ] || { echo "gosd-router knows $routes of the 2 providers after 10 s" >&2; exit 1; }
-if [ -n "${ROUTER_BASELINE:-}" ]; then
+for b in "${baselines[@]}"; do
   for _ in $(seq 100); do
-    curl -s "http://127.0.0.1:$baseline/-/services" | grep -o '"url"' | wc -l | grep -qx 2 && break
+    curl -s "http://127.0.0.1:${b##*=}/-/services" | grep -o '"url"' | wc -l | grep -qx 2 && break
     sleep 0.1
   done
-fi
+done
 
 run() { # name url threads connections
   local out
@@ -81,9 +83,10 @@ table() { # threads connections
   run "direct (one upstream)" "http://127.0.0.1:$p1/ping" "$1" "$2"
   run "nginx (2 upstreams)" "http://127.0.0.1:$ngx/ping" "$1" "$2"
   run "gosd-router" "http://127.0.0.1:$router/provider/ping" "$1" "$2"
-  if [ -n "${ROUTER_BASELINE:-}" ]; then
-    run "gosd-router (baseline)" "http://127.0.0.1:$baseline/provider/ping" "$1" "$2"
-  fi
+  for b in "${baselines[@]}"; do
+    local name=${b%=*}
+    run "${name##*/}" "http://127.0.0.1:${b##*=}/provider/ping" "$1" "$2"
+  done
 }
 for c in $conns; do
   echo "throughput: wrk -t2 -c$c -d${secs}s on loopback, $(nproc) cores shared by everything"
