@@ -29,6 +29,7 @@ mod health;
 mod proxy;
 mod status;
 mod telemetry;
+mod upstream;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -43,13 +44,12 @@ use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use health::{Health, Stats};
+use upstream::Failure;
 pub use telemetry::{MetricsError, install_metrics};
 use tokio::sync::watch;
 
@@ -130,7 +130,6 @@ pub struct Router {
 
 struct Shared {
     client: gosd::Client,
-    http: HttpClient<HttpConnector, ProxyBody>,
     config: RouterConfig,
     health: Arc<Health>,
     /// Turns true when [`Router::serve`] stops accepting, for the status
@@ -157,16 +156,9 @@ impl Router {
     /// inside a Tokio runtime (else at the first request), keeps those of
     /// the URLs the table holds and drops the others on each table change.
     pub fn new(client: gosd::Client, config: RouterConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.timeout));
-        connector.set_nodelay(true);
-        let http = HttpClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         let router = Self {
             shared: Arc::new(Shared {
                 client,
-                http,
                 health: Arc::new(Health::new(config.eject_cooldown)),
                 closing: watch::Sender::new(false),
                 config,
@@ -310,31 +302,31 @@ impl Router {
             attempt += 1;
             let Some(uri) = proxy::upstream_uri(&route, path, query.as_deref()) else {
                 stats.metrics.answered(StatusCode::BAD_GATEWAY);
-                return json(
-                    StatusCode::BAD_GATEWAY,
-                    serde_json::json!({ "error": "unusable instance URL", "service": service, "instance": route.as_str() }),
-                );
+                return unusable(service, &route);
             };
             let mut upstream = Request::new(body.take().unwrap_or_else(empty));
             *upstream.method_mut() = parts.method.clone();
             *upstream.uri_mut() = uri;
             *upstream.headers_mut() = headers.take().or_else(|| spare.clone()).unwrap_or_default();
             let started = Instant::now();
-            let sent = tokio::time::timeout(
-                self.shared.config.timeout,
-                self.shared.http.request(upstream),
-            )
-            .await;
-            let failure = match sent {
-                Ok(Ok(mut response)) => {
+            let failure = match upstream::send(upstream, self.shared.config.timeout).await {
+                Ok(mut response) => {
                     stats.metrics.upstream_took(started.elapsed());
                     stats.metrics.answered(response.status());
                     self.shared.health.succeeded(&stats);
                     proxy::strip_hop_by_hop(response.headers_mut());
-                    return response.map(|b| b.boxed());
+                    return response;
                 }
-                Ok(Err(e)) if e.is_connect() => format!("could not connect: {e}"),
-                Ok(Err(e)) => {
+                Err(Failure::Connect(e)) => format!("could not connect: {e}"),
+                Err(Failure::Timeout) => format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.shared.config.timeout)
+                ),
+                Err(Failure::Unusable) => {
+                    stats.metrics.answered(StatusCode::BAD_GATEWAY);
+                    return unusable(service, &route);
+                }
+                Err(Failure::Upstream(e)) => {
                     stats.metrics.answered(StatusCode::BAD_GATEWAY);
                     self.shared.health.failed(&route, &stats);
                     return json(
@@ -342,10 +334,6 @@ impl Router {
                         serde_json::json!({ "error": format!("upstream failed: {e}"), "service": service, "instance": route.as_str() }),
                     );
                 }
-                Err(_) => format!(
-                    "no answer within {}",
-                    humantime::format_duration(self.shared.config.timeout)
-                ),
             };
             self.shared.health.failed(&route, &stats);
             tracing::debug!(service, instance = %route, attempt, failure, "upstream unreachable");
@@ -444,6 +432,14 @@ fn metrics_page() -> Response<ProxyBody> {
             serde_json::json!({ "error": "metrics are off: gosd_router::install_metrics was not called" }),
         ),
     }
+}
+
+/// The instance's URL is not one the router can send to (`http://host[:port]`).
+fn unusable(service: &str, route: &gosd::Route) -> Response<ProxyBody> {
+    json(
+        StatusCode::BAD_GATEWAY,
+        serde_json::json!({ "error": "unusable instance URL", "service": service, "instance": route.as_str() }),
+    )
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
