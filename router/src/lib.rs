@@ -232,6 +232,60 @@ impl Router {
         graceful.shutdown().await;
     }
 
+    /// Serves on `listeners` (from [`bind_per_thread`]), each from an event
+    /// loop of its own: a single-threaded runtime on a thread of its own,
+    /// as nginx runs a worker process per core. The kernel spreads
+    /// connections over the listeners, and a request never leaves the
+    /// thread that accepted it, nor do its upstream connections. Returns
+    /// once `shutdown` has resolved and every loop has drained as
+    /// [`serve`](Self::serve) does.
+    ///
+    /// # Errors
+    /// A thread could not be started.
+    pub async fn serve_per_thread(
+        self,
+        listeners: Vec<std::net::TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        let mut drained = Vec::with_capacity(listeners.len());
+        for (n, listener) in listeners.into_iter().enumerate() {
+            let router = self.clone();
+            let mut stopped = stopped.clone();
+            let (done, finished) = tokio::sync::oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("gosd-router-{n}"))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    let runtime = match runtime {
+                        Ok(r) => r,
+                        Err(e) => return tracing::error!(error = %e, "no runtime for a serving thread"),
+                    };
+                    runtime.block_on(async move {
+                        let listener = match TcpListener::from_std(listener) {
+                            Ok(l) => l,
+                            Err(e) => return tracing::error!(error = %e, "a listener cannot be served"),
+                        };
+                        let stop = async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        };
+                        router.serve(listener, stop).await;
+                    });
+                    drop(done);
+                })?;
+            drained.push(finished);
+        }
+        shutdown.await;
+        stop.send_replace(true);
+        for finished in drained {
+            // Dropped, not sent: the thread is done either way.
+            let _ = finished.await;
+        }
+        Ok(())
+    }
+
     /// Answers one request: an internal page, or a forwarded one.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
         self.follow_table();
@@ -391,6 +445,36 @@ impl Router {
         let stats = health.of(&known, client, service, &route);
         Some((route, stats))
     }
+}
+
+/// `threads` listening sockets on `addr`, all with `SO_REUSEPORT`, for
+/// [`Router::serve_per_thread`]. With port 0 the first picks a free port
+/// and the others share it.
+///
+/// # Errors
+/// The address cannot be bound (taken, or not this host's), or the system
+/// has no `SO_REUSEPORT`.
+pub fn bind_per_thread(
+    addr: SocketAddr,
+    threads: std::num::NonZeroUsize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(threads.get());
+    for _ in 0..threads.get() {
+        let socket = match addr {
+            SocketAddr::V4(_) => socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?,
+            SocketAddr::V6(_) => socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?,
+        };
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 /// Keeps the router's counters following the client's table: wakes on each

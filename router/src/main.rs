@@ -16,7 +16,9 @@ use std::process::ExitCode;
 
 use gosd_router::{Router, RouterConfig};
 
-#[tokio::main]
+// The registry client's tasks run here; requests are served by threads of
+// their own (Router::serve_per_thread).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
@@ -39,15 +41,18 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // when they are first recorded.
     gosd_router::install_metrics()?;
     let client = gosd::Client::from_env().await?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
+    let threads = std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN);
+    let listeners = gosd_router::bind_per_thread(config.addr, threads)
         .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
-    println!("gosd-router listening on http://{}", listener.local_addr()?);
+    let addr = listeners.first().map(|l| l.local_addr()).transpose()?;
+    if let Some(addr) = addr {
+        println!("gosd-router listening on http://{addr} ({threads} threads)");
+    }
     Router::new(client.clone(), config)
         // gosd's own signal handling: with no global client it resolves on
         // SIGINT/SIGTERM alone, and the router then drains and exits.
-        .serve(listener, gosd::shutdown_signal())
-        .await;
+        .serve_per_thread(listeners, gosd::shutdown_signal())
+        .await?;
     client.finish().await?;
     Ok(())
 }
