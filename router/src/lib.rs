@@ -49,9 +49,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use health::{Health, Stats};
-use upstream::Failure;
 pub use telemetry::{MetricsError, install_metrics};
 use tokio::sync::watch;
+use upstream::Failure;
 
 /// A response or request body: streamed from the other side, or made here.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -261,12 +261,16 @@ impl Router {
                         .build();
                     let runtime = match runtime {
                         Ok(r) => r,
-                        Err(e) => return tracing::error!(error = %e, "no runtime for a serving thread"),
+                        Err(e) => {
+                            return tracing::error!(error = %e, "no runtime for a serving thread");
+                        }
                     };
                     runtime.block_on(async move {
                         let listener = match TcpListener::from_std(listener) {
                             Ok(l) => l,
-                            Err(e) => return tracing::error!(error = %e, "a listener cannot be served"),
+                            Err(e) => {
+                                return tracing::error!(error = %e, "a listener cannot be served");
+                            }
                         };
                         let stop = async move {
                             let _ = stopped.wait_for(|stop| *stop).await;
@@ -462,8 +466,12 @@ pub fn bind_per_thread(
     let mut listeners = Vec::with_capacity(threads.get());
     for _ in 0..threads.get() {
         let socket = match addr {
-            SocketAddr::V4(_) => socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?,
-            SocketAddr::V6(_) => socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?,
+            SocketAddr::V4(_) => {
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?
+            }
+            SocketAddr::V6(_) => {
+                socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?
+            }
         };
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;

@@ -294,7 +294,10 @@ fn checkout(authority: &str) -> Option<Conn> {
 fn checkin(authority: Box<str>, conn: Conn) {
     let now = Instant::now();
     POOL.with_borrow_mut(|pool| {
-        if pool.swept.is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY) {
+        if pool
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY)
+        {
             pool.swept = Some(now);
             pool.idle.retain(|_, idle| {
                 idle.retain(|(since, _)| now.duration_since(*since) < IDLE_TIMEOUT);

@@ -708,3 +708,85 @@ async fn shutdown_ends_open_feeds() {
         assert_eq!(kind, "stats", "nothing but counters before the end");
     }
 }
+
+/// An instance that closes its idle connections, without saying so (no
+/// `Connection: close`), between two requests, as an instance with an idle
+/// timeout would: the router's pooled connection to it is stale by the next
+/// request. Each request must still succeed, on a fresh connection, and
+/// none counts as a failure of the instance.
+#[tokio::test]
+async fn a_connection_the_instance_closed_while_pooled_is_not_a_failure() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = RedisServer::start();
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", upstream.local_addr().unwrap());
+    // Bumped to close every idle connection; each connection task reports
+    // when it has closed its socket.
+    let (close_idle, idle_closer) = tokio::sync::watch::channel(0u32);
+    let (closed, mut closings) = tokio::sync::mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = upstream.accept().await else {
+                return;
+            };
+            let mut close = idle_closer.clone();
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                close.borrow_and_update();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let mut request = Vec::new();
+                    while !request.ends_with(b"\r\n\r\n") {
+                        let n = tokio::select! {
+                            n = stream.read(&mut buf) => n.unwrap_or(0),
+                            _ = close.changed() => 0,
+                        };
+                        if n == 0 {
+                            drop(stream);
+                            let _ = closed.send(());
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let _me = client(&server)
+        .await
+        .register("closer", &url)
+        .await
+        .unwrap();
+    let r = router(&server, |_| {}).await;
+    routes_become(&r.client, "closer", "the instance", |routes| {
+        routes.len() == 1
+    })
+    .await;
+    let mut open = 0;
+    for n in 0..10 {
+        let (status, body) = get(r.addr, "/closer/x").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "ok"),
+            "request {n}"
+        );
+        // The router keeps its connection; the instance now closes it.
+        open += 1;
+        close_idle.send_modify(|c| *c += 1);
+        while open > 0 {
+            closings.recv().await.expect("the upstream runs");
+            open -= 1;
+        }
+    }
+    let (_, services) = get(r.addr, "/-/services").await;
+    let instance = &json(&services)["services"][0]["instances"][0];
+    assert_eq!(
+        (&instance["requests"], &instance["errors"]),
+        (&serde_json::json!(10), &serde_json::json!(0)),
+        "{instance}"
+    );
+}
