@@ -1,7 +1,8 @@
 //! The conformance suite: one set of checks that every driver passes
 //! against its real backend.
 //!
-//! A driver crate implements [`Harness`] for its backend and calls [`run`]
+//! A driver crate implements [`Harness`] for its backend (stating, in
+//! [`Harness::LEASES`], whether it reports leases) and calls [`run`]
 //! from an integration test:
 //!
 //! ```ignore
@@ -39,6 +40,27 @@ pub trait Harness: Sync {
 
     /// Writes `field → value` with no lease, as Go gosd or a person would.
     fn write_raw(&self, field: &str, value: &str) -> impl Future<Output = ()> + Send;
+
+    /// Whether the driver reports the time left on leases
+    /// ([`Snapshot::next_expiry`], [`Fetched::Unchanged`]'s, [`Event::Put`]'s
+    /// `lease`). Each harness states it: the lease checks hold a driver to
+    /// what it states, in both directions.
+    const LEASES: LeaseReporting;
+}
+
+/// What a driver tells its clients about leases, as its [`Harness`] states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseReporting {
+    /// The driver reports each lease's time left, and clients come back
+    /// when the earliest runs out (Redis reaps lazily, on a read; the
+    /// in-process registry likewise). A lease the driver should report
+    /// and does not fails the check.
+    Reported,
+    /// The documented exemption: the backend expires leases itself and the
+    /// driver pushes each removal (etcd), so there is nothing for a client
+    /// to come back for and the driver reports no lease. Reporting one
+    /// anyway fails the check, as it would make clients poll for nothing.
+    ExpiredByTheBackend,
 }
 
 /// Runs every check, in order.
@@ -100,14 +122,22 @@ async fn snap_until<D: Driver>(
 /// seconds and checks for expiry twice a second.
 const EXPIRY_LIMIT: Duration = Duration::from_secs(5);
 
-/// A reported lease is within (ttl/2, ttl]; a driver whose backend expires
-/// leases itself may report none.
-fn assert_lease(left: Option<Duration>, ttl: Duration, what: &str) {
-    if let Some(left) = left {
-        assert!(
+/// A driver that reports leases reports this one, within (ttl/2, ttl]; one
+/// whose backend expires leases itself ([`LeaseReporting::ExpiredByTheBackend`])
+/// reports none.
+fn assert_lease<H: Harness>(left: Option<Duration>, ttl: Duration, what: &str) {
+    match (H::LEASES, left) {
+        (LeaseReporting::Reported, Some(left)) => assert!(
             left <= ttl && left > ttl / 2,
             "{what}: lease {left:?} for TTL {ttl:?}"
-        );
+        ),
+        (LeaseReporting::Reported, None) => {
+            panic!("{what}: no lease reported, for an entry on a {ttl:?} lease")
+        }
+        (LeaseReporting::ExpiredByTheBackend, None) => {}
+        (LeaseReporting::ExpiredByTheBackend, Some(left)) => panic!(
+            "{what}: lease {left:?} reported by a driver whose backend expires leases itself"
+        ),
     }
 }
 
@@ -160,7 +190,7 @@ pub async fn snapshot_shows_leased_and_leaseless_entries<H: Harness>(h: &H) {
         .unwrap();
     let s = h.driver().snapshot().await.unwrap();
     assert_eq!(s.entries.len(), 4, "snapshot: {s:?}");
-    assert_lease(s.next_expiry, TTL, "snapshot: earliest lease");
+    assert_lease::<H>(s.next_expiry, TTL, "snapshot: earliest lease");
 }
 
 /// `leases` gives each leased entry its time left; lease-less ones are absent.
@@ -355,7 +385,7 @@ pub async fn fetch_answers_unchanged_without_the_table<H: Harness>(h: &H) {
     d.register(&name("svc-1"), "http://a", TTL).await.unwrap();
     let v = snap(&d).await.version;
     match d.fetch(Some(v)).await.unwrap() {
-        Fetched::Unchanged { next_expiry } => assert_lease(next_expiry, TTL, "fetch"),
+        Fetched::Unchanged { next_expiry } => assert_lease::<H>(next_expiry, TTL, "fetch"),
         other => panic!("fetch: expected unchanged, got {other:?}"),
     }
     h.write_raw("go-20160315122936.1", "http://go").await;
@@ -448,7 +478,7 @@ pub async fn watch_pushes_every_change_in_order<H: Harness>(h: &H) {
                 (entry.field.as_str(), entry.url.as_str()),
                 ("svc-1", "http://a")
             );
-            assert_lease(lease, TTL, "watch: put");
+            assert_lease::<H>(lease, TTL, "watch: put");
             version.revision
         }
         other => panic!("watch: expected put, got {other:?}"),

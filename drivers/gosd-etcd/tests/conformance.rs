@@ -5,7 +5,7 @@ mod etcd_server;
 
 use etcd_client::{Client, DeleteOptions, PutOptions};
 use etcd_server::EtcdServer;
-use gosd_driver::conformance::{self, Harness};
+use gosd_driver::conformance::{self, Harness, LeaseReporting};
 use gosd_driver::{Driver, Fetched, InstanceName};
 use gosd_etcd::{EtcdDriver, EtcdOptions};
 
@@ -23,6 +23,8 @@ impl Etcd {
 
 impl Harness for Etcd {
     type Driver = EtcdDriver;
+    /// etcd's lessor deletes the key and the watch pushes the removal.
+    const LEASES: LeaseReporting = LeaseReporting::ExpiredByTheBackend;
 
     fn driver(&self) -> EtcdDriver {
         EtcdDriver::new(EtcdOptions::new([self.server.endpoint()], "/gosd").expect("options"))

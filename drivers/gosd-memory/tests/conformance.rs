@@ -1,6 +1,6 @@
 //! The shared driver conformance suite, on the in-process registry.
 
-use gosd_driver::conformance::{self, Harness};
+use gosd_driver::conformance::{self, Harness, LeaseReporting};
 use gosd_memory::MemoryDriver;
 
 struct Memory {
@@ -10,6 +10,8 @@ struct Memory {
 
 impl Harness for Memory {
     type Driver = MemoryDriver;
+    /// Leases run on the process clock; clients come back at expiry.
+    const LEASES: LeaseReporting = LeaseReporting::Reported;
 
     fn driver(&self) -> MemoryDriver {
         self.registry.clone()

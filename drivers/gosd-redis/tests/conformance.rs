@@ -3,7 +3,7 @@
 #[path = "../../../tests/support/redis_server.rs"]
 mod redis_server;
 
-use gosd_driver::conformance::{self, Harness};
+use gosd_driver::conformance::{self, Harness, LeaseReporting};
 use gosd_redis::RedisDriver;
 use redis_server::{RedisServer, free_port};
 
@@ -13,6 +13,8 @@ struct Redis {
 
 impl Harness for Redis {
     type Driver = RedisDriver;
+    /// Redis reaps lazily, on a read: clients come back at expiry.
+    const LEASES: LeaseReporting = LeaseReporting::Reported;
 
     fn driver(&self) -> RedisDriver {
         RedisDriver::new(self.server.url().parse().expect("options"))
