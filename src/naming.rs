@@ -126,10 +126,28 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_name_or_url_gives_ok_or_error(s in ".*") {
-            let _ = check_service(&s);
-            let _ = check_url(&s);
-            let _ = InstanceName::parse(&s);
+        fn any_name_or_url_is_accepted_whole_or_refused_naming_it(s in ".*") {
+            match check_service(&s) {
+                // An accepted service name makes instance names that parse
+                // back to it.
+                Ok(()) => {
+                    let n = new_instance_name(&s).unwrap();
+                    let parsed = InstanceName::parse(n.as_str()).unwrap();
+                    prop_assert_eq!(parsed.service(), s.as_str());
+                }
+                Err(Error::InvalidName { name, .. }) => prop_assert_eq!(name, s.clone()),
+                Err(other) => prop_assert!(false, "not InvalidName: {other:?}"),
+            }
+            match check_url(&s) {
+                Ok(()) => prop_assert!(url::Url::parse(&s).is_ok()),
+                Err(Error::InvalidUrl { url, .. }) => prop_assert_eq!(url, s.clone()),
+                Err(other) => prop_assert!(false, "not InvalidUrl: {other:?}"),
+            }
+            // A field that parses is the service and the id it was split into.
+            if let Some(n) = InstanceName::parse(&s) {
+                prop_assert_eq!(format!("{}-{}", n.service(), n.id()), s.clone());
+                prop_assert_eq!(n.as_str(), s.as_str());
+            }
         }
 
         #[test]

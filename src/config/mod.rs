@@ -573,16 +573,41 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_env_value_gives_a_value_or_an_error(
+        fn any_env_value_is_accepted_or_refused_naming_its_variable(
             k in prop::sample::select(SETTINGS.iter().flat_map(|v| [v.go.unwrap_or(v.upper), v.upper]).collect::<Vec<_>>()),
             v in ".*",
         ) {
-            let _ = Config::from_vars([(k, v.as_str())]);
+            // Any value is accepted or refused, and a refusal names the
+            // variable as it was spelled, in the error and in its message.
+            match Config::from_vars([(k, v.as_str())]) {
+                Ok(_) => {}
+                Err(e @ Error::Config { .. }) => {
+                    let Error::Config { var, .. } = &e else { unreachable!() };
+                    prop_assert_eq!(var.as_str(), k);
+                    prop_assert!(e.to_string().contains(k), "{}", e);
+                }
+                Err(other) => prop_assert!(false, "not a config error: {other:?}"),
+            }
         }
 
         #[test]
-        fn durations_never_panic(v in ".*") {
-            let _ = parse_duration(&v);
+        fn durations_round_trip_through_their_shown_form(ms in 0u64..100 * 24 * 3600 * 1000) {
+            // What an error message or the docs show (humantime's format)
+            // parses back to the same duration, and so does a bare integer
+            // (Go gosd's seconds).
+            let d = Duration::from_millis(ms);
+            let shown = humantime::format_duration(d).to_string();
+            prop_assert_eq!(parse_duration(&shown), Ok(d), "{}", shown);
+            let secs = ms / 1000;
+            prop_assert_eq!(parse_duration(&secs.to_string()), Ok(Duration::from_secs(secs)));
+        }
+
+        #[test]
+        fn any_accepted_duration_round_trips(v in ".*") {
+            if let Ok(d) = parse_duration(&v) {
+                let shown = humantime::format_duration(d).to_string();
+                prop_assert_eq!(parse_duration(&shown), Ok(d), "{:?} shown as {}", v, shown);
+            }
         }
 
         #[test]
