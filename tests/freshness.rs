@@ -8,13 +8,29 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gosd::Client;
-use support::{Monitor, Proc, RedisServer, client, config, eventually, registry, routes_become};
+use support::{Monitor, PATIENCE, Proc, RedisServer, config, eventually, registry, routes_become};
 
-/// A consumer with push on and nothing else that could refresh it: no
-/// cron, and leases long enough not to expire during the test.
+/// A consumer with push on and nothing else that could refresh it within
+/// the test: no cron, and the providers it sees are on [`LONG_LEASE`]s
+/// (see [`long_lease_client`]), so its lease-expiry refresh is a minute away.
 async fn watching_consumer(server: &RedisServer) -> Client {
     let mut c = config(server);
     c.watch = true;
+    Client::builder().config(c).build().await.unwrap()
+}
+
+/// A lease much longer than a test waits for a change ([`PATIENCE`]): a
+/// consumer's lease-expiry refresh (at the earliest expiry in its table)
+/// cannot land inside the wait, so only a push can pass a test that
+/// registers its providers with it. At the default 10 s TTL it could.
+const LONG_LEASE: Duration = Duration::from_secs(60);
+
+/// A provider's client whose registrations are on a [`LONG_LEASE`].
+async fn long_lease_client(server: &RedisServer) -> Client {
+    const { assert!(LONG_LEASE.as_secs() >= 2 * PATIENCE.as_secs()) };
+    let mut c = config(server);
+    c.ttl = LONG_LEASE;
+    c.heartbeat = LONG_LEASE / 3;
     Client::builder().config(c).build().await.unwrap()
 }
 
@@ -22,7 +38,7 @@ async fn watching_consumer(server: &RedisServer) -> Client {
 async fn registrations_and_removals_reach_a_watching_client_without_any_refresh_call() {
     let server = RedisServer::start();
     let consumer = watching_consumer(&server).await;
-    let provider = client(&server).await;
+    let provider = long_lease_client(&server).await;
     let me = provider.register("provider", "http://p:1").await.unwrap();
     let took = routes_become(&consumer, "provider", "registration pushed", |r| {
         r.len() == 1
@@ -189,6 +205,14 @@ async fn a_redis_restart_that_loses_everything_never_empties_a_table() {
     }
     let consumer = watching_consumer(&server).await;
     routes_become(&consumer, "provider", "both providers", |r| r.len() == 2).await;
+    let generation = |server: &RedisServer| -> String {
+        redis::cmd("GET")
+            .arg("{gosd}:gen")
+            .query::<Option<String>>(&mut server.connection())
+            .unwrap()
+            .expect("a generation is set")
+    };
+    let before = generation(&server);
 
     // Pick continuously through the whole outage.
     let stop = Arc::new(AtomicBool::new(false));
@@ -226,11 +250,11 @@ async fn a_redis_restart_that_loses_everything_never_empties_a_table() {
     })
     .await;
     eprintln!("providers back in the hash {took:?} after the restart (heartbeat 100ms)");
-    let generation: Option<String> = redis::cmd("GET")
-        .arg("{gosd}:gen")
-        .query(&mut server.connection())
-        .unwrap();
-    assert!(generation.is_some(), "a new generation began");
+    assert_ne!(
+        generation(&server),
+        before,
+        "the restarted, empty Redis began a new generation"
+    );
     routes_become(
         &consumer,
         "provider",
@@ -259,7 +283,7 @@ async fn a_redis_restart_that_loses_everything_never_empties_a_table() {
 async fn changes_are_still_pushed_after_the_subscription_is_killed() {
     let server = RedisServer::start();
     let consumer = watching_consumer(&server).await;
-    let provider = client(&server).await;
+    let provider = long_lease_client(&server).await;
     let _first = provider.register("provider", "http://p:1").await.unwrap();
     routes_become(&consumer, "provider", "first provider", |r| r.len() == 1).await;
 
@@ -270,7 +294,7 @@ async fn changes_are_still_pushed_after_the_subscription_is_killed() {
         .query(&mut server.connection())
         .unwrap();
     assert!(killed >= 1, "a subscription was killed");
-    let other = client(&server).await;
+    let other = long_lease_client(&server).await;
     let _second = other.register("provider", "http://p:2").await.unwrap();
     routes_become(&consumer, "provider", "a change after the kill", |r| {
         r.len() == 2
@@ -286,12 +310,12 @@ async fn watch_service_streams_the_current_instances_then_each_change() {
     let server = RedisServer::start();
     let consumer = watching_consumer(&server).await;
     let next = async |changes: &mut gosd::ServiceWatch| {
-        tokio::time::timeout(support::PATIENCE, changes.next())
+        tokio::time::timeout(PATIENCE, changes.next())
             .await
             .expect("a change within PATIENCE")
             .expect("the client is alive")
     };
-    let a_client = client(&server).await;
+    let a_client = long_lease_client(&server).await;
     let a = a_client.register("provider", "http://a:1").await.unwrap();
     routes_become(&consumer, "provider", "a is seen", |r| r.len() == 1).await;
 
@@ -304,9 +328,9 @@ async fn watch_service_streams_the_current_instances_then_each_change() {
         (a.name(), "http://a:1".into())
     );
 
-    let b_client = client(&server).await;
+    let b_client = long_lease_client(&server).await;
     let other = b_client.register("other", "http://o:1").await.unwrap();
-    let b_client = client(&server).await;
+    let b_client = long_lease_client(&server).await;
     let b = b_client.register("provider", "http://b:1").await.unwrap();
     let Change::Insert(name, route) = next(&mut changes).await else {
         panic!("b inserted")
