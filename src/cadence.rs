@@ -56,3 +56,45 @@ impl FromStr for Cron {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, Weekday};
+
+    /// The weekdays an expression fires on, over the coming two weeks.
+    fn weekdays(expr: &str) -> Vec<Weekday> {
+        let cron: Cron = expr.parse().unwrap();
+        let mut days: Vec<Weekday> = cron
+            .schedule
+            .upcoming(chrono::Utc)
+            .take(14)
+            .map(|t| t.weekday())
+            .collect();
+        days.sort_by_key(|d| d.num_days_from_sunday());
+        days.dedup();
+        days
+    }
+
+    /// What the docs say: in numbers 1 is Sunday (the `cron` crate's
+    /// numbering, not crontab's 0 = Sunday, 1 = Monday); names mean what
+    /// they say, in six fields and in five.
+    #[test]
+    fn weekday_numbers_start_at_sunday_and_names_mean_what_they_say() {
+        assert_eq!(weekdays("0 0 12 * * 1"), [Weekday::Sun]);
+        assert_eq!(weekdays("0 0 12 * * 2"), [Weekday::Mon]);
+        assert_eq!(weekdays("0 0 12 * * 7"), [Weekday::Sat]);
+        assert_eq!(weekdays("0 12 * * 1"), [Weekday::Sun], "five fields");
+        assert_eq!(weekdays("0 0 12 * * Sun"), [Weekday::Sun]);
+        assert_eq!(
+            weekdays("0 0 12 * * Mon-Fri"),
+            [
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri
+            ]
+        );
+    }
+}

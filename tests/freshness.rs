@@ -31,6 +31,7 @@ async fn long_lease_client(server: &RedisServer) -> Client {
     let mut c = config(server);
     c.ttl = LONG_LEASE;
     c.heartbeat = LONG_LEASE / 3;
+    c.watch = false; // a provider: only the consumer under test listens
     Client::builder().config(c).build().await.unwrap()
 }
 
@@ -412,4 +413,49 @@ async fn watch_all_services_streams_every_service_then_each_change() {
 
     drop(consumer);
     assert_eq!(changes.next().await, None, "ends with the client");
+
+/// `GOSD_WATCH=false`: the client never subscribes, so a registration
+/// reaches it only when it refreshes; a client with push on, built on the
+/// same registry at the same time, is told at once.
+#[tokio::test]
+async fn gosd_watch_false_turns_push_off() {
+    let server = RedisServer::start();
+    let env = |watch: &str| {
+        gosd::Config::from_vars([
+            ("gosdRedisAddr", server.addr()),
+            ("GOSD_WATCH", watch.to_owned()),
+            ("GOSD_CRON", "off".to_owned()),
+        ])
+        .unwrap()
+    };
+    let unwatched = Client::builder()
+        .config(env("false"))
+        .build()
+        .await
+        .unwrap();
+    let watched = Client::builder().config(env("true")).build().await.unwrap();
+    let subscribers = || -> usize {
+        let (_, n): (String, usize) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("{gosd}:events")
+            .query(&mut server.connection())
+            .unwrap();
+        n
+    };
+    eventually("the watching client subscribed", || subscribers() >= 1).await;
+    assert_eq!(subscribers(), 1, "only the client with push on subscribes");
+
+    let provider = long_lease_client(&server).await;
+    let _me = provider.register("provider", "http://p:1").await.unwrap();
+    routes_become(&watched, "provider", "pushed to the watching client", |r| {
+        r.len() == 1
+    })
+    .await;
+    assert!(
+        unwatched.routes("provider").is_empty(),
+        "a client with push off saw the registration without refreshing"
+    );
+    unwatched.get().await.unwrap();
+    assert_eq!(unwatched.routes("provider").len(), 1, "seen on refresh");
+    assert_eq!(subscribers(), 1);
 }

@@ -209,3 +209,52 @@ async fn kill_9_provider_is_gone_from_hash_and_tables_within_ttl_plus_1s() {
     eprintln!("kill -9 -> evicted everywhere in {took:?} (TTL {ttl:?})");
     assert!(took <= ttl + Duration::from_secs(1), "took {took:?}");
 }
+
+/// The README's "See it": the watch example on Redis prints the current
+/// list, then a line as a provider comes and one as it goes. The provider's
+/// lease is a minute long, so its departure can only come from the push of
+/// its deregistration.
+#[test]
+fn the_watch_example_follows_a_provider_on_redis() {
+    let server = RedisServer::start();
+    let mut watch = Proc::spawn("watch", &["provider"], &server, &[]);
+    let first = watch.next_line().expect("watch prints the current list");
+    assert!(first.ends_with(" 0"), "{first:?}");
+    let (mut p, _, url) = Proc::provider(&server, "1", &[("GOSD_TTL", "60s")]);
+    let seen = watch.next_line().expect("watch prints the provider");
+    assert!(seen.ends_with(&format!(" 1 {url}")), "{seen:?}");
+    p.signal("TERM");
+    assert_eq!(p.wait(), Some(143));
+    let gone = watch.next_line().expect("watch prints the departure");
+    assert!(gone.ends_with(" 0"), "{gone:?}");
+}
+
+/// `GOSD_DRAIN`: after SIGTERM the provider deregisters at once, and a
+/// request already on its way to it (here: sent up to its last line before
+/// the signal, finished after the deregistration) is still answered.
+#[test]
+fn the_drain_serves_a_request_in_flight_after_deregistering() {
+    use std::io::{Read, Write};
+    let server = RedisServer::start();
+    let (mut p, _, url) = Proc::provider(&server, "1", &[("GOSD_DRAIN", "3s")]);
+    let addr = url.trim_start_matches("http://");
+    let mut request = std::net::TcpStream::connect(addr).unwrap();
+    request
+        .write_all(b"GET /ping HTTP/1.1\r\nhost: provider\r\nconnection: close\r\n")
+        .unwrap();
+    p.signal("TERM");
+    support::wait_until("deregistered", || registry(&server).is_empty());
+    assert!(
+        p.child.try_wait().unwrap().is_none(),
+        "exited before the drain"
+    );
+    request.write_all(b"\r\n").unwrap(); // the request is complete only now
+    let mut response = String::new();
+    request
+        .set_read_timeout(Some(support::PATIENCE))
+        .and_then(|()| request.read_to_string(&mut response))
+        .expect("the draining provider answers");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("\"Provider: 1\""), "{response}");
+    assert_eq!(p.wait(), Some(143), "exits once the drain is over");
+}
