@@ -86,37 +86,59 @@ impl Default for RouterConfig {
 
 impl RouterConfig {
     /// Reads `GOSD_ROUTER_ADDR`, `GOSD_ROUTER_STRIP_PREFIX` and
-    /// `GOSD_ROUTER_TIMEOUT` (a bare integer is seconds, else humantime).
+    /// `GOSD_ROUTER_TIMEOUT` (a bare integer is seconds, else humantime)
+    /// from the process environment.
     ///
     /// # Errors
     /// [`gosd::Error::Config`] naming the variable and its value.
     pub fn from_env() -> Result<Self, gosd::Error> {
+        // Not env::vars(), which panics on a non-UTF-8 variable anywhere; a
+        // non-UTF-8 value of ours is refused by its parser, naming it.
+        Self::from_vars(std::env::vars_os().filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            k.starts_with("GOSD_ROUTER_")
+                .then(|| (k, v.to_string_lossy().into_owned()))
+        }))
+    }
+
+    /// [`RouterConfig::from_env`] over the given variables, as if they were
+    /// the whole environment; others are ignored.
+    ///
+    /// # Errors
+    /// [`gosd::Error::Config`] naming the variable and its value.
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, gosd::Error>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
         let mut c = Self::default();
         let bad = |var: &str, value: &str, reason: &str| gosd::Error::Config {
             var: var.to_owned(),
             value: value.to_owned(),
             reason: reason.to_owned(),
         };
-        if let Ok(v) = std::env::var("GOSD_ROUTER_ADDR") {
-            c.addr = v.trim().parse().map_err(|_| {
-                bad(
-                    "GOSD_ROUTER_ADDR",
-                    &v,
-                    "expected ip:port, e.g. 127.0.0.1:8000",
-                )
-            })?;
-        }
-        if let Ok(v) = std::env::var("GOSD_ROUTER_STRIP_PREFIX") {
-            c.strip_prefix = gosd::env_value::boolean(&v)
-                .map_err(|r| bad("GOSD_ROUTER_STRIP_PREFIX", &v, &r))?;
-        }
-        if let Ok(v) = std::env::var("GOSD_ROUTER_TIMEOUT") {
-            c.timeout = gosd::env_value::duration(&v)
-                .and_then(|d| match d.is_zero() {
-                    true => Err("the timeout must be more than 0".into()),
-                    false => Ok(d),
-                })
-                .map_err(|r| bad("GOSD_ROUTER_TIMEOUT", &v, &r))?;
+        for (var, v) in vars {
+            let (var, v) = (var.as_ref(), v.as_ref());
+            match var {
+                "GOSD_ROUTER_ADDR" => {
+                    c.addr = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad(var, v, "expected ip:port, e.g. 127.0.0.1:8000"))?;
+                }
+                "GOSD_ROUTER_STRIP_PREFIX" => {
+                    c.strip_prefix = gosd::env_value::boolean(v).map_err(|r| bad(var, v, &r))?;
+                }
+                "GOSD_ROUTER_TIMEOUT" => {
+                    c.timeout = gosd::env_value::duration(v)
+                        .and_then(|d| match d.is_zero() {
+                            true => Err("the timeout must be more than 0".into()),
+                            false => Ok(d),
+                        })
+                        .map_err(|r| bad(var, v, &r))?;
+                }
+                _ => {}
+            }
         }
         Ok(c)
     }
@@ -551,4 +573,56 @@ pub(crate) fn made_here(
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_read_and_defaulted() {
+        let c = RouterConfig::from_vars([
+            ("GOSD_ROUTER_ADDR", " 0.0.0.0:9000 "),
+            ("GOSD_ROUTER_STRIP_PREFIX", "false"),
+            ("GOSD_ROUTER_TIMEOUT", "250ms"),
+            ("UNRELATED", "x"),
+        ])
+        .unwrap();
+        assert_eq!(c.addr, SocketAddr::from(([0, 0, 0, 0], 9000)));
+        assert!(!c.strip_prefix);
+        assert_eq!(c.timeout, Duration::from_millis(250));
+        let d = RouterConfig::from_vars(Vec::<(String, String)>::new()).unwrap();
+        assert_eq!(d.addr, SocketAddr::from(([127, 0, 0, 1], 8000)));
+        assert!(d.strip_prefix);
+        assert_eq!(d.timeout, Duration::from_secs(30));
+        assert_eq!(d.eject_cooldown, Duration::from_secs(10));
+        let seconds = RouterConfig::from_vars([("GOSD_ROUTER_TIMEOUT", "7")]).unwrap();
+        assert_eq!(
+            seconds.timeout,
+            Duration::from_secs(7),
+            "a bare integer is seconds"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_an_error_naming_the_variable_and_value() {
+        for (var, value) in [
+            ("GOSD_ROUTER_ADDR", "localhost"),
+            ("GOSD_ROUTER_ADDR", "127.0.0.1:99999"),
+            ("GOSD_ROUTER_STRIP_PREFIX", "perhaps"),
+            ("GOSD_ROUTER_TIMEOUT", "soon"),
+            ("GOSD_ROUTER_TIMEOUT", "0"),
+        ] {
+            match RouterConfig::from_vars([(var, value)]) {
+                Err(e @ gosd::Error::Config { .. }) => {
+                    let shown = e.to_string();
+                    assert!(
+                        shown.starts_with(&format!("invalid {var}={value:?}: ")),
+                        "{shown}"
+                    );
+                }
+                other => panic!("{var}={value}: {other:?}"),
+            }
+        }
+    }
 }
