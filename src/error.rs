@@ -4,7 +4,11 @@ use gosd_driver::DriverError;
 ///
 /// Messages name what was wrong (the variable, the value, the service, the
 /// backend's address) and never contain a password.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` shows the same message as `Display`, as `anyhow` does: a `main`
+/// returning `Result<(), gosd::Error>` prints `Error: invalid
+/// gosdTryRefreshAmount="abc": …`, not the variant's fields.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A global function was called before [`start`](crate::start),
@@ -89,5 +93,26 @@ pub enum Error {
     },
 }
 
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every message already includes its source's: no "Caused by" list.
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 /// `Result<T, gosd::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_is_the_message_a_main_returning_result_prints() {
+        let e = crate::Config::from_vars([("gosdTryRefreshAmount", "abc")]).unwrap_err();
+        assert_eq!(format!("{e:?}"), e.to_string());
+        // As the README quotes it.
+        assert_eq!(
+            format!("{e:?}"),
+            "invalid gosdTryRefreshAmount=\"abc\": expected a whole number, 1 or more"
+        );
+    }
+}
