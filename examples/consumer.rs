@@ -40,9 +40,21 @@ async fn main() -> ExitCode {
         }
     };
     let service = args.next().unwrap_or_else(|| "provider".to_owned());
-    if let Err(e) = gosd::connect().await {
-        eprintln!("consumer: {e}");
-        return ExitCode::FAILURE;
+    let client = match gosd::connect().await.and_then(|()| gosd::client()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("consumer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // gosd looks again before giving up (gosdTryFindServiceAmount times,
+    // gosdTryFindServiceDelay apart: 5 × 3 s by default); say so rather
+    // than sit silent.
+    if client.routes(&service).is_empty() {
+        eprintln!(
+            "consumer: no instance of {service:?} is registered yet; waiting for one \
+             (gosdTryFindServiceAmount × gosdTryFindServiceDelay, 5 × 3 s by default)"
+        );
     }
     let mut unreachable = Unreachable::default();
     let mut failed = 0;
