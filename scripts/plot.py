@@ -4,9 +4,11 @@ propagation latency against registry size. No dependencies.
 
     python3 scripts/plot.py target/bench docs/benchmarks.svg
 
-Reads criterion's estimates (target/criterion/refresh/...) and the
-propagation bench's output (<bench dir>/propagation.txt)."""
+Reads criterion's estimates ($CARGO_TARGET_DIR/criterion/refresh/..., by
+default target/criterion/...) and the propagation bench's output
+(<bench dir>/propagation.txt)."""
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ SIZES = [100, 1000, 10000]
 
 
 def criterion_ms(name, size):
-    f = Path("target/criterion/refresh") / name / str(size) / "new/estimates.json"
+    f = Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "criterion/refresh" / name / str(size) / "new/estimates.json"
     return json.loads(f.read_text())["mean"]["point_estimate"] / 1e6 if f.exists() else None
 
 

@@ -16,6 +16,7 @@ for tool in redis-server nginx wrk curl python3; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install -y redis-server nginx-light wrk curl python3" >&2; exit 1; }
 done
 cargo build -q --release --example provider -p gosd
+release=${CARGO_TARGET_DIR:-target}/release # where cargo put them
 cargo build -q --release -p gosd-router
 dir=$(mktemp -d)
 pids=()
@@ -27,9 +28,9 @@ wait_http() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0;
 redis=$(free_port); p1=$(free_port); p2=$(free_port); router=$(free_port); ngx=$(free_port)
 redis-server --port "$redis" --save '' --appendonly no --dir "$dir" >/dev/null 2>&1 & pids+=($!)
 export gosdRedisAddr=127.0.0.1:$redis RUST_LOG=warn
-target/release/examples/provider "127.0.0.1:$p1" 1 >/dev/null & pids+=($!)
-target/release/examples/provider "127.0.0.1:$p2" 2 >/dev/null & pids+=($!)
-GOSD_ROUTER_ADDR=127.0.0.1:$router target/release/gosd-router >/dev/null & pids+=($!)
+"$release"/examples/provider "127.0.0.1:$p1" 1 >/dev/null & pids+=($!)
+"$release"/examples/provider "127.0.0.1:$p2" 2 >/dev/null & pids+=($!)
+GOSD_ROUTER_ADDR=127.0.0.1:$router "$release"/gosd-router >/dev/null & pids+=($!)
 baselines=()
 for b in ${ROUTER_BASELINE:-}; do
   port=$(free_port); baselines+=("$b=$port")

@@ -1,8 +1,9 @@
 //! The status page in a real browser (Debian's chromium, driven by
 //! playwright-core): a registered instance is shown; when it stops, the page
 //! shows it gone without a reload, following the router's live feed
-//! (`/-/events`) rather than polling. The screenshot it takes is kept at
-//! target/status-page.png.
+//! (`/-/events`) rather than polling. The screenshot it takes is kept in
+//! the target directory (`$CARGO_TARGET_DIR`, by default `target/`), as
+//! status-page.png.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -50,7 +51,7 @@ async fn the_status_page_shows_an_instance_and_then_its_departure_live() {
     ));
     routes_become(&client, "provider", "the provider", |r| r.len() == 1).await;
 
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/status-page.png");
+    let shot = support::target_dir().join("status-page.png");
     let _ = std::fs::remove_file(&shot);
     let mut browser = Command::new("node")
         .arg(browser_dir().join("status_page.mjs"))

@@ -98,17 +98,32 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// The path of an example binary; `cargo test` builds the examples.
-pub fn example(name: &str) -> PathBuf {
+/// The directory of this build's binaries, e.g. `target/debug`: where
+/// the test binary runs from (`deps/`), wherever `CARGO_TARGET_DIR` put it.
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
+    exe.parent()
         .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join("examples").join(name);
+        .expect("target dir")
+        .to_owned()
+}
+
+/// The target directory (`$CARGO_TARGET_DIR`, by default `target/`), for
+/// what a test leaves behind to look at.
+pub fn target_dir() -> PathBuf {
+    let profile = profile_dir();
+    profile.parent().map_or(profile.clone(), ToOwned::to_owned)
+}
+
+/// The path of an example binary. A whole `cargo test` builds the
+/// examples; `cargo test --test <name>` does not, and would run whatever an
+/// earlier build left.
+pub fn example(name: &str) -> PathBuf {
+    let path = profile_dir().join("examples").join(name);
     assert!(
         path.exists(),
-        "{} is missing: run the tests with `cargo test`, which builds the examples",
+        "{} is missing: `cargo test --test <name>` does not build the examples; \
+         run `cargo build --examples` first (with the same --features), or `cargo test`",
         path.display()
     );
     path
