@@ -153,7 +153,11 @@ async fn an_instance_that_does_not_answer_in_time_is_502_or_retried_on_another()
     })
     .await;
 
-    let (status, body) = get(r.addr, "/silent/x").await;
+    // Well before the default 30 s: the configured timeout is the one that
+    // applies (PATIENCE is a hang guard, not a threshold on the 300 ms).
+    let (status, body) = tokio::time::timeout(support::PATIENCE, get(r.addr, "/silent/x"))
+        .await
+        .expect("an answer within PATIENCE, well before the default 30 s timeout");
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     let body = json(&body);
     assert_eq!(body["error"], "no answer within 300ms", "{body}");
@@ -290,6 +294,8 @@ fn router_process(server: &RedisServer, env: &[(&str, &str)]) -> Command {
 /// `GET path` over a fresh connection; the whole response as text.
 fn get_text(addr: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect to the router");
+    // A hang guard, shorter than the router's default 30 s timeout.
+    stream.set_read_timeout(Some(support::PATIENCE)).unwrap();
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
