@@ -366,9 +366,9 @@ async fn watch_all_services_streams_every_service_then_each_change() {
             .expect("a change within PATIENCE")
             .expect("the client is alive")
     };
-    let a_client = client(&server).await;
+    let a_client = long_lease_client(&server).await;
     let a = a_client.register("provider", "http://a:1").await.unwrap();
-    let o_client = client(&server).await;
+    let o_client = long_lease_client(&server).await;
     let o = o_client.register("other", "http://o:1").await.unwrap();
     routes_become(&consumer, "other", "o is seen", |r| r.len() == 1).await;
     routes_become(&consumer, "provider", "a is seen", |r| r.len() == 1).await;
@@ -394,7 +394,7 @@ async fn watch_all_services_streams_every_service_then_each_change() {
         ]
     );
 
-    let b_client = client(&server).await;
+    let b_client = long_lease_client(&server).await;
     let b = b_client.register("third", "http://b:1").await.unwrap();
     let Change::Insert(name, route) = next(&mut changes).await else {
         panic!("b inserted")
@@ -413,6 +413,7 @@ async fn watch_all_services_streams_every_service_then_each_change() {
 
     drop(consumer);
     assert_eq!(changes.next().await, None, "ends with the client");
+}
 
 /// `GOSD_WATCH=false`: the client never subscribes, so a registration
 /// reaches it only when it refreshes; a client with push on, built on the
