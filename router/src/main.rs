@@ -48,7 +48,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
     let addr = listeners.first().map(|l| l.local_addr()).transpose()?;
     if let Some(addr) = addr {
-        println!("gosd-router listening on http://{addr} ({threads} threads)");
+        println!("gosd-router listening on http://{addr}");
+        tracing::info!(threads, "serving from one event loop per thread");
     }
     Router::new(client.clone(), config)
         // gosd's own signal handling: with no global client it resolves on

@@ -92,7 +92,7 @@ pub(crate) async fn send(
     let attempt = async {
         if let Some(conn) = checkout(&target.authority) {
             match exchange(conn, &target.authority, req).await {
-                Err(Refused::Unsent(back)) => req = back,
+                Err(Refused::Unsent(back)) => req = *back,
                 done => return done.map_err(Refused::into_failure),
             }
         }
@@ -145,7 +145,7 @@ impl Target {
 /// A request a connection did not carry to a response head.
 enum Refused {
     /// Not sent at all: the connection had closed. Another may take it.
-    Unsent(Request<ProxyBody>),
+    Unsent(Box<Request<ProxyBody>>),
     /// Sent, or partly, and failed.
     Failed(hyper::Error),
 }
@@ -184,7 +184,7 @@ async fn exchange(
             Ok(head.map(|body| http_body_util::BodyExt::boxed(Streaming { body, conn })))
         }
         Err(mut e) => match e.take_message() {
-            Some(req) => Err(Refused::Unsent(req)),
+            Some(req) => Err(Refused::Unsent(Box::new(req))),
             None => Err(Refused::Failed(e.into_error())),
         },
     }
@@ -242,10 +242,10 @@ impl Body for Streaming {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        if let Some((_, conn)) = &mut this.conn {
-            if Pin::new(&mut conn.driver).poll(cx).is_ready() {
-                this.conn = None;
-            }
+        if let Some((_, conn)) = &mut this.conn
+            && Pin::new(&mut conn.driver).poll(cx).is_ready()
+        {
+            this.conn = None;
         }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
         // hyper's server stops reading a body that says it has ended, so
