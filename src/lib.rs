@@ -97,6 +97,25 @@ pub mod env_value {
     /// `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`, any case.
     pub use crate::config::parse_bool as boolean;
 }
+/// gosd's rules for what goes into the registry, for tools that register
+/// on others' behalf (gosd-registrar) and check before they write, as
+/// [`Client::register`] does.
+///
+/// ```
+/// assert!(gosd::validate::service_name("order-api").is_ok());
+/// assert!(gosd::validate::service_name("order api").is_err());
+/// assert!(gosd::validate::route_url("http://10.88.0.2:8080").is_ok());
+/// assert!(gosd::validate::route_url("10.88.0.2:8080").is_err());
+/// ```
+pub mod validate {
+    /// A service name: 1 to 200 of `A-Z a-z 0-9 . _ -`, not starting or
+    /// ending with `-`. `Err` is [`Error::InvalidName`](crate::Error::InvalidName) saying why.
+    pub use crate::naming::check_service as service_name;
+
+    /// A route URL: absolute, with a host, no white space around it.
+    /// `Err` is [`Error::InvalidUrl`](crate::Error::InvalidUrl) saying why.
+    pub use crate::naming::check_url as route_url;
+}
 pub use global::{
     add_service_manually, client, connect, delete_service_with_url, finish, get,
     iterate_service_route, shutdown_signal, start, start_with, update_by_cron,

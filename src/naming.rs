@@ -10,7 +10,7 @@ const MAX_NAME: usize = 200;
 /// A service name: 1 to 200 of `A-Z a-z 0-9 . _ -`, not starting or ending
 /// with `-`. It becomes the first path segment in the router and the part of
 /// the registry field before the last `-`.
-pub(crate) fn check_service(name: &str) -> Result<()> {
+pub fn check_service(name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         Some("it is empty")
     } else if name.len() > MAX_NAME {
@@ -37,7 +37,7 @@ pub(crate) fn check_service(name: &str) -> Result<()> {
 /// A route URL: absolute, with a host, no surrounding white space. Any
 /// scheme (`http`, `https`, `grpc`, …). Kept exactly as given: a
 /// normalised `http://h:1` would gain a `/` and break `route + "/ping"`.
-pub(crate) fn check_url(url: &str) -> Result<()> {
+pub fn check_url(url: &str) -> Result<()> {
     let bad = |reason: String| Error::InvalidUrl {
         url: url.to_owned(),
         reason,
