@@ -1,0 +1,238 @@
+//! The engine side: connect, reconcile, follow the events; on any loss
+//! connect again with backoff and reconcile again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as EngineError;
+use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum};
+use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
+use futures_util::StreamExt;
+use gosd::InstanceName;
+
+use crate::events::{Happening, classify};
+use crate::leases::Leases;
+use crate::settings::Settings;
+use crate::target::{Decision, Target, decide, display_name, is_registrar_name, short_id};
+
+/// The first retry after the engine was lost, doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How the registrar follows one engine.
+pub struct Follower {
+    settings: Settings,
+    leases: Arc<Leases>,
+    /// Containers already warned about (by short id): one warning each.
+    warned: Mutex<HashSet<String>>,
+}
+
+impl Follower {
+    pub fn new(settings: Settings, leases: Arc<Leases>) -> Self {
+        Self {
+            settings,
+            leases,
+            warned: Mutex::default(),
+        }
+    }
+
+    /// Follows the engine forever: each session connects, reconciles and
+    /// follows the events until the engine is lost.
+    pub async fn run(&self) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut lost = false;
+        loop {
+            let failure = self.session(&mut lost, &mut backoff).await;
+            if !lost {
+                lost = true;
+                tracing::warn!(engine = %self.settings.docker_host, error = %failure,
+                    "container engine lost; reconnecting with backoff");
+            } else {
+                tracing::debug!(engine = %self.settings.docker_host, error = %failure, retry_in = ?backoff,
+                    "container engine still unreachable");
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One connection: returns why it ended.
+    async fn session(&self, lost: &mut bool, backoff: &mut Duration) -> EngineError {
+        let docker = match Docker::connect_with_host(&self.settings.docker_host) {
+            Ok(d) => d,
+            Err(e) => return e,
+        };
+        let docker = match docker.negotiate_version().await {
+            Ok(d) => d,
+            Err(e) => return e,
+        };
+        // Events from the engine's "now" on, read before the reconciliation:
+        // whatever happens while it runs is replayed after it, so nothing
+        // falls between the two.
+        let since = match docker.info().await {
+            Ok(info) => info.system_time,
+            Err(e) => return e,
+        };
+        if let Err(e) = self.reconcile(&docker).await {
+            return e;
+        }
+        if std::mem::take(lost) {
+            tracing::info!(engine = %self.settings.docker_host, "container engine restored; reconciled");
+        }
+        *backoff = FIRST_BACKOFF;
+        let filters = HashMap::from([("type", vec!["container"])]);
+        let mut options = EventsOptionsBuilder::new().filters(&filters);
+        if let Some(since) = &since {
+            options = options.since(since);
+        }
+        let mut events = docker.events(Some(options.build()));
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => self.on(&docker, classify(&event, &self.settings.label_prefix)).await,
+                Err(e) => return e,
+            }
+        }
+        EngineError::IOError {
+            err: std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the event stream ended",
+            ),
+        }
+    }
+
+    async fn on(&self, docker: &Docker, happening: Happening) {
+        match happening {
+            Happening::Ignore => {}
+            Happening::Serve(id) => self.look_at(docker, &id).await,
+            Happening::Leave(id) => {
+                if let Some(short) = short_id(&id) {
+                    self.leases.release(&short, "its container stopped serving").await;
+                }
+            }
+            Happening::Forget(id) => {
+                if let Some(short) = short_id(&id) {
+                    self.leases.release(&short, "its container was removed").await;
+                    lock(&self.warned).remove(&short);
+                }
+            }
+        }
+    }
+
+    /// Registers container `id` if it serves now, releases it if not.
+    async fn look_at(&self, docker: &Docker, id: &str) {
+        let Some(short) = short_id(id) else { return };
+        match docker.inspect_container(id, None).await {
+            Ok(c) => match self.decide(&c) {
+                Some(target) => self.leases.hold(&short, target).await,
+                None => self.leases.release(&short, "its container does not serve").await,
+            },
+            // Gone already, or an answer we cannot read: nothing to register.
+            Err(e) => {
+                tracing::debug!(container = %short, error = %e, "could not inspect the container");
+                self.leases.release(&short, "its container cannot be inspected").await;
+            }
+        }
+    }
+
+    /// The entry to hold for `c`, if any; a bad label is warned about once
+    /// per container.
+    fn decide(&self, c: &ContainerInspectResponse) -> Option<Target> {
+        match decide(c, &self.settings.label_prefix, self.settings.host_ip) {
+            Decision::Register(t) => Some(t),
+            Decision::Unlabelled | Decision::NotServing(_) => None,
+            Decision::Bad(reason) => {
+                let short = c.id.as_deref().and_then(short_id).unwrap_or_default();
+                if lock(&self.warned).insert(short) {
+                    tracing::warn!(container = %display_name(c), "skipped: {reason}");
+                }
+                None
+            }
+        }
+    }
+
+    /// Makes the registry match the engine: every labelled container that
+    /// serves is held; every registrar entry of a container this engine
+    /// knows but that does not serve is removed. Entries of containers the
+    /// engine does not know (removed, or another engine's) are left to
+    /// their leases.
+    async fn reconcile(&self, docker: &Docker) -> Result<(), EngineError> {
+        let all = docker
+            .list_containers(Some(ListContainersOptionsBuilder::new().all(true).build()))
+            .await?;
+        let service_label = format!("{}.service", self.settings.label_prefix);
+        let mut known = HashSet::new();
+        let mut wanted = HashMap::new();
+        for summary in all {
+            let Some(id) = summary.id.as_deref() else {
+                continue;
+            };
+            let Some(short) = short_id(id) else { continue };
+            known.insert(short.clone());
+            let labelled = summary
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(&service_label));
+            if !labelled || summary.state != Some(ContainerSummaryStateEnum::RUNNING) {
+                continue;
+            }
+            match docker.inspect_container(id, None).await {
+                Ok(c) => {
+                    if let Some(target) = self.decide(&c) {
+                        wanted.insert(short, target);
+                    }
+                }
+                Err(EngineError::DockerResponseServerError { status_code, message }) => {
+                    tracing::debug!(container = %short, status_code, message, "could not inspect the container; skipped");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.remove_leftovers(&known, &wanted).await;
+        tracing::info!(
+            containers = known.len(),
+            registered = wanted.len(),
+            "reconciled with the engine"
+        );
+        self.leases.replace_all(wanted).await;
+        Ok(())
+    }
+
+    /// Removes registrar entries left by an earlier run for containers of
+    /// this engine that do not serve now.
+    async fn remove_leftovers(&self, known: &HashSet<String>, wanted: &HashMap<String, Target>) {
+        let snapshot = match self.leases.driver().snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the registry to remove leftovers; their leases will expire");
+                return;
+            }
+        };
+        for entry in snapshot.entries {
+            let Some(name) = InstanceName::parse(&entry.field) else {
+                continue;
+            };
+            if !is_registrar_name(&name) || !known.contains(name.id()) {
+                continue;
+            }
+            let wanted_here = wanted
+                .get(name.id())
+                .is_some_and(|t| t.name == name && t.url == entry.url);
+            if !wanted_here {
+                let stale = Target {
+                    name,
+                    url: entry.url,
+                    container: entry.field.clone(),
+                };
+                self.leases
+                    .remove(&stale, "its container does not serve (left from an earlier run)")
+                    .await;
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
