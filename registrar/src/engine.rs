@@ -90,15 +90,15 @@ impl Follower {
         let mut events = docker.events(Some(options.build()));
         while let Some(event) = events.next().await {
             match event {
-                Ok(event) => self.on(&docker, classify(&event, &self.settings.label_prefix)).await,
+                Ok(event) => {
+                    self.on(&docker, classify(&event, &self.settings.label_prefix))
+                        .await
+                }
                 Err(e) => return e,
             }
         }
         EngineError::IOError {
-            err: std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the event stream ended",
-            ),
+            err: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the event stream ended"),
         }
     }
 
@@ -108,12 +108,16 @@ impl Follower {
             Happening::Serve(id) => self.look_at(docker, &id).await,
             Happening::Leave(id) => {
                 if let Some(short) = short_id(&id) {
-                    self.leases.release(&short, "its container stopped serving").await;
+                    self.leases
+                        .release(&short, "its container stopped serving")
+                        .await;
                 }
             }
             Happening::Forget(id) => {
                 if let Some(short) = short_id(&id) {
-                    self.leases.release(&short, "its container was removed").await;
+                    self.leases
+                        .release(&short, "its container was removed")
+                        .await;
                     lock(&self.warned).remove(&short);
                 }
             }
@@ -126,12 +130,18 @@ impl Follower {
         match docker.inspect_container(id, None).await {
             Ok(c) => match self.decide(&c) {
                 Some(target) => self.leases.hold(&short, target).await,
-                None => self.leases.release(&short, "its container does not serve").await,
+                None => {
+                    self.leases
+                        .release(&short, "its container does not serve")
+                        .await
+                }
             },
             // Gone already, or an answer we cannot read: nothing to register.
             Err(e) => {
                 tracing::debug!(container = %short, error = %e, "could not inspect the container");
-                self.leases.release(&short, "its container cannot be inspected").await;
+                self.leases
+                    .release(&short, "its container cannot be inspected")
+                    .await;
             }
         }
     }
@@ -183,7 +193,10 @@ impl Follower {
                         wanted.insert(short, target);
                     }
                 }
-                Err(EngineError::DockerResponseServerError { status_code, message }) => {
+                Err(EngineError::DockerResponseServerError {
+                    status_code,
+                    message,
+                }) => {
                     tracing::debug!(container = %short, status_code, message, "could not inspect the container; skipped");
                 }
                 Err(e) => return Err(e),
@@ -226,7 +239,10 @@ impl Follower {
                     container: entry.field.clone(),
                 };
                 self.leases
-                    .remove(&stale, "its container does not serve (left from an earlier run)")
+                    .remove(
+                        &stale,
+                        "its container does not serve (left from an earlier run)",
+                    )
                     .await;
             }
         }

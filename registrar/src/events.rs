@@ -109,7 +109,11 @@ mod tests {
             ("exec_start: sh -c true", &Happening::Ignore),
             ("health_status: starting", &Happening::Ignore),
         ] {
-            assert_eq!(&classify(&event(action, &labelled), "gosd"), want, "{action}");
+            assert_eq!(
+                &classify(&event(action, &labelled), "gosd"),
+                want,
+                "{action}"
+            );
         }
         for action in ["destroy", "remove"] {
             assert_eq!(
@@ -118,7 +122,10 @@ mod tests {
             );
         }
         let podman_health = [("gosd.service", "web"), ("health_status", "healthy")];
-        assert_eq!(classify(&event("health_status", &podman_health), "gosd"), serve);
+        assert_eq!(
+            classify(&event("health_status", &podman_health), "gosd"),
+            serve
+        );
     }
 
     #[test]

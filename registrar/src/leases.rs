@@ -158,10 +158,7 @@ impl Leases {
     pub async fn renew_all(&self) {
         let held = self.held();
         for (id, target) in held {
-            let renewal = self
-                .driver
-                .renew(&target.name, &target.url, self.ttl)
-                .await;
+            let renewal = self.driver.renew(&target.name, &target.url, self.ttl).await;
             match renewal {
                 Ok(Renewal::Renewed) => self.registry_ok(()),
                 Ok(Renewal::Restored) => {

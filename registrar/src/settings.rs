@@ -57,7 +57,11 @@ impl Settings {
             match v.into_string() {
                 Ok(v) => vars.push((k, v)),
                 Err(_) if k == "DOCKER_HOST" || k.starts_with("GOSD_") || k.starts_with("gosd") => {
-                    let var = if k == "DOCKER_HOST" { "DOCKER_HOST" } else { "a gosd variable" };
+                    let var = if k == "DOCKER_HOST" {
+                        "DOCKER_HOST"
+                    } else {
+                        "a gosd variable"
+                    };
                     return Err(SettingsError::Invalid {
                         var,
                         value: format!("{k}=(not shown)"),
@@ -112,8 +116,8 @@ impl Settings {
                 reason: "expected an IP address, e.g. 192.0.2.7 or 2001:db8::7".into(),
             })?),
         };
-        let label_prefix = get("GOSD_REGISTRAR_LABEL_PREFIX")
-            .unwrap_or_else(|| DEFAULT_LABEL_PREFIX.to_owned());
+        let label_prefix =
+            get("GOSD_REGISTRAR_LABEL_PREFIX").unwrap_or_else(|| DEFAULT_LABEL_PREFIX.to_owned());
         check_label_prefix(&label_prefix)?;
         // Ours are not gosd's: it would warn about them as likely typos.
         let gosd = gosd::Config::from_vars(

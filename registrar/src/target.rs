@@ -103,7 +103,11 @@ fn target(
         return Err(format!("label {prefix}.service={service:?}: {e}"));
     }
     let port = match label("port") {
-        None => return Err(format!("label {prefix}.port (the container port) is missing")),
+        None => {
+            return Err(format!(
+                "label {prefix}.port (the container port) is missing"
+            ));
+        }
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
             _ => {
@@ -135,13 +139,14 @@ fn target(
         IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{port}"),
     };
     if let Err(e) = gosd::validate::route_url(&url) {
-        return Err(format!("label {prefix}.scheme={scheme:?} makes no URL: {e}"));
+        return Err(format!(
+            "label {prefix}.scheme={scheme:?} makes no URL: {e}"
+        ));
     }
-    let id = c
-        .id
-        .as_deref()
-        .and_then(short_id)
-        .ok_or_else(|| format!("the engine gave no usable container id ({:?})", c.id))?;
+    let id =
+        c.id.as_deref()
+            .and_then(short_id)
+            .ok_or_else(|| format!("the engine gave no usable container id ({:?})", c.id))?;
     let name = InstanceName::new(service, &id)
         .ok_or_else(|| format!("label {prefix}.service={service:?} makes no instance name"))?;
     Ok(Target {
@@ -335,17 +340,34 @@ mod tests {
     fn bad_labels_say_which_label_and_why() {
         for (labels, says) in [
             (&[("gosd.service", "web")][..], "gosd.port"),
-            (&[("gosd.service", "web"), ("gosd.port", "http")], "\"http\""),
+            (
+                &[("gosd.service", "web"), ("gosd.port", "http")],
+                "\"http\"",
+            ),
             (&[("gosd.service", "web"), ("gosd.port", "0")], "gosd.port"),
             (&[("gosd.service", "web"), ("gosd.port", "70000")], "70000"),
-            (&[("gosd.service", "bad name"), ("gosd.port", "80")], "gosd.service"),
-            (&[("gosd.service", "-web"), ("gosd.port", "80")], "gosd.service"),
             (
-                &[("gosd.service", "web"), ("gosd.port", "80"), ("gosd.scheme", "a b")],
+                &[("gosd.service", "bad name"), ("gosd.port", "80")],
+                "gosd.service",
+            ),
+            (
+                &[("gosd.service", "-web"), ("gosd.port", "80")],
+                "gosd.service",
+            ),
+            (
+                &[
+                    ("gosd.service", "web"),
+                    ("gosd.port", "80"),
+                    ("gosd.scheme", "a b"),
+                ],
                 "gosd.scheme",
             ),
             (
-                &[("gosd.service", "web"), ("gosd.port", "80"), ("gosd.network", "nope")],
+                &[
+                    ("gosd.service", "web"),
+                    ("gosd.port", "80"),
+                    ("gosd.network", "nope"),
+                ],
                 "gosd.network",
             ),
         ] {
