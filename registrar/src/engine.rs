@@ -91,8 +91,12 @@ impl Follower {
         while let Some(event) = events.next().await {
             match event {
                 Ok(event) => {
-                    self.on(&docker, classify(&event, &self.settings.label_prefix))
-                        .await
+                    let happening = classify(&event, &self.settings.label_prefix);
+                    if happening != Happening::Ignore {
+                        tracing::debug!(action = ?event.action, ?happening,
+                            delivered_after = ?delivery_lag(&event), "engine event");
+                    }
+                    self.on(&docker, happening).await;
                 }
                 Err(e) => return e,
             }
@@ -247,6 +251,17 @@ impl Follower {
             }
         }
     }
+}
+
+/// How long after the engine stamped it an event arrived (by this host's
+/// clock: meaningful for a local engine). Shows where a slow reaction's
+/// time went.
+fn delivery_lag(event: &bollard::models::EventMessage) -> Option<Duration> {
+    let stamped = u64::try_from(event.time_nano?).ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    now.checked_sub(Duration::from_nanos(stamped))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
