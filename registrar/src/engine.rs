@@ -140,12 +140,14 @@ impl Follower {
                         .await
                 }
             },
-            // Gone already, or an answer we cannot read: nothing to register.
+            // Gone already: nothing to register.
+            Err(EngineError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => self.leases.release(&short, "its container is gone").await,
+            // The engine failing: change nothing; if the engine is lost, the
+            // reconciliation after the reconnection settles this container.
             Err(e) => {
-                tracing::debug!(container = %short, error = %e, "could not inspect the container");
-                self.leases
-                    .release(&short, "its container cannot be inspected")
-                    .await;
+                tracing::warn!(container = %short, error = %e, "could not inspect the container; left as it was");
             }
         }
     }
