@@ -29,7 +29,8 @@ const SURVIVED_SIGNALS: &[&str] = &[
 /// other event is [`Happening::Ignore`].
 ///
 /// Docker spells a health change as the action `health_status: healthy`;
-/// Podman as the action `health_status` with the status as an attribute.
+/// Podman 4 sends a bare `health_status`, which says only that the
+/// status changed.
 /// Docker's removal is `destroy`, Podman's `remove`.
 pub fn classify(event: &EventMessage, prefix: &str) -> Happening {
     if event.typ != Some(EventMessageTypeEnum::CONTAINER) {
@@ -60,9 +61,11 @@ pub fn classify(event: &EventMessage, prefix: &str) -> Happening {
         "destroy" | "remove" => Happening::Forget(id),
         "health_status" => {
             match detail.or_else(|| attributes.get("health_status").map(String::as_str)) {
-                Some("healthy") => Happening::Serve(id),
                 Some("unhealthy") => Happening::Leave(id),
-                _ => Happening::Ignore,
+                // Healthy, or (Podman 4) not said: look at the container,
+                // which registers it if it is healthy and releases it if not.
+                Some("healthy") | None => Happening::Serve(id),
+                Some(_) => Happening::Ignore,
             }
         }
         _ => Happening::Ignore,

@@ -295,3 +295,79 @@ async fn an_engine_restart_is_logged_once_each_way_and_reconciled() {
     assert_eq!(registrar.count(&["container engine restored"]), 1);
     assert_eq!(registrar.count(&["WARN", "registry lost"]), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_with_a_health_check_serves_only_while_healthy() {
+    let engine = Engine::start();
+    let redis = RedisServer::start();
+    // Healthy while /www/ok exists. Podman runs health checks from systemd
+    // timers, absent here: the test runs each check with `podman healthcheck run`.
+    let id = engine.serve_with(
+        "checked",
+        PROVIDER,
+        "checked",
+        &[
+            "--health-cmd",
+            r#"["/bin/busybox","test","-f","/www/ok"]"#,
+            "--health-interval",
+            "0",
+            "--health-retries",
+            "1",
+        ],
+    );
+    let checked = entry("provider", &id, &engine.ip("checked"));
+    let registrar = Registrar::start(&engine, &redis, &[("GOSD_TTL", LONG_TTL)]);
+    registrar.wait_for(1, &["reconciled", "registered=0"]).await;
+    assert_eq!(registry(&redis), [], "health: starting is not serving");
+
+    engine.run_podman(&["exec", "checked", "/bin/busybox", "touch", "/www/ok"]);
+    engine.run_podman(&["healthcheck", "run", "checked"]);
+    registry_becomes(&redis, std::slice::from_ref(&checked)).await;
+
+    engine.run_podman(&["exec", "checked", "/bin/busybox", "rm", "/www/ok"]);
+    // Exits 1: the check fails, as it should.
+    let _ = engine
+        .podman()
+        .args(["healthcheck", "run", "checked"])
+        .output();
+    registry_becomes(&redis, &[]).await;
+    assert!(
+        engine.running("checked"),
+        "it runs, unhealthy: out of the registry all the same"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_host_ip_the_published_port_is_registered() {
+    let engine = Engine::start();
+    let redis = RedisServer::start();
+    let port = support::redis_server::free_port();
+    let id = engine.serve_with(
+        "published",
+        PROVIDER,
+        "published",
+        &[
+            "--publish",
+            &format!("127.0.0.1:{port}:{}", support::podman::PORT),
+        ],
+    );
+    let _registrar = Registrar::start(
+        &engine,
+        &redis,
+        &[
+            ("GOSD_TTL", LONG_TTL),
+            ("GOSD_REGISTRAR_HOST_IP", "127.0.0.1"),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    registry_becomes(
+        &redis,
+        &[(format!("provider-{}", Engine::short(&id)), url.clone())],
+    )
+    .await;
+    let started = Instant::now();
+    while get(format!("{url}/")).await.as_deref() != Some("published") {
+        assert!(started.elapsed() < support::PATIENCE, "{url} never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

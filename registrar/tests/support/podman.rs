@@ -115,6 +115,17 @@ impl Engine {
     /// Starts a container named `name` with `labels` that serves `body`
     /// at `/` on [`PORT`]; returns its full id.
     pub fn serve(&self, name: &str, labels: &[(&str, &str)], body: &str) -> String {
+        self.serve_with(name, labels, body, &[])
+    }
+
+    /// [`serve`](Self::serve) with more `podman run` options.
+    pub fn serve_with(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        body: &str,
+        options: &[&str],
+    ) -> String {
         let mut args = vec![
             "run".to_owned(),
             "-d".into(),
@@ -129,6 +140,7 @@ impl Engine {
             args.push("--label".into());
             args.push(format!("{k}={v}"));
         }
+        args.extend(options.iter().map(|o| o.to_string()));
         args.extend([
             IMAGE.into(),
             "/bin/busybox".into(),
@@ -277,10 +289,10 @@ impl Drop for Engine {
             .stderr(Stdio::null())
             .status();
         self.stop_service();
-        // containers/storage bind-mounts its overlay home onto itself; with
-        // no container left it is unmounted, but make sure before the temp
-        // dir goes.
+        // containers/storage bind-mounts its overlay home onto itself, and
+        // does not always undo it: detach it before the temp dir goes.
         let _ = Command::new("umount")
+            .arg("--lazy")
             .arg(self.dir.path().join("storage/overlay"))
             .stderr(Stdio::null())
             .status();
