@@ -199,11 +199,10 @@ impl Follower {
                         wanted.insert(short, target);
                     }
                 }
-                Err(EngineError::DockerResponseServerError {
-                    status_code,
-                    message,
-                }) => {
-                    tracing::debug!(container = %short, status_code, message, "could not inspect the container; skipped");
+                Err(e) if answered(&e) => {
+                    // One container the engine cannot describe (or that
+                    // went meanwhile) must not stop the reconciliation.
+                    tracing::warn!(container = %short, error = %e, "could not inspect the container; skipped");
                 }
                 Err(e) => return Err(e),
             }
@@ -253,6 +252,17 @@ impl Follower {
             }
         }
     }
+}
+
+/// Whether the engine answered (with an error, or with JSON this client
+/// cannot read) rather than being unreachable.
+fn answered(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::DockerResponseServerError { .. }
+            | EngineError::JsonDataError { .. }
+            | EngineError::JsonSerdeError { .. }
+    )
 }
 
 /// How long after the engine stamped it an event arrived (by this host's
