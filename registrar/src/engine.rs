@@ -21,6 +21,15 @@ use crate::target::{Decision, Target, decide, display_name, is_registrar_name, s
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// When to look at a container again after Podman's bare `health_status`
+/// event: it comes before Podman records the new status (a few ms, more
+/// on a loaded machine), and the event names no status to go by.
+const RECHECKS: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+];
+
 /// How the registrar follows one engine.
 pub struct Follower {
     settings: Settings,
@@ -88,18 +97,35 @@ impl Follower {
             options = options.since(since);
         }
         let mut events = docker.events(Some(options.build()));
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(event) => {
-                    let happening = classify(&event, &self.settings.label_prefix);
-                    if happening != Happening::Ignore {
-                        tracing::debug!(action = ?event.action, ?happening,
-                            delivered_after = ?delivery_lag(&event), "engine event");
+        // Re-looks at a container come back through this loop, so that
+        // every look and every event is handled in one order.
+        let (again, mut look_again) = tokio::sync::mpsc::unbounded_channel::<String>();
+        loop {
+            let happening = tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok(event)) => {
+                        let happening = classify(&event, &self.settings.label_prefix);
+                        if happening != Happening::Ignore {
+                            tracing::debug!(action = ?event.action, ?happening,
+                                delivered_after = ?delivery_lag(&event), "engine event");
+                        }
+                        happening
                     }
-                    self.on(&docker, happening).await;
+                    Some(Err(e)) => return e,
+                    None => break,
+                },
+                Some(id) = look_again.recv() => Happening::Serve(id),
+            };
+            if let Happening::Recheck(id) = &happening {
+                for after in RECHECKS {
+                    let (again, id) = (again.clone(), id.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = again.send(id);
+                    });
                 }
-                Err(e) => return e,
             }
+            self.on(&docker, happening).await;
         }
         EngineError::IOError {
             err: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the event stream ended"),
@@ -109,7 +135,7 @@ impl Follower {
     async fn on(&self, docker: &Docker, happening: Happening) {
         match happening {
             Happening::Ignore => {}
-            Happening::Serve(id) => self.look_at(docker, &id).await,
+            Happening::Serve(id) | Happening::Recheck(id) => self.look_at(docker, &id).await,
             Happening::Leave(id) => {
                 if let Some(short) = short_id(&id) {
                     self.leases

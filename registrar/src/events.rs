@@ -9,6 +9,10 @@ use bollard::models::{EventMessage, EventMessageTypeEnum};
 pub enum Happening {
     /// The container may serve now: look at it, register it if it does.
     Serve(String),
+    /// Its health changed, status not said (Podman 4): look at it now and
+    /// a few times more, since Podman sends the event before it records
+    /// the new status.
+    Recheck(String),
     /// The container stops serving: deregister it at once.
     Leave(String),
     /// The container is gone for good: deregister it and forget it.
@@ -62,9 +66,8 @@ pub fn classify(event: &EventMessage, prefix: &str) -> Happening {
         "health_status" => {
             match detail.or_else(|| attributes.get("health_status").map(String::as_str)) {
                 Some("unhealthy") => Happening::Leave(id),
-                // Healthy, or (Podman 4) not said: look at the container,
-                // which registers it if it is healthy and releases it if not.
-                Some("healthy") | None => Happening::Serve(id),
+                Some("healthy") => Happening::Serve(id),
+                None => Happening::Recheck(id),
                 Some(_) => Happening::Ignore,
             }
         }
@@ -128,6 +131,11 @@ mod tests {
         assert_eq!(
             classify(&event("health_status", &podman_health), "gosd"),
             serve
+        );
+        assert_eq!(
+            classify(&event("health_status", &labelled), "gosd"),
+            Happening::Recheck("abc".into()),
+            "Podman 4's bare health_status: look, and look again"
         );
     }
 

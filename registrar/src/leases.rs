@@ -49,8 +49,11 @@ impl Leases {
     /// cannot be reached, the next heartbeat writes it.
     pub async fn hold(&self, id: &str, target: Target) {
         let before = lock(&self.held).insert(id.to_owned(), target.clone());
-        if let Some(old) = before.filter(|old| *old != target) {
-            self.remove(&old, "its URL changed").await;
+        match before {
+            // Held already: the heartbeat keeps it.
+            Some(old) if old == target => return,
+            Some(old) => self.remove(&old, "its URL changed").await,
+            None => {}
         }
         self.ensure(&target).await;
     }
