@@ -197,23 +197,21 @@ fn container_ip(
         .as_ref()
         .and_then(|n| n.networks.as_ref())
         .unwrap_or(&empty);
-    let mut names: Vec<&String> = networks.keys().collect();
-    names.sort();
-    let network = match wanted {
-        Some(w) => match networks.get_key_value(w) {
-            Some((name, _)) => name,
-            None => {
-                return Err(format!(
-                    "label {prefix}.network={w:?}: the container is not on it (it is on {names:?})"
-                ));
-            }
-        },
-        None => match names.first() {
-            Some(name) => name,
-            None => return Err("it is on no network".into()),
-        },
+    let mut by_name: Vec<_> = networks.iter().collect();
+    by_name.sort_by(|a, b| a.0.cmp(b.0));
+    let found = match wanted {
+        Some(w) => by_name.iter().find(|(name, _)| name.as_str() == w),
+        None => by_name.first(),
     };
-    let settings = &networks[network];
+    let Some((network, settings)) = found else {
+        let names: Vec<&String> = by_name.iter().map(|(name, _)| *name).collect();
+        return Err(match wanted {
+            Some(w) => format!(
+                "label {prefix}.network={w:?}: the container is not on it (it is on {names:?})"
+            ),
+            None => "it is on no network".into(),
+        });
+    };
     [&settings.ip_address, &settings.global_ipv6_address]
         .into_iter()
         .filter_map(|a| a.as_deref())
