@@ -371,3 +371,24 @@ async fn with_a_host_ip_the_published_port_is_registered() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_restarted_empty_gets_the_entries_back_from_the_heartbeat() {
+    let engine = Engine::start();
+    let mut redis = RedisServer::start();
+    let entries = two_providers(&engine);
+    let registrar = Registrar::start(&engine, &redis, &[("GOSD_TTL", "2s")]);
+    registry_becomes(&redis, &entries).await;
+
+    let port = redis.port();
+    redis.stop();
+    registrar.wait_for(1, &["registry lost"]).await;
+    // Retried every heartbeat, without another "lost".
+    registrar.wait_for(2, &["registry still unreachable"]).await;
+
+    let redis = RedisServer::start_on(port); // empty: persistence is off
+    registry_becomes(&redis, &entries).await;
+    registrar.wait_for(1, &["registry restored"]).await;
+    assert_eq!(registrar.count(&["registry lost"]), 1);
+    assert_eq!(registrar.count(&["registry restored"]), 1);
+}
