@@ -64,6 +64,7 @@ mod global;
 mod naming;
 mod random;
 mod registration;
+mod rotation;
 mod route;
 mod route_future;
 mod service_index;

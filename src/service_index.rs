@@ -13,9 +13,14 @@
 //! instructions when we used it.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use crate::route::Route;
+
+/// A service's rotation number, the same in every table version of one
+/// client: it finds a thread's cursor for the service (`rotation`) without
+/// hashing its name again. Numbers are reused after a service goes, so
+/// they stay few.
+pub(crate) type RotationId = u32;
 
 /// The routes of one service.
 #[derive(Clone)]
@@ -23,9 +28,9 @@ pub(crate) struct ServiceRoutes {
     /// Never empty. Shared, so a table that changes one service copies
     /// the others by reference.
     pub(crate) routes: Arc<[Route]>,
-    /// Shared by every table version, so a refresh does not restart the
+    /// Kept by every table version, so a refresh does not restart the
     /// rotation (two providers keep strictly alternating).
-    pub(crate) cursor: Arc<AtomicUsize>,
+    pub(crate) rotation: RotationId,
 }
 
 struct Slot {
@@ -168,7 +173,7 @@ mod tests {
     fn service(url: &str) -> ServiceRoutes {
         ServiceRoutes {
             routes: vec![Route::new(url)].into(),
-            cursor: Arc::default(),
+            rotation: 0,
         }
     }
 

@@ -6,14 +6,17 @@
 //! an atomic read-modify-write on the thread's debt slot). Tables change
 //! rarely and are read constantly, so each thread also keeps the version it
 //! last read, with its number: while [`SharedTable::version`] has not moved,
-//! a pick costs one plain atomic load and no reference count.
+//! a pick costs one plain atomic load and no reference count. Beside it the
+//! thread keeps its [`Rotations`] over that client's services: a pick
+//! writes nothing another thread reads.
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::{ArcSwap, Guard};
 
+use crate::rotation::Rotations;
 use crate::route::Route;
 use crate::table::RouteTable;
 
@@ -27,13 +30,21 @@ pub(crate) struct SharedTable {
     /// current table.
     version: AtomicU64,
     table: ArcSwap<RouteTable>,
+    /// How many threads started rotations over this client's services:
+    /// the next one starts one further on.
+    pickers: AtomicUsize,
+    /// The rotation of a pick that cannot use its thread's (see
+    /// [`Self::pick_shared`]).
+    shared_cursor: AtomicUsize,
 }
 
 /// A few slots, so a thread that picks from two clients in turn (the
 /// global one and a library's) keeps both fast. A slot holds its table
 /// alive until this thread misses and reuses it (it reuses slots that
 /// only it still holds first: a dropped client's, an old version's) or
-/// exits: at most `SLOTS` stale tables per thread.
+/// exits: at most `SLOTS` stale tables per thread. A thread that picks
+/// from more clients than that in turn starts its rotations afresh when
+/// it takes a slot back.
 const SLOTS: usize = 4;
 
 #[derive(Default)]
@@ -42,6 +53,7 @@ struct Cached {
     id: u64,
     version: u64,
     table: Arc<RouteTable>,
+    rotations: Rotations,
 }
 
 thread_local! {
@@ -56,6 +68,8 @@ impl SharedTable {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             version: AtomicU64::new(0),
             table: ArcSwap::from_pointee(RouteTable::default()),
+            pickers: AtomicUsize::new(0),
+            shared_cursor: AtomicUsize::new(0),
         }
     }
 
@@ -80,14 +94,14 @@ impl SharedTable {
     /// Runs `read` on the current table, from this thread's cache when it
     /// is current. Not for the per-request path: that is [`Self::pick`].
     pub(crate) fn with<R>(&self, read: impl Fn(&RouteTable) -> R) -> R {
-        match self.cached(&read) {
+        match self.cached(|table, _| read(table)) {
             Some(r) => r,
             None => read(&self.table.load()),
         }
     }
 
-    /// The next route of `service`, from this thread's cache when it is
-    /// current: the per-request path.
+    /// The next route of `service` for this thread, from its cache when it
+    /// is current: the per-request path.
     ///
     /// Not [`Self::with`]: there the pick would be a closure called from
     /// two places, the cache and the fallback, and whether LLVM inlined it
@@ -97,24 +111,46 @@ impl SharedTable {
     /// call site and the fallback is its own function.
     #[inline(always)]
     pub(crate) fn pick(&self, service: &str) -> Option<Route> {
-        match self.cached(|t| t.pick(service)) {
+        let picked =
+            self.cached(|table, rotations| table.service(service).map(|s| rotations.next(s)));
+        match picked {
             Some(route) => route,
             None => self.pick_shared(service),
         }
     }
 
+    /// A pick while a store is under way (or this thread's cache is gone,
+    /// or borrowed): from the shared table, with this thread's rotation
+    /// while it has its cache, else with a cursor shared by every thread.
     #[cold]
     #[inline(never)]
     fn pick_shared(&self, service: &str) -> Option<Route> {
-        self.table.load().pick(service)
+        let table = self.table.load();
+        let s = table.service(service)?;
+        let mine = CACHE.try_with(|cache| {
+            let mut cache = cache.try_borrow_mut().ok()?;
+            let entry = match cache.iter().position(|c| c.id == self.id) {
+                Some(slot) => &mut cache[slot],
+                // An odd version, which no pick takes from the cache: the
+                // slot only holds this thread's rotations until the store
+                // is done.
+                None => self.refill(&mut cache, u64::MAX),
+            };
+            Some(entry.rotations.next(s))
+        });
+        if let Ok(Some(route)) = mine {
+            return Some(route);
+        }
+        let n = self.shared_cursor.fetch_add(1, Ordering::Relaxed);
+        Some(s.routes[n % s.routes.len()].clone())
     }
 
-    /// Runs `read` on this thread's cached copy of the current table, or
-    /// returns `None` when that cannot be used: a store is under way, the
-    /// thread is exiting (its cache is gone), or `read` runs inside another
-    /// `read` (the cache is borrowed).
+    /// Runs `read` on this thread's cached copy of the current table (and
+    /// its rotations), or returns `None` when that cannot be used: a store
+    /// is under way, the thread is exiting (its cache is gone), or `read`
+    /// runs inside another `read` (the cache is borrowed).
     #[inline(always)]
-    fn cached<R>(&self, read: impl FnOnce(&RouteTable) -> R) -> Option<R> {
+    fn cached<R>(&self, read: impl FnOnce(&RouteTable, &mut Rotations) -> R) -> Option<R> {
         let version = self.version.load(Ordering::Acquire);
         if version % 2 == 1 {
             return None;
@@ -131,24 +167,27 @@ impl SharedTable {
                     Some(slot) => &mut cache[slot],
                     None => self.refill(&mut cache, version),
                 };
-                Some(read(&entry.table))
+                Some(read(&entry.table, &mut entry.rotations))
             })
             .ok()
             .flatten()
     }
 
     /// Only after a store, or on a thread's first pick from this client:
-    /// the slot for this table, loaded afresh at `version`.
+    /// the slot for this table, loaded afresh at `version`. The thread's
+    /// rotations over this client carry over; a slot taken from another
+    /// client starts new ones.
     #[cold]
     #[inline(never)]
     fn refill<'c>(&self, cache: &'c mut [Cached; SLOTS], version: u64) -> &'c mut Cached {
         let entry = &mut cache[self.slot(cache)];
+        if entry.id != self.id {
+            entry.id = self.id;
+            entry.rotations = Rotations::new(self.pickers.fetch_add(1, Ordering::Relaxed));
+        }
+        entry.version = version;
         // Loaded after `version`: at least as new as that number.
-        *entry = Cached {
-            id: self.id,
-            version,
-            table: self.table.load_full(),
-        };
+        entry.table = self.table.load_full();
         entry
     }
 
@@ -285,5 +324,53 @@ mod tests {
         let inner = SharedTable::new();
         inner.store(table(1));
         assert_eq!(outer.with(|_| size(&inner)), 1);
+    }
+
+    /// Sources with service `p` at `urls`.
+    fn sources(urls: &[&str]) -> Sources {
+        let mut sources = Sources::default();
+        for url in urls {
+            sources.add_manual("p", Route::new(url));
+        }
+        sources
+    }
+
+    fn picks(t: &SharedTable, n: usize) -> Vec<String> {
+        (0..n).map(|_| t.pick("p").unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn a_rotation_goes_on_across_stores() {
+        let t = SharedTable::new();
+        let mut s = sources(&["a", "b"]);
+        t.store(s.build(&t.load(), &crate::table::Touched::All));
+        assert_eq!(picks(&t, 3), ["a", "b", "a"]);
+        t.store(s.build(&t.load(), &crate::table::Touched::All));
+        assert_eq!(picks(&t, 1), ["b"], "same list, rotation kept");
+        s.add_manual("p", Route::new("c"));
+        t.store(s.build(&t.load(), &crate::table::Touched::All));
+        assert_eq!(picks(&t, 4), ["b", "c", "a", "b"], "new list, cursor kept");
+    }
+
+    #[test]
+    fn each_thread_rotates_strictly_and_threads_start_one_apart() {
+        let t = SharedTable::new();
+        let mut s = sources(&["a", "b", "c"]);
+        t.store(s.build(&t.load(), &crate::table::Touched::All));
+        let firsts: Vec<String> = std::thread::scope(|scope| {
+            (0..3)
+                .map(|_| {
+                    let first = scope.spawn(|| {
+                        let seq = picks(&t, 300);
+                        for pair in seq.windows(2) {
+                            assert_ne!(pair[0], pair[1], "strict round-robin");
+                        }
+                        seq[0].clone()
+                    });
+                    first.join().unwrap()
+                })
+                .collect()
+        });
+        assert_eq!(firsts, ["a", "b", "c"]);
     }
 }

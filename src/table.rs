@@ -2,15 +2,14 @@
 //! and that refreshes replace whole.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gosd_driver::{Entry, Event, InstanceName, Snapshot, Version};
 
 use crate::naming::check_url;
+use crate::rotation::RotationIds;
 use crate::route::Route;
-use crate::service_index::{ServiceIndex, ServiceRoutes, fx_bytes, fx_word};
+use crate::service_index::{RotationId, ServiceIndex, ServiceRoutes, fx_bytes, fx_word};
 use crate::skipped::Skipped;
 
 /// One immutable version of the routes.
@@ -20,12 +19,11 @@ pub(crate) struct RouteTable {
 }
 
 impl RouteTable {
-    /// The next route of `service`, round-robin. Lock- and allocation-free.
+    /// The routes of `service` and its rotation, to pick from (see
+    /// `rotation`). A lookup, lock- and allocation-free.
     #[inline(always)]
-    pub(crate) fn pick(&self, service: &str) -> Option<Route> {
-        let s = self.services.get(service)?;
-        let n = s.cursor.fetch_add(1, Ordering::Relaxed);
-        Some(s.routes[n % s.routes.len()].clone())
+    pub(crate) fn service(&self, service: &str) -> Option<&ServiceRoutes> {
+        self.services.get(service)
     }
 
     /// Every route of `service`, in rotation order.
@@ -38,12 +36,9 @@ impl RouteTable {
         self.services.iter().map(|(name, _)| &**name)
     }
 
-    /// The rotation cursor `service` has in this table, or a new one.
-    fn cursor(&self, service: &str) -> Arc<AtomicUsize> {
-        self.services
-            .get(service)
-            .map(|s| s.cursor.clone())
-            .unwrap_or_default()
+    /// The rotation `service` has in this table, if it is in it.
+    fn rotation(&self, service: &str) -> Option<RotationId> {
+        self.services.get(service).map(|s| s.rotation)
     }
 }
 
@@ -186,6 +181,8 @@ pub(crate) struct Sources {
     skipped: Skipped,
     /// When the registry was last read whole; `None`: read it whole next.
     read_whole_at: Option<Instant>,
+    /// The rotation numbers of the services in the tables built from here.
+    rotations: RotationIds,
 }
 
 /// How long a client goes at most on changes from the registry's record
@@ -529,8 +526,9 @@ impl Sources {
 
     /// The table after `touched`: those services are rebuilt from these
     /// sources, the others' route lists are shared with `old` by reference.
-    /// Rotation cursors carry over from `old`.
-    pub(crate) fn build(&self, old: &RouteTable, touched: &Touched) -> RouteTable {
+    /// Rotations carry over from `old`; a service gone from the table gives
+    /// its rotation number back.
+    pub(crate) fn build(&mut self, old: &RouteTable, touched: &Touched) -> RouteTable {
         let mut lists: FxMap<&str, Vec<Route>> = FxMap::default();
         // The same URL twice in a service (say, a stale Go entry and ours)
         // must not get twice the traffic.
@@ -560,13 +558,20 @@ impl Sources {
             .iter()
             .filter(|(name, _)| !touched.includes(name))
             .map(|(name, s)| (name.clone(), s.clone()));
+        let rotations = &mut self.rotations;
+        for (name, s) in old.services.iter() {
+            if touched.includes(name) && !lists.contains_key(&**name) {
+                rotations.give_back(s.rotation);
+            }
+        }
         let rebuilt = lists.into_iter().map(|(service, routes)| {
-            let cursor = old.cursor(service);
+            let rotation = old.rotation(service).unwrap_or_else(|| rotations.take());
             let routes = routes.into();
-            (service.into(), ServiceRoutes { routes, cursor })
+            (service.into(), ServiceRoutes { routes, rotation })
         });
+        let services = shared.chain(rebuilt).collect();
         RouteTable {
-            services: ServiceIndex::new(shared.chain(rebuilt).collect()),
+            services: ServiceIndex::new(services),
         }
     }
 }
@@ -575,6 +580,7 @@ impl Sources {
 mod tests {
     use super::*;
     use gosd_driver::Entry;
+    use std::sync::Arc;
     use std::time::Duration;
 
     const HOLD: Duration = Duration::from_secs(10);
@@ -619,7 +625,7 @@ mod tests {
         }
     }
 
-    fn urls(s: &Sources, service: &str) -> Vec<String> {
+    fn urls(s: &mut Sources, service: &str) -> Vec<String> {
         table_urls(&s.build(&RouteTable::default(), &Touched::All), service)
     }
 
@@ -640,9 +646,9 @@ mod tests {
             entry("p-4", "http://a"),
         ];
         s.apply_snapshot(snapshot(1, 1, entries), None, now, HOLD);
-        assert_eq!(urls(&s, "p"), ["http://a", "http://b"]);
-        assert_eq!(urls(&s, "order-api"), ["http://o"]);
-        assert!(urls(&s, "nodash").is_empty());
+        assert_eq!(urls(&mut s, "p"), ["http://a", "http://b"]);
+        assert_eq!(urls(&mut s, "order-api"), ["http://o"]);
+        assert!(urls(&mut s, "nodash").is_empty());
         assert_eq!(s.next_check(), Some(now + Duration::from_secs(5)));
     }
 
@@ -661,7 +667,7 @@ mod tests {
             s.apply_snapshot(snapshot(1, revision, live), None, now, HOLD);
             assert_eq!(s.skipped.len(), 1, "after the whole read {i}");
         }
-        assert_eq!(urls(&s, "p"), ["http://live"]);
+        assert_eq!(urls(&mut s, "p"), ["http://live"]);
         // A pushed removal forgets the bad entry at once.
         revision += 1;
         let v = version(1, revision, 1);
@@ -699,15 +705,29 @@ mod tests {
     }
 
     #[test]
-    fn rotation_survives_a_rebuild() {
+    fn a_rotation_survives_a_rebuild_and_a_gone_service_gives_its_number_back() {
         let mut s = Sources::default();
-        let entries = vec![entry("p-1", "http://a"), entry("p-2", "http://b")];
-        s.apply_snapshot(snapshot(1, 1, entries), None, Instant::now(), HOLD);
+        let now = Instant::now();
+        let entries = vec![entry("p-1", "http://a"), entry("q-1", "http://b")];
+        s.apply_snapshot(snapshot(1, 1, entries), None, now, HOLD);
         let t1 = s.build(&RouteTable::default(), &Touched::All);
-        assert_eq!(t1.pick("p").unwrap().as_str(), "http://a");
+        let (p, q) = (t1.rotation("p").unwrap(), t1.rotation("q").unwrap());
+        assert_ne!(p, q);
         let t2 = s.build(&t1, &Touched::All);
-        assert_eq!(t2.pick("p").unwrap().as_str(), "http://b");
-        assert_eq!(t2.pick("p").unwrap().as_str(), "http://a");
+        assert_eq!((t2.rotation("p"), t2.rotation("q")), (Some(p), Some(q)));
+        assert_eq!(
+            s.apply_event(removed(version(1, 2, 1), "q-1"), now),
+            Applied::Changed("q".into())
+        );
+        let t3 = s.build(&t2, &Touched::service("q"));
+        assert_eq!(t3.rotation("q"), None);
+        assert_eq!(
+            s.apply_event(put(version(1, 3, 2), "r-1"), now),
+            Applied::Changed("r".into())
+        );
+        let t4 = s.build(&t3, &Touched::service("r"));
+        assert_eq!(t4.rotation("r"), Some(q), "q's number, reused");
+        assert_eq!(t4.rotation("p"), Some(p));
     }
 
     #[test]
@@ -716,7 +736,7 @@ mod tests {
         s.add_manual("m", Route::new("http://m"));
         let one = snapshot(1, 1, vec![entry("p-1", "http://a")]);
         s.apply_snapshot(one, None, Instant::now(), HOLD);
-        assert_eq!(urls(&s, "m"), ["http://m"]);
+        assert_eq!(urls(&mut s, "m"), ["http://m"]);
         s.remove_url("http://a");
         s.remove_url("http://m");
         assert_eq!(
@@ -755,7 +775,7 @@ mod tests {
             s.apply_event(removed(version(1, 3, 0), "p-1"), now),
             Applied::Changed("p".into())
         );
-        assert!(urls(&s, "p").is_empty());
+        assert!(urls(&mut s, "p").is_empty());
         assert_eq!(
             s.apply_event(put(version(2, 1, 1), "p-3"), now),
             Applied::NeedFetch,
@@ -767,7 +787,7 @@ mod tests {
             Touched::Nothing,
             "overtaken by events"
         );
-        assert!(urls(&s, "p").is_empty());
+        assert!(urls(&mut s, "p").is_empty());
     }
 
     #[test]
@@ -793,7 +813,7 @@ mod tests {
             Applied::NeedFetch,
             "a change at 16 we never saw"
         );
-        assert_eq!(urls(&s, "p"), ["http://a"]);
+        assert_eq!(urls(&mut s, "p"), ["http://a"]);
     }
 
     #[test]
@@ -822,7 +842,7 @@ mod tests {
         s.apply_snapshot(snapshot(1, 7, both), None, now, HOLD);
         // Restarted empty: new generation, nothing in it.
         s.apply_snapshot(snapshot(2, 1, vec![]), Some(version(1, 7, 2)), now, HOLD);
-        assert_eq!(urls(&s, "p"), ["http://a", "http://b"], "held");
+        assert_eq!(urls(&mut s, "p"), ["http://a", "http://b"], "held");
         assert_eq!(
             s.next_check(),
             Some(now + HOLD),
@@ -837,7 +857,7 @@ mod tests {
             s.apply_event(removed(version(2, 3, 0), "p-2"), now),
             Applied::Changed("p".into())
         );
-        assert_eq!(urls(&s, "p"), ["http://p-1"]);
+        assert_eq!(urls(&mut s, "p"), ["http://p-1"]);
         assert_eq!(s.hold_until, None, "repopulated");
     }
 
@@ -860,7 +880,7 @@ mod tests {
             "the server's timeline now"
         );
         assert_eq!(
-            urls(&s, "p"),
+            urls(&mut s, "p"),
             ["http://a", "http://b"],
             "p-2 held until it re-registers or the hold ends"
         );
@@ -878,13 +898,13 @@ mod tests {
         );
         s.apply_snapshot(snapshot(2, 1, vec![]), Some(version(1, 1, 1)), now, HOLD);
         assert_eq!(s.unchanged(None, now + HOLD / 2), Touched::Nothing);
-        assert_eq!(urls(&s, "p").len(), 1);
+        assert_eq!(urls(&mut s, "p").len(), 1);
         assert_eq!(
             s.unchanged(None, now + HOLD),
             Touched::All,
             "the hold ran out"
         );
-        assert!(urls(&s, "p").is_empty());
+        assert!(urls(&mut s, "p").is_empty());
     }
 
     #[test]
@@ -995,8 +1015,8 @@ mod tests {
             Ok(Touched::Services(vec!["p".into(), "q".into()]))
         );
         assert_eq!(s.version(), Some(v3));
-        assert_eq!(urls(&s, "q"), ["http://q-1"]);
-        assert!(urls(&s, "p").is_empty());
+        assert_eq!(urls(&mut s, "q"), ["http://q-1"]);
+        assert!(urls(&mut s, "p").is_empty());
         assert_eq!(s.next_check(), Some(now + Duration::from_secs(7)));
 
         // Pushed events got there first: nothing left to do.

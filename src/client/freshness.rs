@@ -80,7 +80,7 @@ impl Inner {
                     // An answer this client does not know.
                     _ => (Touched::Nothing, Some(sources.version())),
                 };
-                self.rebuild(&sources, &touched);
+                self.rebuild(&mut sources, &touched);
                 read_whole_from
             };
             if let Some(at) = read_whole_from {
@@ -104,7 +104,7 @@ impl Inner {
         let mut sources = lock(&self.fresh.sources);
         let touched = sources.apply_snapshot(s, sent, received, self.config.ttl);
         telemetry::refreshed(Refresh::Whole);
-        self.rebuild(&sources, &touched);
+        self.rebuild(&mut sources, &touched);
         Ok(())
     }
 
@@ -147,7 +147,7 @@ impl Inner {
                 telemetry::pushed(&applied);
             }
             if let Applied::Changed(service) = &applied {
-                self.rebuild(&sources, &Touched::service(service));
+                self.rebuild(&mut sources, &Touched::service(service));
             }
             // The maintain loop sleeps until the earliest check it knows
             // of: only a sooner one (a put with a shorter lease) needs it
@@ -177,7 +177,7 @@ impl Inner {
 
     /// Installs the table after `touched`; nothing, and no change
     /// notification, when nothing was.
-    pub(super) fn rebuild(&self, sources: &Sources, touched: &Touched) {
+    pub(super) fn rebuild(&self, sources: &mut Sources, touched: &Touched) {
         if *touched != Touched::Nothing {
             let old = self.fresh.table.load();
             let new = sources.build(&old, touched);

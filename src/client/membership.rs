@@ -50,7 +50,7 @@ impl Inner {
         {
             let mut sources = lock(&self.fresh.sources);
             sources.remove_url(&own.url);
-            self.rebuild(&sources, &Touched::All);
+            self.rebuild(&mut sources, &Touched::All);
         }
         // Everything after take_own runs in a task of its own: if the caller
         // stops awaiting (a timeout around finish()), it still completes.

@@ -362,7 +362,7 @@ impl Client {
         {
             let mut sources = lock(&self.inner.fresh.sources);
             sources.remove_url(url);
-            self.inner.rebuild(&sources, &Touched::All);
+            self.inner.rebuild(&mut sources, &Touched::All);
         }
         let removed = self.inner.driver.remove_stale(url).await?;
         if removed > 0 {
@@ -381,7 +381,7 @@ impl Client {
         check_url(url)?;
         let mut sources = lock(&self.inner.fresh.sources);
         sources.add_manual(service, Route::new(url));
-        self.inner.rebuild(&sources, &Touched::service(service));
+        self.inner.rebuild(&mut sources, &Touched::service(service));
         Ok(())
     }
 
