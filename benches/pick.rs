@@ -112,7 +112,10 @@ impl Hasher for FxHasher {
 
 /// Go gosd's round-robin made thread-safe with one mutex, made fair: no
 /// allocation, gosd's hasher.
-struct MutexBaseline(Mutex<HashMap<Arc<str>, (usize, Vec<Arc<str>>), Fx>>);
+/// Service → (cursor, URLs), as the baselines keep it.
+type Map<Cursor> = HashMap<Arc<str>, (Cursor, Vec<Arc<str>>), Fx>;
+
+struct MutexBaseline(Mutex<Map<usize>>);
 
 impl MutexBaseline {
     #[inline(never)]
@@ -125,7 +128,7 @@ impl MutexBaseline {
 }
 
 /// Readers share the lock; the cursor is an atomic.
-struct RwLockBaseline(RwLock<HashMap<Arc<str>, (AtomicUsize, Vec<Arc<str>>), Fx>>);
+struct RwLockBaseline(RwLock<Map<AtomicUsize>>);
 
 impl RwLockBaseline {
     #[inline(never)]
@@ -150,7 +153,10 @@ fn maybe_realtime() {
     let param = libc::sched_param { sched_priority: 1 };
     // SAFETY: `param` is valid; 0 is the calling thread.
     let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-    assert_eq!(rc, 0, "PICK_BENCH_FIFO=1: sched_setscheduler(SCHED_FIFO) failed (needs root)");
+    assert_eq!(
+        rc, 0,
+        "PICK_BENCH_FIFO=1: sched_setscheduler(SCHED_FIFO) failed (needs root)"
+    );
 }
 
 /// This thread's CPU time.
@@ -336,6 +342,14 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
     }
 }
 
+/// One runtime and task count, and per contender its figure in each round.
+struct Case<'a> {
+    label: String,
+    rt: &'a tokio::runtime::Runtime,
+    tasks: usize,
+    figures: Vec<Vec<f64>>,
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -372,33 +386,30 @@ fn main() {
 
     let contenders = [Who::Global, Who::Client, Who::Mutex, Who::RwLock];
     // (label, runtime, tasks) and, per round, every contender's figure.
-    let mut cases: Vec<(
-        String,
-        Option<(&tokio::runtime::Runtime, usize)>,
-        Vec<Vec<f64>>,
-    )> = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
     for tasks in [1, 2, 8] {
-        cases.push((
-            format!("multi-thread runtime ({WORKERS} workers), {tasks} task(s)"),
-            Some((&multi, tasks)),
-            vec![Vec::new(); contenders.len()],
-        ));
+        cases.push(Case {
+            label: format!("multi-thread runtime ({WORKERS} workers), {tasks} task(s)"),
+            rt: &multi,
+            tasks,
+            figures: vec![Vec::new(); contenders.len()],
+        });
     }
     for tasks in [1, 8] {
-        cases.push((
-            format!("current-thread runtime, {tasks} task(s)"),
-            Some((&current, tasks)),
-            vec![Vec::new(); contenders.len()],
-        ));
+        cases.push(Case {
+            label: format!("current-thread runtime, {tasks} task(s)"),
+            rt: &current,
+            tasks,
+            figures: vec![Vec::new(); contenders.len()],
+        });
     }
     let mut threads: Vec<(usize, Vec<f64>)> = [1, 2, 8].map(|n| (n, Vec::new())).into();
     let mut noop = Vec::new();
 
     for round in 0..ROUNDS {
-        for (_, at, figures) in &mut cases {
-            let (rt, tasks) = at.unwrap();
+        for case in &mut cases {
             for (c, who) in contenders.iter().enumerate() {
-                figures[c].push(on_runtime(rt, &f, *who, tasks));
+                case.figures[c].push(on_runtime(case.rt, &f, *who, case.tasks));
             }
         }
         for (n, figures) in &mut threads {
@@ -417,8 +428,8 @@ fn main() {
          median [min–max] over {ROUNDS} rounds of {PICKS} picks per task; \
          ratio: the baseline's time / gosd's, median of per-round ratios"
     );
-    let gosd_single = median(cases[0].2[1].clone());
-    for (label, _, figures) in &cases {
+    let gosd_single = median(cases[0].figures[1].clone());
+    for Case { label, figures, .. } in &cases {
         println!("{label}:");
         for (c, who) in contenders.iter().enumerate() {
             let (lo, hi) = range(&figures[c]);
