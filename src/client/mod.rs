@@ -269,6 +269,11 @@ impl Client {
 
     /// The next URL of `service`, round-robin over its instances.
     ///
+    /// Round-robin per thread: each thread keeps its own rotation, so that
+    /// threads picking the same service at once do not slow each other
+    /// down. Picks from one thread alternate strictly; across threads each
+    /// instance's share is within the number of threads of an even split.
+    ///
     /// When it has none, refreshes and looks again, up to
     /// `TryFindServiceAmount` times, `TryFindServiceDelay` apart (other
     /// services may still be starting).
