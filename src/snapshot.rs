@@ -373,4 +373,43 @@ mod tests {
         });
         assert_eq!(firsts, ["a", "b", "c"]);
     }
+
+    #[test]
+    fn picks_while_tables_are_swapped_come_from_the_current_one() {
+        // Each table's routes name their generation: `http://g<n>-a`.
+        let generation = |n: usize| {
+            let mut sources = Sources::default();
+            for id in ["a", "b"] {
+                sources.add_manual("p", Route::new(&format!("http://g{n}-{id}")));
+            }
+            sources.build(&RouteTable::default(), &crate::table::Touched::All)
+        };
+        let t = SharedTable::new();
+        t.store(generation(0));
+        let stored = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    // Until the last store is in: every store overlaps picks.
+                    let mut at_least = 0;
+                    while at_least < 300 {
+                        at_least = stored.load(Ordering::Acquire);
+                        let route = t.pick("p").unwrap();
+                        let n: usize = route["http://g".len()..]
+                            .split('-')
+                            .next()
+                            .and_then(|n| n.parse().ok())
+                            .unwrap();
+                        assert!(n >= at_least, "{route} after generation {at_least} was in");
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for n in 1..=300 {
+                    t.store(generation(n));
+                    stored.store(n, Ordering::Release);
+                }
+            });
+        });
+    }
 }
