@@ -7,6 +7,7 @@
 //! it, and a new setting is one entry.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use gosd_driver::DriverError;
@@ -59,8 +60,8 @@ impl Default for EtcdTarget {
 /// Where Redis is. The password never shows in `Debug` or in errors.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct RedisTarget {
-    /// `GOSD_REDIS_URL`: `redis://[user:pass@]host:port/db`. Wins over the
-    /// other three when set.
+    /// `GOSD_REDIS_URL`: `redis://[user:pass@]host:port/db`, or
+    /// `rediss://…` for TLS. Wins over addr, password and db when set.
     pub url: Option<String>,
     /// `gosdRedisAddr` / `GOSD_REDIS_ADDR`: `host:port`, default `localhost:6379`.
     pub addr: Option<String>,
@@ -68,12 +69,26 @@ pub struct RedisTarget {
     pub password: Option<String>,
     /// `gosdRedisDB` / `GOSD_REDIS_DB`, default 0.
     pub db: i64,
+    /// `GOSD_REDIS_CA`: a PEM file of the CA(s) that signed a `rediss://`
+    /// server's certificate, trusted instead of the system's roots.
+    pub tls_ca: Option<PathBuf>,
+    /// `GOSD_REDIS_CERT`: a PEM client certificate for mutual TLS; needs
+    /// [`tls_key`](Self::tls_key).
+    pub tls_cert: Option<PathBuf>,
+    /// `GOSD_REDIS_KEY`: the PEM private key of [`tls_cert`](Self::tls_cert).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl RedisTarget {
     /// Whether any Redis setting was given at all (as opposed to defaults).
     pub fn is_configured(&self) -> bool {
-        self.url.is_some() || self.addr.is_some() || self.password.is_some() || self.db != 0
+        self.url.is_some()
+            || self.addr.is_some()
+            || self.password.is_some()
+            || self.db != 0
+            || self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_key.is_some()
     }
 }
 
@@ -84,6 +99,9 @@ impl fmt::Debug for RedisTarget {
             .field("addr", &self.addr)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("db", &self.db)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -95,7 +113,7 @@ impl fmt::Debug for RedisTarget {
 /// | setting | variables | default |
 /// |---|---|---|
 /// | [`driver`](Self::driver) | `GOSD_DRIVER` (`redis`, `etcd` or `memory`) | `redis` |
-/// | [`redis`](Self::redis) | `GOSD_REDIS_URL`, `gosdRedisAddr`/`GOSD_REDIS_ADDR`, `gosdRedisPassword`/`GOSD_REDIS_PASSWORD`, `gosdRedisDB`/`GOSD_REDIS_DB` | `localhost:6379`, db 0 |
+/// | [`redis`](Self::redis) | `GOSD_REDIS_URL`, `gosdRedisAddr`/`GOSD_REDIS_ADDR`, `gosdRedisPassword`/`GOSD_REDIS_PASSWORD`, `gosdRedisDB`/`GOSD_REDIS_DB`; TLS files `GOSD_REDIS_CA`, `GOSD_REDIS_CERT`, `GOSD_REDIS_KEY` | `localhost:6379`, db 0 |
 /// | [`etcd`](Self::etcd) | `GOSD_ETCD_ENDPOINTS` (comma-separated), `GOSD_ETCD_PREFIX` | `http://localhost:2379`, `/gosd` |
 /// | [`try_refresh_amount`](Self::try_refresh_amount) | `gosdTryRefreshAmount`/`GOSD_TRY_REFRESH_AMOUNT` | 3 |
 /// | [`try_find_service_amount`](Self::try_find_service_amount) | `gosdTryFindServiceAmount`/`GOSD_TRY_FIND_SERVICE_AMOUNT` | 5 |
@@ -346,6 +364,9 @@ impl Config {
             "addr" => "GOSD_REDIS_ADDR",
             "db" => "GOSD_REDIS_DB",
             "key" => "GOSD_KEY",
+            "tls_ca" => "GOSD_REDIS_CA",
+            "tls_cert" => "GOSD_REDIS_CERT",
+            "tls_key" => "GOSD_REDIS_KEY",
             _ => "GOSD_REDIS_*",
         };
         let bad = |e| driver_config_error(e, var);
@@ -362,6 +383,26 @@ impl Config {
         options = options.db(r.db).map_err(bad)?;
         if let Some(url) = &r.url {
             options = options.url(url).map_err(bad)?;
+        }
+        if let Some(ca) = &r.tls_ca {
+            options = options.tls_ca(ca).map_err(bad)?;
+        }
+        match (&r.tls_cert, &r.tls_key) {
+            (Some(cert), Some(key)) => {
+                options = options.tls_client_cert(cert, key).map_err(bad)?;
+            }
+            (None, None) => {}
+            (Some(set), None) | (None, Some(set)) => {
+                let (var, other) = match r.tls_cert {
+                    Some(_) => ("GOSD_REDIS_CERT", "GOSD_REDIS_KEY"),
+                    None => ("GOSD_REDIS_KEY", "GOSD_REDIS_CERT"),
+                };
+                return Err(Error::Config {
+                    var: var.to_owned(),
+                    value: set.display().to_string(),
+                    reason: format!("a client certificate needs both files: set {other} too"),
+                });
+            }
         }
         Ok(options)
     }
@@ -466,7 +507,10 @@ mod tests {
             ("GOSD_TTL", "10000000000000000000"),
             ("GOSD_TTL", "ten"),
             ("GOSD_HEARTBEAT", "1ms"),
-            ("GOSD_REDIS_URL", "rediss://h:6379"),
+            ("GOSD_REDIS_URL", "rediss://h:6379/#insecure"),
+            ("GOSD_REDIS_CA", "/no/such/ca.pem"),
+            ("GOSD_REDIS_CERT", "/no/such/cert.pem"),
+            ("GOSD_REDIS_KEY", "/no/such/key.pem"),
             ("gosdRedisAddr", "redis://:pw@h:6379"),
             ("GOSD_HEARTBEAT", "20s"),
             ("GOSD_CRON", "every minute"),

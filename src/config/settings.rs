@@ -97,6 +97,34 @@ pub(super) const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        key: "redis_ca",
+        go: None,
+        upper: "GOSD_REDIS_CA",
+        apply: |c, v| {
+            c.redis.tls_ca = Some(v.trim().into()).filter(|p: &PathBuf| !p.as_os_str().is_empty());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_cert",
+        go: None,
+        upper: "GOSD_REDIS_CERT",
+        apply: |c, v| {
+            c.redis.tls_cert =
+                Some(v.trim().into()).filter(|p: &PathBuf| !p.as_os_str().is_empty());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_key",
+        go: None,
+        upper: "GOSD_REDIS_KEY",
+        apply: |c, v| {
+            c.redis.tls_key = Some(v.trim().into()).filter(|p: &PathBuf| !p.as_os_str().is_empty());
+            Ok(())
+        },
+    },
+    Setting {
         key: "try_refresh_amount",
         go: Some("gosdTryRefreshAmount"),
         upper: "GOSD_TRY_REFRESH_AMOUNT",

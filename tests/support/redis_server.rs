@@ -17,6 +17,7 @@ use spawned::{Log, spawn_until_ready};
 pub struct RedisServer {
     child: Child,
     port: u16,
+    tls: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -37,14 +38,57 @@ impl RedisServer {
             .unwrap_or_else(|| panic!("redis-server did not start on port {port}"))
     }
 
+    /// Starts a server that speaks only TLS (`--port 0`), with the
+    /// certificates in `dir` (see `certs.rs`: `server.pem`, `server.key`,
+    /// `ca.pem`), asking clients for a certificate as `auth_clients` says
+    /// (`no`, `optional` or `yes`).
+    pub fn start_tls(dir: &std::path::Path, auth_clients: &str) -> Self {
+        let file = |f: &str| dir.join(f).display().to_string();
+        let args = [
+            "--tls-cert-file".to_owned(),
+            file("server.pem"),
+            "--tls-key-file".to_owned(),
+            file("server.key"),
+            "--tls-ca-cert-file".to_owned(),
+            file("ca.pem"),
+            "--tls-auth-clients".to_owned(),
+            auth_clients.to_owned(),
+        ];
+        Self::start_with(&args, true)
+    }
+
+    /// Starts a server on a free port with extra arguments (e.g. an ACL
+    /// user); with `tls`, the port is its TLS port and plain text is off.
+    pub fn start_with(args: &[String], tls: bool) -> Self {
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start(free_port(), args, tls) {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
     fn try_start_on(port: u16) -> Option<Self> {
+        Self::try_start(port, &[], false)
+    }
+
+    fn try_start(port: u16, extra: &[String], tls: bool) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let port_arg = port.to_string();
+        match tls {
+            true => cmd.args(["--port", "0", "--tls-port", &port_arg]),
+            false => cmd.args(["--port", &port_arg]),
+        };
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--loglevel", "notice", "--logfile", ""])
             .arg("--dir")
-            .arg(dir.path());
+            .arg(dir.path())
+            .args(extra);
+        if tls {
+            cmd.arg("--unixsocket").arg(dir.path().join("redis.sock"));
+        }
         let child = spawn_until_ready(
             cmd,
             Log::Stdout,
@@ -57,6 +101,7 @@ impl RedisServer {
         Some(Self {
             child,
             port,
+            tls,
             _dir: dir,
         })
     }
@@ -70,13 +115,26 @@ impl RedisServer {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// `redis://127.0.0.1:<port>/0`, or `rediss://localhost:<port>/0` for
+    /// a TLS server (its certificate names `localhost`).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match self.tls {
+            true => format!("rediss://localhost:{}/0", self.port),
+            false => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
-    /// A plain connection for inspecting or tampering with the registry.
+    /// A connection for inspecting or tampering with the registry, as the
+    /// default user; through a Unix socket for a TLS server.
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
+        let url = match self.tls {
+            true => format!(
+                "redis+unix://{}",
+                self._dir.path().join("redis.sock").display()
+            ),
+            false => self.url(),
+        };
+        redis::Client::open(url)
             .and_then(|c| c.get_connection())
             .expect("connect to the test redis-server")
     }

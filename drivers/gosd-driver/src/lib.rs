@@ -287,12 +287,12 @@ pub enum DriverError {
     /// use gosd_driver::DriverError;
     /// let e = DriverError::InvalidConfig {
     ///     setting: "url".into(),
-    ///     value: gosd_driver::redact_url("rediss://:hunter2@h:6379"),
-    ///     reason: "TLS (rediss://) is not supported yet".into(),
+    ///     value: gosd_driver::redact_url("rediss://:hunter2@h:6379/#insecure"),
+    ///     reason: "a URL fragment would skip the certificate checks".into(),
     /// };
     /// assert_eq!(
     ///     e.to_string(),
-    ///     r#"invalid url "rediss://***@h:6379": TLS (rediss://) is not supported yet"#
+    ///     r#"invalid url "rediss://***@h:6379/#insecure": a URL fragment would skip the certificate checks"#
     /// );
     /// assert!(!e.is_transient());
     /// ```

@@ -78,6 +78,7 @@ mod diagnose;
 mod options;
 mod replies;
 mod scripts;
+mod tls;
 
 pub use options::RedisOptions;
 use replies::*;
@@ -150,7 +151,7 @@ impl RedisDriver {
 
     /// A redis-rs client for the options: opening one connects nothing.
     fn client(&self) -> Result<Client, RedisError> {
-        Client::open(self.options.connection_info()?)
+        self.options.client()
     }
 
     /// The name of the hash that holds the routes (`gosd` by default).
@@ -210,7 +211,7 @@ impl RedisDriver {
         if transient {
             DriverError::Unavailable {
                 backend: self.backend.clone(),
-                source: Box::new(e),
+                source: tls::explain(e, self.options.is_tls()),
             }
         } else {
             DriverError::Protocol {

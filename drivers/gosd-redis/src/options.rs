@@ -1,10 +1,15 @@
 //! [`RedisOptions`]: where the Redis is, and which hash holds the registry.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use gosd_driver::{DriverError, redact_url};
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisResult};
+use redis::{
+    Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisResult,
+};
+
+use crate::tls::{self, TlsFiles};
 
 /// Where the registry lives: the Redis server (a URL, or an address with a
 /// password and a database number) and the hash key. Every setting is
@@ -37,16 +42,20 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionI
 /// assert_eq!(driver.backend(), "redis at 10.0.0.5:6380/1");
 /// assert_eq!(driver.key(), "routes");
 ///
-/// // TLS is refused with the reason, before any server is asked.
-/// let err = RedisOptions::from_url("rediss://:secret@h:6379").unwrap_err();
-/// assert!(matches!(&err, DriverError::InvalidConfig { setting, .. } if setting == "url"));
-/// assert!(err.to_string().contains("TLS") && !err.to_string().contains("secret"));
+/// // TLS: rediss://, with a private CA (and a client certificate for
+/// // mutual TLS); the files are read and checked here, before any server
+/// // is asked.
+/// let options = RedisOptions::from_url("rediss://gosd:secret@redis.internal:6380")?;
+/// let err = options.tls_ca("/no/such/ca.pem").unwrap_err();
+/// assert!(matches!(&err, DriverError::InvalidConfig { setting, .. } if setting == "tls_ca"));
+/// assert!(err.to_string().contains("/no/such/ca.pem") && !err.to_string().contains("secret"));
 /// # Ok::<_, DriverError>(())
 /// ```
 #[derive(Clone)]
 pub struct RedisOptions {
     addr: ConnectionAddr,
     settings: RedisConnectionInfo,
+    tls: TlsFiles,
     pub(crate) key: String,
 }
 
@@ -57,6 +66,7 @@ impl Default for RedisOptions {
         Self {
             addr: ConnectionAddr::Tcp("localhost".to_owned(), 6379),
             settings: RedisConnectionInfo::default(),
+            tls: TlsFiles::default(),
             key: "gosd".to_owned(),
         }
     }
@@ -78,20 +88,28 @@ impl RedisOptions {
     }
 
     /// The server, its credentials and its database from a URL:
-    /// `redis://[user:pass@]host:port/db` (also `valkey://`, and
-    /// `unix:///path?db=N&pass=...` or `redis+unix://` for a socket).
+    /// `redis://[user:pass@]host:port/db`, or `rediss://…` for TLS (also
+    /// `valkey://`/`valkeys://`, and `unix:///path?db=N&pass=...` or
+    /// `redis+unix://` for a socket). A user name is a Redis 6+ ACL user.
     /// It replaces whatever [`addr`](Self::addr), [`password`](Self::password)
     /// and [`db`](Self::db) set before.
     ///
+    /// TLS checks the server's certificate against the system's roots, or
+    /// the CA [`tls_ca`](Self::tls_ca) sets, and its name against the host.
+    ///
     /// # Errors
     /// [`DriverError::InvalidConfig`] for `url` when it is not a URL, its
-    /// scheme is not one of those (`rediss://`, TLS, is not supported yet),
-    /// it has no host, or the Redis client cannot use it.
+    /// scheme is not one of those, it has no host, it asks to skip
+    /// certificate checks (`#insecure`), it is not `rediss://` while TLS
+    /// files are set, or the Redis client cannot use it.
     pub fn url(mut self, url: &str) -> Result<Self, DriverError> {
         let url = url.trim();
         let bad = |reason: String| invalid("url", redact_url(url), reason);
         check_url(url).map_err(bad)?;
         let info = url.into_connection_info().map_err(|e| bad(e.to_string()))?;
+        if !self.tls.is_empty() && !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+            return Err(bad(TLS_FILES_NEED_REDISS.into()));
+        }
         self.addr = info.addr().clone();
         self.settings = info.redis_settings().clone();
         Ok(self)
@@ -107,8 +125,70 @@ impl RedisOptions {
     pub fn addr(mut self, addr: &str) -> Result<Self, DriverError> {
         let bad = |reason: String| invalid("addr", redact_url(addr), reason);
         let (host, port) = check_addr(addr).map_err(bad)?;
+        if !self.tls.is_empty() {
+            return Err(bad(TLS_FILES_NEED_REDISS.into()));
+        }
         self.addr = ConnectionAddr::Tcp(host, port);
         Ok(self)
+    }
+
+    /// Trusts the CA certificates in the PEM file at `path` for TLS, instead
+    /// of the system's roots: for a server whose certificate a private CA
+    /// signed. The server must be a `rediss://` [`url`](Self::url), set
+    /// before.
+    ///
+    /// # Errors
+    /// [`DriverError::InvalidConfig`] for `tls_ca` when the file cannot be
+    /// read, holds no PEM certificate, or the server is not `rediss://`.
+    pub fn tls_ca(mut self, path: impl AsRef<Path>) -> Result<Self, DriverError> {
+        let path = path.as_ref();
+        let bad = |reason: String| invalid("tls_ca", path.display().to_string(), reason);
+        self.need_tls().map_err(bad)?;
+        self.tls.set_ca(path).map_err(bad)?;
+        Ok(self)
+    }
+
+    /// Presents the certificate (chain) in the PEM file `cert`, with the
+    /// private key in the PEM file `key`, to a server that asks for one
+    /// (mutual TLS, `tls-auth-clients`). The server must be a `rediss://`
+    /// [`url`](Self::url), set before.
+    ///
+    /// # Errors
+    /// [`DriverError::InvalidConfig`] for `tls_cert` or `tls_key` when that
+    /// file cannot be read or holds no PEM certificate or key, when the key
+    /// is not the certificate's, or (`tls_cert`) when the server is not
+    /// `rediss://`.
+    pub fn tls_client_cert(
+        mut self,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, DriverError> {
+        let (cert, key) = (cert.as_ref(), key.as_ref());
+        let shown = |setting: &str| match setting {
+            "tls_key" => key.display().to_string(),
+            _ => cert.display().to_string(),
+        };
+        self.need_tls()
+            .map_err(|reason| invalid("tls_cert", shown("tls_cert"), reason))?;
+        self.tls
+            .set_client(cert, key)
+            .map_err(|(setting, reason)| invalid(setting, shown(setting), reason))?;
+        Ok(self)
+    }
+
+    fn need_tls(&self) -> Result<(), String> {
+        match self.addr {
+            ConnectionAddr::TcpTls { .. } => Ok(()),
+            _ => Err(format!(
+                "the server is {}, not TLS: TLS files need a rediss:// URL (GOSD_REDIS_URL)",
+                self.addr
+            )),
+        }
+    }
+
+    /// Whether connections speak TLS (`rediss://`).
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self.addr, ConnectionAddr::TcpTls { .. })
     }
 
     /// The password (Redis `AUTH`). Keeps the address and database.
@@ -156,6 +236,19 @@ impl RedisOptions {
         let info = self.addr.clone().into_connection_info()?;
         Ok(info.set_redis_settings(self.settings.clone()))
     }
+
+    /// A redis-rs client for these options: opening one connects nothing.
+    pub(crate) fn client(&self) -> RedisResult<Client> {
+        let info = self.connection_info()?;
+        if !self.is_tls() {
+            return Client::open(info);
+        }
+        tls::install_provider();
+        match self.tls.is_empty() {
+            true => Client::open(info),
+            false => Client::build_with_tls(info, self.tls.certificates()),
+        }
+    }
 }
 
 impl FromStr for RedisOptions {
@@ -175,10 +268,14 @@ impl fmt::Debug for RedisOptions {
             .field("db", &settings.db())
             .field("username", &settings.username())
             .field("password", &settings.password().map(|_| "***"))
+            .field("tls", &self.tls)
             .field("key", &self.key)
             .finish()
     }
 }
+
+const TLS_FILES_NEED_REDISS: &str =
+    "TLS files are set (GOSD_REDIS_CA, GOSD_REDIS_CERT): the server must be a rediss:// URL";
 
 fn invalid(setting: &str, value: String, reason: String) -> DriverError {
     DriverError::InvalidConfig {
@@ -188,21 +285,28 @@ fn invalid(setting: &str, value: String, reason: String) -> DriverError {
     }
 }
 
-/// `redis://[user:pass@]host:port/db`, or a socket; no TLS yet.
+/// `redis[s]://[user:pass@]host:port/db`, or a socket.
 fn check_url(v: &str) -> Result<(), String> {
     let url = url::Url::parse(v)
         .map_err(|e| format!("not a URL ({e}); expected redis://[user:pass@]host:port/db"))?;
-    match url.scheme() {
-        "redis" | "redis+unix" | "unix" | "valkey" => {}
+    let tcp = match url.scheme() {
+        "redis" | "valkey" => true,
         "rediss" | "valkeys" => {
-            return Err(
-                "TLS (rediss://) is not supported yet; use redis:// (e.g. through a TLS tunnel)"
-                    .into(),
-            );
+            if url.fragment().is_some() {
+                return Err("a URL fragment (`#insecure`) would skip the server's \
+                    certificate checks, which gosd does not do; trust its CA with GOSD_REDIS_CA"
+                    .into());
+            }
+            true
         }
-        other => return Err(format!("unsupported scheme `{other}`; expected redis://")),
-    }
-    if matches!(url.scheme(), "redis" | "valkey") && url.host_str().is_none_or(str::is_empty) {
+        "redis+unix" | "unix" => false,
+        other => {
+            return Err(format!(
+                "unsupported scheme `{other}`; expected redis:// or rediss://"
+            ));
+        }
+    };
+    if tcp && url.host_str().is_none_or(str::is_empty) {
         return Err("the URL has no host".into());
     }
     Ok(())
@@ -268,7 +372,12 @@ mod tests {
             (o().addr("host:99999").unwrap_err(), "addr"),
             (o().addr("redis://:hunter2@h:6379").unwrap_err(), "addr"),
             (o().url("http://x").unwrap_err(), "url"),
-            (o().url("rediss://:hunter2@h:6379").unwrap_err(), "url"),
+            (
+                o().url("rediss://:hunter2@h:6379/#insecure").unwrap_err(),
+                "url",
+            ),
+            (o().url("ftp://:hunter2@h:6379").unwrap_err(), "url"),
+            (o().tls_ca("/etc/hostname").unwrap_err(), "tls_ca"),
             (o().url("redis:/:hunter2@h:6379").unwrap_err(), "url"),
             (o().url("redis://h:6379/notadb").unwrap_err(), "url"),
             (o().db(-1).unwrap_err(), "db"),
@@ -280,8 +389,19 @@ mod tests {
             assert!(!shown.contains("answered unexpectedly"), "{shown}");
             assert_eq!(setting(err).0, name, "{shown}");
         }
-        let (_, _, reason) = setting(o().url("rediss://h:6379").unwrap_err());
-        assert!(reason.contains("TLS"), "{reason}");
+        let (_, _, reason) = setting(o().tls_ca("/etc/hostname").unwrap_err());
+        assert!(reason.contains("rediss://"), "{reason}");
+        let tls = o().url("rediss://:hunter2@h:6379").unwrap();
+        assert!(tls.is_tls());
+        let (_, value, reason) = setting(tls.clone().tls_ca("/etc/hostname").unwrap_err());
+        assert_eq!(value, "/etc/hostname");
+        assert!(reason.contains("no certificate"), "{reason}");
+        let (name, _, reason) = setting(
+            tls.tls_client_cert("/no/cert.pem", "/no/key.pem")
+                .unwrap_err(),
+        );
+        assert_eq!(name, "tls_cert");
+        assert!(reason.contains("cannot read /no/cert.pem"), "{reason}");
     }
 
     #[test]

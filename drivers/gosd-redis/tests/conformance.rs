@@ -1,14 +1,33 @@
 //! The shared driver conformance suite, against a real redis-server.
 
+#[path = "../../../tests/support/certs.rs"]
+mod certs;
 #[path = "../../../tests/support/redis_server.rs"]
 mod redis_server;
 
+use certs::Certs;
 use gosd_driver::conformance::{self, Harness, LeaseReporting};
-use gosd_redis::RedisDriver;
+use gosd_redis::{RedisDriver, RedisOptions};
 use redis_server::{RedisServer, free_port};
 
 struct Redis {
     server: RedisServer,
+    /// For a TLS server: its certificates, and the driver presents the
+    /// client certificate.
+    certs: Option<Certs>,
+}
+
+impl Redis {
+    fn options(&self, url: &str) -> RedisOptions {
+        let options: RedisOptions = url.parse().expect("options");
+        match &self.certs {
+            None => options,
+            Some(c) => options
+                .tls_ca(c.path("ca.pem"))
+                .and_then(|o| o.tls_client_cert(c.path("client.pem"), c.path("client.key")))
+                .expect("TLS options"),
+        }
+    }
 }
 
 impl Harness for Redis {
@@ -17,15 +36,16 @@ impl Harness for Redis {
     const LEASES: LeaseReporting = LeaseReporting::Reported;
 
     fn driver(&self) -> RedisDriver {
-        RedisDriver::new(self.server.url().parse().expect("options"))
+        RedisDriver::new(self.options(&self.server.url()))
     }
 
     fn unreachable(&self) -> RedisDriver {
-        RedisDriver::new(
-            format!("redis://127.0.0.1:{}/0", free_port())
-                .parse()
-                .expect("options"),
-        )
+        let scheme = if self.certs.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        RedisDriver::new(self.options(&format!("{scheme}://localhost:{}/0", free_port())))
     }
 
     async fn wipe(&self) {
@@ -43,6 +63,19 @@ impl Harness for Redis {
 async fn redis_driver_passes_the_conformance_suite() {
     let harness = Redis {
         server: RedisServer::start(),
+        certs: None,
+    };
+    conformance::run(&harness).await;
+}
+
+/// Every connection (commands, the subscription, the one deregistration
+/// opens) over mutual TLS, to a server that speaks nothing else.
+#[tokio::test]
+async fn redis_driver_passes_the_conformance_suite_over_mutual_tls() {
+    let certs = Certs::new();
+    let harness = Redis {
+        server: RedisServer::start_tls(&certs.path(""), "yes"),
+        certs: Some(certs),
     };
     conformance::run(&harness).await;
 }
