@@ -75,6 +75,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
 use tokio::sync::OnceCell;
 
 mod diagnose;
+mod hints;
 mod options;
 mod replies;
 mod scripts;
@@ -211,12 +212,12 @@ impl RedisDriver {
         if transient {
             DriverError::Unavailable {
                 backend: self.backend.clone(),
-                source: tls::explain(e, self.options.is_tls()),
+                source: hints::explain(e, self.options.is_tls()),
             }
         } else {
             DriverError::Protocol {
                 backend: self.backend.clone(),
-                message: e.to_string(),
+                message: hints::reply(&e),
             }
         }
     }

@@ -1,11 +1,9 @@
-//! TLS for `rediss://`: the PEM files, read and checked when they are set,
-//! and the hints that turn a failed handshake into an error that says which
-//! setting to fix.
+//! TLS for `rediss://`: the PEM files, read and checked when they are set.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use redis::{ClientTlsConfig, RedisError, TlsCertificates};
+use redis::{ClientTlsConfig, TlsCertificates};
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -133,84 +131,5 @@ pub(crate) fn install_provider() {
     if CryptoProvider::get_default().is_none() {
         // Err: another thread installed one first, which is as good.
         let _ = provider().install_default();
-    }
-}
-
-/// A failed connection with a hint on which setting to fix, when the
-/// failure is one TLS settings explain.
-#[derive(Debug)]
-pub(crate) struct Explained {
-    hint: &'static str,
-    source: RedisError,
-}
-
-impl fmt::Display for Explained {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.hint, self.source)
-    }
-}
-
-impl std::error::Error for Explained {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
-/// `e` as the source of an error, with a hint when `tls` (whether the URL
-/// is `rediss://`) explains it.
-pub(crate) fn explain(e: RedisError, tls: bool) -> Box<dyn std::error::Error + Send + Sync> {
-    match hint(&e, tls) {
-        Some(hint) => Box::new(Explained { hint, source: e }),
-        None => Box::new(e),
-    }
-}
-
-fn hint(e: &RedisError, tls: bool) -> Option<&'static str> {
-    let text = format!("{e:?} {e}");
-    if !tls {
-        // A TLS port answers plain text by resetting the connection; a
-        // server that died closes it (or refuses the next one) instead.
-        let reset = text.contains("ConnectionReset") || text.contains("reset by peer");
-        return reset.then_some(
-            "the server reset the connection: if this port speaks TLS, \
-             use a rediss:// URL (GOSD_REDIS_URL)",
-        );
-    }
-    let is = |words: &[&str]| words.iter().any(|w| text.contains(w));
-    if is(&["InvalidContentType", "corrupt message", "InvalidMessage"]) {
-        Some(
-            "the server does not speak TLS on this port: use redis://, or its TLS port (GOSD_REDIS_URL)",
-        )
-    } else if e.is_timeout() {
-        // A plain-text port reads a TLS hello as the start of a command and
-        // waits for the rest: a handshake that gets no answer.
-        Some(
-            "no answer in time; a port that does not speak TLS answers a TLS handshake with silence: if so, use redis:// (GOSD_REDIS_URL)",
-        )
-    } else if is(&[
-        "UnknownIssuer",
-        "BadSignature",
-        "invalid peer certificate: Other",
-    ]) {
-        Some(
-            "the server's certificate does not verify against the trusted CAs: set GOSD_REDIS_CA to the CA that signed it",
-        )
-    } else if is(&["NotValidForName", "certificate not valid for name"]) {
-        Some("the server's certificate is not for the host in GOSD_REDIS_URL")
-    } else if is(&["Expired", "NotValidYet"]) {
-        Some("the server's certificate is outside its validity dates")
-    } else if is(&["CertificateRequired", "HandshakeFailure"]) {
-        Some("the server wants a client certificate: set GOSD_REDIS_CERT and GOSD_REDIS_KEY")
-    } else if is(&[
-        "BadCertificate",
-        "UnknownCA",
-        "DecryptError",
-        "AccessDenied",
-    ]) {
-        Some(
-            "the server refused the client certificate (GOSD_REDIS_CERT, GOSD_REDIS_KEY): is it signed by a CA the server trusts?",
-        )
-    } else {
-        None
     }
 }
