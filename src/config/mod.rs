@@ -77,6 +77,14 @@ pub struct RedisTarget {
     pub tls_cert: Option<PathBuf>,
     /// `GOSD_REDIS_KEY`: the PEM private key of [`tls_cert`](Self::tls_cert).
     pub tls_key: Option<PathBuf>,
+    /// `GOSD_REDIS_SENTINELS`: `host:port,host:port,…` of Redis Sentinels
+    /// that name the primary; needs [`master`](Self::master). The password,
+    /// database and a URL's credentials apply to the primary.
+    pub sentinels: Option<String>,
+    /// `GOSD_REDIS_MASTER`: the primary's name in the sentinels' config.
+    pub master: Option<String>,
+    /// `GOSD_REDIS_SENTINEL_PASSWORD`: the sentinels' own password, if any.
+    pub sentinel_password: Option<String>,
 }
 
 impl RedisTarget {
@@ -89,6 +97,7 @@ impl RedisTarget {
             || self.tls_ca.is_some()
             || self.tls_cert.is_some()
             || self.tls_key.is_some()
+            || self.sentinels.is_some()
     }
 }
 
@@ -102,6 +111,12 @@ impl fmt::Debug for RedisTarget {
             .field("tls_ca", &self.tls_ca)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -113,7 +128,7 @@ impl fmt::Debug for RedisTarget {
 /// | setting | variables | default |
 /// |---|---|---|
 /// | [`driver`](Self::driver) | `GOSD_DRIVER` (`redis`, `etcd` or `memory`) | `redis` |
-/// | [`redis`](Self::redis) | `GOSD_REDIS_URL`, `gosdRedisAddr`/`GOSD_REDIS_ADDR`, `gosdRedisPassword`/`GOSD_REDIS_PASSWORD`, `gosdRedisDB`/`GOSD_REDIS_DB`; TLS files `GOSD_REDIS_CA`, `GOSD_REDIS_CERT`, `GOSD_REDIS_KEY` | `localhost:6379`, db 0 |
+/// | [`redis`](Self::redis) | `GOSD_REDIS_URL`, `gosdRedisAddr`/`GOSD_REDIS_ADDR`, `gosdRedisPassword`/`GOSD_REDIS_PASSWORD`, `gosdRedisDB`/`GOSD_REDIS_DB`; TLS files `GOSD_REDIS_CA`, `GOSD_REDIS_CERT`, `GOSD_REDIS_KEY`; Sentinel `GOSD_REDIS_SENTINELS`, `GOSD_REDIS_MASTER`, `GOSD_REDIS_SENTINEL_PASSWORD` | `localhost:6379`, db 0 |
 /// | [`etcd`](Self::etcd) | `GOSD_ETCD_ENDPOINTS` (comma-separated), `GOSD_ETCD_PREFIX` | `http://localhost:2379`, `/gosd` |
 /// | [`try_refresh_amount`](Self::try_refresh_amount) | `gosdTryRefreshAmount`/`GOSD_TRY_REFRESH_AMOUNT` | 3 |
 /// | [`try_find_service_amount`](Self::try_find_service_amount) | `gosdTryFindServiceAmount`/`GOSD_TRY_FIND_SERVICE_AMOUNT` | 5 |
@@ -367,6 +382,9 @@ impl Config {
             "tls_ca" => "GOSD_REDIS_CA",
             "tls_cert" => "GOSD_REDIS_CERT",
             "tls_key" => "GOSD_REDIS_KEY",
+            "sentinels" => "GOSD_REDIS_SENTINELS",
+            "master" => "GOSD_REDIS_MASTER",
+            "sentinel_password" => "GOSD_REDIS_SENTINEL_PASSWORD",
             _ => "GOSD_REDIS_*",
         };
         let bad = |e| driver_config_error(e, var);
@@ -404,7 +422,65 @@ impl Config {
                 });
             }
         }
-        Ok(options)
+        self.sentinel_options(options)
+    }
+
+    /// [`redis_options`](Self::redis_options)' Sentinel part: the
+    /// sentinels and the master name come together, and replace an address.
+    #[cfg(feature = "redis")]
+    fn sentinel_options(
+        &self,
+        options: gosd_redis::RedisOptions,
+    ) -> Result<gosd_redis::RedisOptions> {
+        let r = &self.redis;
+        let config = |var: &str, value: &str, reason: &str| Error::Config {
+            var: var.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let var = |setting: &str| match setting {
+            "master" => "GOSD_REDIS_MASTER",
+            "sentinel_password" => "GOSD_REDIS_SENTINEL_PASSWORD",
+            _ => "GOSD_REDIS_SENTINELS",
+        };
+        match (&r.sentinels, &r.master) {
+            (None, None) => match &r.sentinel_password {
+                Some(_) => Err(config(
+                    "GOSD_REDIS_SENTINEL_PASSWORD",
+                    "***",
+                    "set GOSD_REDIS_SENTINELS and GOSD_REDIS_MASTER too",
+                )),
+                None => Ok(options),
+            },
+            (None, Some(master)) => Err(config(
+                "GOSD_REDIS_MASTER",
+                master,
+                "set GOSD_REDIS_SENTINELS too: the sentinels that know this primary",
+            )),
+            (Some(list), None) => Err(config(
+                "GOSD_REDIS_SENTINELS",
+                &redact_url(list),
+                "set GOSD_REDIS_MASTER too: the primary's name in the sentinels' config",
+            )),
+            (Some(list), Some(master)) => {
+                if let Some(addr) = &r.addr {
+                    return Err(config(
+                        "GOSD_REDIS_ADDR",
+                        &redact_url(addr),
+                        "the sentinels name the primary (GOSD_REDIS_SENTINELS is set); unset this",
+                    ));
+                }
+                let mut options = options
+                    .sentinels(list, master)
+                    .map_err(|e| driver_config_error(e, var))?;
+                if let Some(password) = &r.sentinel_password {
+                    options = options
+                        .sentinel_password(password)
+                        .map_err(|e| driver_config_error(e, var))?;
+                }
+                Ok(options)
+            }
+        }
     }
 
     /// The etcd settings as [`gosd_etcd::EtcdOptions`], checked by the

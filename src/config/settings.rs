@@ -125,6 +125,33 @@ pub(super) const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        key: "redis_sentinels",
+        go: None,
+        upper: "GOSD_REDIS_SENTINELS",
+        apply: |c, v| {
+            c.redis.sentinels = Some(v.trim().to_owned());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_master",
+        go: None,
+        upper: "GOSD_REDIS_MASTER",
+        apply: |c, v| {
+            c.redis.master = Some(v.trim().to_owned());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "redis_sentinel_password",
+        go: None,
+        upper: "GOSD_REDIS_SENTINEL_PASSWORD",
+        apply: |c, v| {
+            c.redis.sentinel_password = Some(v.to_owned()).filter(|p| !p.is_empty());
+            Ok(())
+        },
+    },
+    Setting {
         key: "try_refresh_amount",
         go: Some("gosdTryRefreshAmount"),
         upper: "GOSD_TRY_REFRESH_AMOUNT",
@@ -223,8 +250,8 @@ fn parse_count(v: &str) -> Result<u32, String> {
 /// The value as it may appear in an error: passwords never do.
 pub(super) fn shown(key: &str, value: &str) -> String {
     match key {
-        "redis_password" => "***".to_owned(),
-        "redis_url" | "redis_addr" | "etcd_endpoints" => redact_url(value),
+        "redis_password" | "redis_sentinel_password" => "***".to_owned(),
+        "redis_url" | "redis_addr" | "redis_sentinels" | "etcd_endpoints" => redact_url(value),
         _ => value.to_owned(),
     }
 }

@@ -9,6 +9,10 @@ pub mod certs;
 pub mod etcd_server;
 #[allow(clippy::duplicate_mod)]
 pub mod redis_server;
+pub mod sentinel;
+#[allow(clippy::duplicate_mod)]
+#[path = "spawned.rs"]
+mod spawned;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

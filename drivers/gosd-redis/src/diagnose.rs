@@ -23,7 +23,7 @@ const SLOW_ROUND_TRIP: Duration = Duration::from_millis(500);
 const PINGS: usize = 5;
 
 pub(crate) async fn run(d: &RedisDriver) -> Result<Vec<Finding>, DriverError> {
-    let mut conn = d.conn().await?;
+    let (_, mut conn) = d.conn().await?;
     // The first PING tells an unreachable server: that is an error, not a finding.
     let mut findings = vec![round_trip(d, &mut conn).await?];
     findings.push(version(d, &mut conn).await);

@@ -5,11 +5,13 @@ use std::fmt;
 
 use redis::RedisError;
 
+use crate::RedisOptions;
+
 /// A failed connection with a hint on which setting to fix, when the
 /// failure is one TLS settings explain.
 #[derive(Debug)]
 pub(crate) struct Explained {
-    hint: &'static str,
+    hint: String,
     source: RedisError,
 }
 
@@ -25,10 +27,18 @@ impl std::error::Error for Explained {
     }
 }
 
-/// `e` as the source of an error, with a hint when `tls` (whether the URL
-/// is `rediss://`) explains it.
-pub(crate) fn explain(e: RedisError, tls: bool) -> Box<dyn std::error::Error + Send + Sync> {
-    match hint(&e, tls) {
+/// `e` as the source of an error, with a hint when the settings in
+/// `options` (TLS, Sentinel) explain it.
+pub(crate) fn explain(
+    e: RedisError,
+    options: &RedisOptions,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    let hint = match &options.sentinel {
+        Some(s) => crate::sentinel::hint(&e, &s.master),
+        None => None,
+    }
+    .or_else(|| hint(&e, options.is_tls()).map(str::to_owned));
+    match hint {
         Some(hint) => Box::new(Explained { hint, source: e }),
         None => Box::new(e),
     }
@@ -86,8 +96,15 @@ fn hint(e: &RedisError, tls: bool) -> Option<&'static str> {
 
 /// A Redis error reply, with a hint when it is an ACL refusal: Redis
 /// names the command, key or channel; the hint says where the rule is.
-pub(crate) fn reply(e: &RedisError) -> String {
+pub(crate) fn reply(e: &RedisError, options: &RedisOptions) -> String {
     let text = e.to_string();
+    if let Some(hint) = options
+        .sentinel
+        .as_ref()
+        .and_then(|s| crate::sentinel::hint(e, &s.master))
+    {
+        return format!("{hint} ({text})");
+    }
     let refused = e.code() == Some("NOPERM")
         || ["no permissions", "can't publish", "can't access", "NOPERM"]
             .iter()

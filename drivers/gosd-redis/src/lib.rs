@@ -61,6 +61,13 @@
 //! - Deregistration opens a connection of its own: it runs at shutdown,
 //!   possibly on a fresh runtime while the one that drove the shared
 //!   connection is blocked.
+//! - TLS (`rediss://`, rustls): every connection, with the CA and client
+//!   certificate [`RedisOptions::tls_ca`] and
+//!   [`RedisOptions::tls_client_cert`] set.
+//! - Behind Redis Sentinel ([`RedisOptions::sentinels`]) the sentinels
+//!   name the primary. A command that finds no server (or `READONLY`), and
+//!   a `+switch-master` announcement, make the driver ask them again and
+//!   move the shared connection and the subscription to the new primary.
 
 #![warn(missing_docs)]
 
@@ -72,13 +79,13 @@ use gosd_driver::{
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
-use tokio::sync::OnceCell;
 
 mod diagnose;
 mod hints;
 mod options;
 mod replies;
 mod scripts;
+mod sentinel;
 mod tls;
 
 pub use options::RedisOptions;
@@ -90,12 +97,16 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// How often an idle subscription is checked with a PING.
 const PING_EVERY: Duration = Duration::from_secs(15);
 
+/// Behind Sentinel, how long a subscription that found no primary waits
+/// for a `+switch-master` before it reports the failure.
+const FAILOVER_WAIT: Duration = Duration::from_secs(10);
+
 /// A gosd registry in Redis. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct RedisDriver {
     /// Holds the password: never shown.
     options: RedisOptions,
-    conn: std::sync::Arc<OnceCell<ConnectionManager>>,
+    conn: std::sync::Arc<std::sync::Mutex<Shared>>,
     keys: Keys,
     backend: String,
 }
@@ -108,6 +119,20 @@ impl std::fmt::Debug for RedisDriver {
             .field("key", &self.keys.hash)
             .finish()
     }
+}
+
+/// The shared connection, and how many have been made: a failure on one
+/// that has since been replaced must not drop its successor.
+#[derive(Default)]
+struct Shared {
+    made: u64,
+    manager: Option<ConnectionManager>,
+}
+
+fn lock(m: &std::sync::Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    // Nothing panics while holding it; a poisoned lock still holds a
+    // consistent pair.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Clone, Debug)]
@@ -150,9 +175,17 @@ impl RedisDriver {
         }
     }
 
-    /// A redis-rs client for the options: opening one connects nothing.
-    fn client(&self) -> Result<Client, RedisError> {
-        self.options.client()
+    /// A redis-rs client for the server: the one the options name, or the
+    /// primary the sentinels name now (asking them connects).
+    async fn client(&self) -> Result<Client, RedisError> {
+        match &self.options.sentinel {
+            None => self.options.client(),
+            Some(s) => tokio::time::timeout(TIMEOUT, s.primary(self.options.settings()))
+                .await
+                .map_err(|_| {
+                    RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                })?,
+        }
     }
 
     /// The name of the hash that holds the routes (`gosd` by default).
@@ -160,22 +193,49 @@ impl RedisDriver {
         &self.keys.hash
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, DriverError> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(TIMEOUT))
-                    .set_response_timeout(Some(TIMEOUT))
-                    // The gosd client retries with its own backoff; the
-                    // manager's own retries would only hide the outage.
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                ConnectionManager::new_lazy_with_config(self.client()?, config)
-            })
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(conn.clone())
+    /// The shared connection (made on first use, and again after a
+    /// failover lost it), with its number for [`lost`](Self::lost).
+    async fn conn(&self) -> Result<(u64, ConnectionManager), DriverError> {
+        {
+            let shared = lock(&self.conn);
+            if let Some(manager) = &shared.manager {
+                return Ok((shared.made, manager.clone()));
+            }
+        }
+        let client = self.client().await.map_err(|e| self.error(e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            // The gosd client retries with its own backoff; the
+            // manager's own retries would only hide the outage.
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let primary = client.get_connection_info().addr().to_string();
+        let manager =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| self.error(e))?;
+        let mut shared = lock(&self.conn);
+        if let Some(won) = &shared.manager {
+            return Ok((shared.made, won.clone()));
+        }
+        if self.options.sentinel.is_some() {
+            tracing::info!(backend = %self.backend, %primary, "connecting to the primary the sentinels name");
+        }
+        shared.made += 1;
+        shared.manager = Some(manager.clone());
+        Ok((shared.made, manager))
+    }
+
+    /// After `e` on connection number `made`: behind Sentinel, a server
+    /// that is gone or read-only may have been replaced by a new primary,
+    /// which only asking the sentinels again finds (redis-rs keeps
+    /// reconnecting to the old address).
+    fn lost(&self, made: u64, e: &DriverError) {
+        if self.options.sentinel.is_some() && e.is_transient() {
+            let mut shared = lock(&self.conn);
+            if shared.made == made {
+                shared.manager = None;
+            }
+        }
     }
 
     /// Runs one of the scripts with its six keys and `args`.
@@ -198,7 +258,9 @@ impl RedisDriver {
     }
 
     async fn call(&self, script: &Script, args: &[&[u8]]) -> Result<Value, DriverError> {
-        self.run(&mut self.conn().await?, script, args).await
+        let (made, mut conn) = self.conn().await?;
+        let answer = self.run(&mut conn, script, args).await;
+        answer.inspect_err(|e| self.lost(made, e))
     }
 
     fn error(&self, e: RedisError) -> DriverError {
@@ -207,17 +269,19 @@ impl RedisDriver {
             || e.is_connection_refusal()
             || e.is_connection_dropped()
             || e.is_unrecoverable_error()
-            // A server that is loading its data or failing over is down for now.
-            || matches!(e.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN"));
+            || e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
+            // A server that is loading its data or failing over is down
+            // for now; READONLY is a primary demoted under our feet.
+            || matches!(e.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY"));
         if transient {
             DriverError::Unavailable {
                 backend: self.backend.clone(),
-                source: hints::explain(e, self.options.is_tls()),
+                source: hints::explain(e, &self.options),
             }
         } else {
             DriverError::Protocol {
                 backend: self.backend.clone(),
-                message: hints::reply(&e),
+                message: hints::reply(&e, &self.options),
             }
         }
     }
@@ -234,6 +298,14 @@ impl RedisDriver {
             Value::Int(i) => Ok(i),
             other => Err(self.unexpected(what, &other)),
         }
+    }
+}
+
+impl RedisDriver {
+    /// Drops the shared connection, so the next command asks the
+    /// sentinels where the primary is.
+    fn forget_primary(&self) {
+        lock(&self.conn).manager = None;
     }
 }
 
@@ -291,6 +363,7 @@ impl Driver for RedisDriver {
             .set_response_timeout(Some(TIMEOUT));
         let mut conn = self
             .client()
+            .await
             .map_err(|e| self.error(e))?
             .get_multiplexed_async_connection_with_config(&config)
             .await
@@ -309,10 +382,13 @@ impl Driver for RedisDriver {
         let known = known
             .map(|k| [k.generation, k.revision, k.entries].map(|n| n.to_string().into_bytes()));
         let args: Vec<&[u8]> = known.iter().flatten().map(Vec::as_slice).collect();
-        let mut conn = self.conn().await?;
+        let (made, mut conn) = self.conn().await?;
         // One command when nothing changed, or when the changes since
         // `known` are still in the log: the script reaps and compares.
-        let v = self.run(&mut conn, &FETCH, &args).await?;
+        let v = self
+            .run(&mut conn, &FETCH, &args)
+            .await
+            .inspect_err(|e| self.lost(made, e))?;
         if let Some(answer) = parse_unchanged(&v).or_else(|| parse_changes(&v)) {
             return Ok(answer);
         }
@@ -330,30 +406,63 @@ impl Driver for RedisDriver {
         let v: Value = read
             .query_async(&mut conn)
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.error(e))
+            .inspect_err(|e| self.lost(made, e))?;
         parse_changed(v).map_err(|got| self.unexpected("fetch", &got))
     }
 
     async fn watch(&self, sink: EventSink) -> Result<(), DriverError> {
         use futures_util::StreamExt;
         let timed_out = || self.error(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
+        // Behind Sentinel, word of a failover ends the subscription (the
+        // caller subscribes again, on the new primary), and a primary that
+        // cannot be reached is waited on until the next failover.
+        let mut switches = match &self.options.sentinel {
+            Some(s) => tokio::time::timeout(TIMEOUT, s.switches())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(Box::pin),
+            None => None,
+        };
         let subscribe = async {
-            let mut pubsub = self.client()?.get_async_pubsub().await?;
+            let mut pubsub = self.client().await?.get_async_pubsub().await?;
             pubsub.subscribe(&self.keys.events).await?;
             Ok(pubsub)
         };
-        let pubsub = tokio::time::timeout(TIMEOUT, subscribe)
+        let subscribed = tokio::time::timeout(TIMEOUT, subscribe)
             .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| self.error(e))?;
+            .map_err(|_| timed_out())
+            .and_then(|r| r.map_err(|e| self.error(e)));
+        let pubsub = match (subscribed, &mut switches) {
+            (Ok(pubsub), _) => pubsub,
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(switches)) => {
+                let _ = tokio::time::timeout(FAILOVER_WAIT, switches.next()).await;
+                self.forget_primary();
+                return Err(e);
+            }
+        };
         sink(Event::Subscribed);
         let (mut control, mut messages) = pubsub.split();
         // A half-open connection never ends the stream: a PING now and
         // then finds it out.
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
+        let switched = async {
+            match &mut switches {
+                Some(s) => s.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(switched);
         loop {
             tokio::select! {
+                Some(()) = &mut switched => {
+                    tracing::info!(backend = %self.backend, "the sentinels announced a new primary; moving there");
+                    self.forget_primary();
+                    return Ok(());
+                }
                 msg = messages.next() => {
                     // None: the connection ended (Redis died, or it was
                     // killed); the caller subscribes again.
@@ -381,10 +490,12 @@ impl Driver for RedisDriver {
     async fn leases(&self) -> Result<Vec<(String, Duration)>, DriverError> {
         let mut read = redis::pipe();
         read.zrange_withscores(&self.keys.leases, 0, -1).cmd("TIME");
+        let (made, mut conn) = self.conn().await?;
         let v: Value = read
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut conn)
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.error(e))
+            .inspect_err(|e| self.lost(made, e))?;
         parse_leases(v).map_err(|got| self.unexpected("leases", &got))
     }
 

@@ -9,6 +9,7 @@ use redis::{
     Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisResult,
 };
 
+use crate::sentinel::{self, Sentinels};
 use crate::tls::{self, TlsFiles};
 
 /// Where the registry lives: the Redis server (a URL, or an address with a
@@ -56,6 +57,7 @@ pub struct RedisOptions {
     addr: ConnectionAddr,
     settings: RedisConnectionInfo,
     tls: TlsFiles,
+    pub(crate) sentinel: Option<Sentinels>,
     pub(crate) key: String,
 }
 
@@ -67,6 +69,7 @@ impl Default for RedisOptions {
             addr: ConnectionAddr::Tcp("localhost".to_owned(), 6379),
             settings: RedisConnectionInfo::default(),
             tls: TlsFiles::default(),
+            sentinel: None,
             key: "gosd".to_owned(),
         }
     }
@@ -109,6 +112,9 @@ impl RedisOptions {
         let info = url.into_connection_info().map_err(|e| bad(e.to_string()))?;
         if !self.tls.is_empty() && !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
             return Err(bad(TLS_FILES_NEED_REDISS.into()));
+        }
+        if self.sentinel.is_some() && matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+            return Err(bad(NO_TLS_WITH_SENTINEL.into()));
         }
         self.addr = info.addr().clone();
         self.settings = info.redis_settings().clone();
@@ -176,6 +182,71 @@ impl RedisOptions {
         Ok(self)
     }
 
+    /// Finds the primary through Redis Sentinel: `list` is the sentinels'
+    /// `host:port,host:port,…`, `master` the name their `sentinel monitor`
+    /// gives it. The primary's credentials and database stay those of
+    /// [`password`](Self::password), [`db`](Self::db) or a
+    /// [`url`](Self::url) (whose host and port are then not used). After a
+    /// failover the driver asks the sentinels again and moves every
+    /// connection to the new primary.
+    ///
+    /// ```
+    /// use gosd_redis::{RedisDriver, RedisOptions};
+    /// let options = RedisOptions::new()
+    ///     .sentinels("10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379", "mymaster")?
+    ///     .sentinel_password("sentinel-secret")?;
+    /// assert!(!format!("{options:?}").contains("sentinel-secret"));
+    /// let driver = RedisDriver::new(options);
+    /// assert_eq!(
+    ///     gosd_driver::Driver::backend(&driver),
+    ///     "redis primary mymaster via sentinels 10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379, db 0"
+    /// );
+    /// # Ok::<_, gosd_driver::DriverError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`DriverError::InvalidConfig`] for `sentinels` when the list is empty
+    /// or an entry is not `host:port`, or the URL is `rediss://` (TLS with
+    /// Sentinel is not supported yet); for `master` when the name is empty
+    /// or has spaces.
+    pub fn sentinels(mut self, list: &str, master: &str) -> Result<Self, DriverError> {
+        let addrs = sentinel::parse_addrs(list)
+            .map_err(|reason| invalid("sentinels", redact_url(list), reason))?;
+        if self.is_tls() {
+            let reason = NO_TLS_WITH_SENTINEL.to_owned();
+            return Err(invalid("sentinels", redact_url(list), reason));
+        }
+        let master = master.trim();
+        if master.is_empty() || master.contains(char::is_whitespace) {
+            let reason = "expected the primary's name as the sentinels know it (`sentinel monitor <name> …`), e.g. mymaster".to_owned();
+            return Err(invalid("master", master.to_owned(), reason));
+        }
+        self.sentinel = Some(Sentinels {
+            addrs,
+            master: master.to_owned(),
+            password: None,
+        });
+        Ok(self)
+    }
+
+    /// The password the sentinels themselves want (`requirepass` in their
+    /// config), if it differs from none. Set [`sentinels`](Self::sentinels)
+    /// first.
+    ///
+    /// # Errors
+    /// [`DriverError::InvalidConfig`] for `sentinel_password` when no
+    /// sentinels are set.
+    pub fn sentinel_password(mut self, password: &str) -> Result<Self, DriverError> {
+        match &mut self.sentinel {
+            Some(s) => s.password = Some(password.to_owned()),
+            None => {
+                let reason = "set the sentinels (GOSD_REDIS_SENTINELS) too".to_owned();
+                return Err(invalid("sentinel_password", "***".into(), reason));
+            }
+        }
+        Ok(self)
+    }
+
     fn need_tls(&self) -> Result<(), String> {
         match self.addr {
             ConnectionAddr::TcpTls { .. } => Ok(()),
@@ -228,7 +299,20 @@ impl RedisOptions {
     /// Where the server is, for errors and logs, without credentials:
     /// `redis at host:port/db`.
     pub(crate) fn backend(&self) -> String {
-        format!("redis at {}/{}", self.addr, self.settings.db())
+        match &self.sentinel {
+            Some(s) => format!(
+                "redis primary {} via sentinels {}, db {}",
+                s.master,
+                s.shown_addrs(),
+                self.settings.db()
+            ),
+            None => format!("redis at {}/{}", self.addr, self.settings.db()),
+        }
+    }
+
+    /// The primary's credentials and database.
+    pub(crate) fn settings(&self) -> &RedisConnectionInfo {
+        &self.settings
     }
 
     /// What redis-rs connects with.
@@ -269,6 +353,7 @@ impl fmt::Debug for RedisOptions {
             .field("username", &settings.username())
             .field("password", &settings.password().map(|_| "***"))
             .field("tls", &self.tls)
+            .field("sentinel", &self.sentinel)
             .field("key", &self.key)
             .finish()
     }
@@ -276,6 +361,9 @@ impl fmt::Debug for RedisOptions {
 
 const TLS_FILES_NEED_REDISS: &str =
     "TLS files are set (GOSD_REDIS_CA, GOSD_REDIS_CERT): the server must be a rediss:// URL";
+
+const NO_TLS_WITH_SENTINEL: &str =
+    "TLS (rediss://) with Sentinel is not supported yet; use redis:// with GOSD_REDIS_SENTINELS";
 
 fn invalid(setting: &str, value: String, reason: String) -> DriverError {
     DriverError::InvalidConfig {
@@ -313,7 +401,7 @@ fn check_url(v: &str) -> Result<(), String> {
 }
 
 /// `host:port`, with a non-empty host and a port from 1 to 65535.
-fn check_addr(v: &str) -> Result<(String, u16), String> {
+pub(crate) fn check_addr(v: &str) -> Result<(String, u16), String> {
     let v = v.trim();
     let (host, port) = v
         .rsplit_once(':')
