@@ -33,19 +33,59 @@ impl EtcdServer {
         panic!("etcd did not start on any of 5 pairs of free ports");
     }
 
+    /// Starts a cluster of `n` members on free ports, each killed on drop,
+    /// once every member serves clients (which needs a leader).
+    pub fn start_cluster(n: usize) -> Vec<Self> {
+        for _ in 0..5 {
+            let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+            let cluster: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+                .collect();
+            let cluster = cluster.join(",");
+            // Together: each waits for the others before it serves.
+            let members: Vec<Option<Self>> = std::thread::scope(|s| {
+                let started: Vec<_> = ports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (client, peer))| {
+                        let cluster = &cluster;
+                        s.spawn(move || {
+                            Self::try_start_member(&format!("m{i}"), *client, *peer, cluster)
+                        })
+                    })
+                    .collect();
+                started
+                    .into_iter()
+                    .map(|t| t.join().ok().flatten())
+                    .collect()
+            });
+            if members.iter().all(Option::is_some) {
+                return members.into_iter().flatten().collect();
+            }
+        }
+        panic!("an etcd cluster of {n} did not start on any of 5 sets of free ports");
+    }
+
     fn try_start(client: u16, peer: u16) -> Option<Self> {
+        let cluster = format!("gosd-test=http://127.0.0.1:{peer}");
+        Self::try_start_member("gosd-test", client, peer, &cluster)
+    }
+
+    fn try_start_member(name: &str, client: u16, peer: u16, cluster: &str) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let mut cmd = Command::new("etcd");
-        cmd.args(["--name", "gosd-test"])
+        cmd.args(["--name", name])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &client_url])
             .args(["--advertise-client-urls", &client_url])
             .args(["--listen-peer-urls", &peer_url])
             .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("gosd-test={peer_url}")])
+            .args(["--initial-cluster", cluster])
             .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
             .args([
                 "--logger",
