@@ -1,10 +1,12 @@
 //! The Redis and etcd drivers side by side, in the same run, on the same
-//! machine: propagation (register -> visible in 1 and 100 watching client
+//! machine — Redis plain, over mutual TLS, and behind Sentinel (1 primary,
+//! 1 replica, 3 sentinels), and etcd: propagation (register -> visible in 1 and 100 watching client
 //! tables, p50/p99), registration throughput (1 and 16 registrants at
 //! once), and an unchanged refresh.
 //!
-//! `cargo bench --bench drivers` (spawns its own redis-server and etcd:
-//! `apt-get install -y redis-server etcd-server`)
+//! `cargo bench --bench drivers` (spawns its own redis-server,
+//! redis-sentinel and etcd: `apt-get install -y redis-server redis-sentinel
+//! etcd-server`)
 //!
 //! The servers are as the tests run them: Redis with persistence off, etcd
 //! with its default fsync per commit (a single member on a temp dir). So
@@ -12,12 +14,19 @@
 //! usually deployed for discovery, and BENCHMARKS.md says so.
 
 // Each server module loads its own copy of `spawned.rs`.
+#[path = "../tests/support/certs.rs"]
+mod certs;
 #[allow(clippy::duplicate_mod)]
 #[path = "../tests/support/etcd_server.rs"]
 mod etcd_server;
 #[allow(clippy::duplicate_mod)]
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
+#[path = "../tests/support/sentinel.rs"]
+mod sentinel;
+#[allow(clippy::duplicate_mod)]
+#[path = "../tests/support/spawned.rs"]
+mod spawned;
 mod support;
 
 use std::sync::Arc;
@@ -25,8 +34,9 @@ use std::time::{Duration, Instant};
 
 use etcd_server::EtcdServer;
 use gosd::driver::{Fetched, InstanceName};
-use gosd::{Config, DriverKind, DynDriver, EtcdDriver, EtcdOptions, RedisDriver};
+use gosd::{Config, DriverKind, DynDriver, EtcdDriver, EtcdOptions, RedisDriver, RedisOptions};
 use redis_server::RedisServer;
+use sentinel::{MASTER, SentinelSet};
 use support::{propagation_round, report};
 
 struct Backend {
@@ -90,6 +100,9 @@ fn main() {
         .build()
         .unwrap();
     let redis = RedisServer::start();
+    let certs = certs::Certs::new();
+    let tls = RedisServer::start_tls(&certs.path(""), "yes");
+    let sentinels = SentinelSet::start();
     let etcd = EtcdServer::start();
     rt.block_on(async {
         let mut redis_config = Config::default();
@@ -97,11 +110,36 @@ fn main() {
         let mut etcd_config = Config::default();
         etcd_config.driver = DriverKind::Etcd;
         etcd_config.etcd.endpoints = vec![etcd.endpoint()];
+        let mut tls_config = Config::default();
+        tls_config.redis.url = Some(tls.url());
+        tls_config.redis.tls_ca = Some(certs.path("ca.pem"));
+        tls_config.redis.tls_cert = Some(certs.path("client.pem"));
+        tls_config.redis.tls_key = Some(certs.path("client.key"));
+        let tls_options = RedisOptions::from_url(&tls.url())
+            .and_then(|o| o.tls_ca(certs.path("ca.pem")))
+            .and_then(|o| o.tls_client_cert(certs.path("client.pem"), certs.path("client.key")))
+            .unwrap();
+        let mut sentinel_config = Config::default();
+        sentinel_config.redis.sentinels = Some(sentinels.list());
+        sentinel_config.redis.master = Some(MASTER.to_owned());
+        let sentinel_options = RedisOptions::new()
+            .sentinels(&sentinels.list(), MASTER)
+            .unwrap();
         let backends = [
             Backend {
                 label: "redis",
                 config: redis_config,
                 driver: Arc::new(RedisDriver::new(redis.url().parse().unwrap())),
+            },
+            Backend {
+                label: "redis-tls",
+                config: tls_config,
+                driver: Arc::new(RedisDriver::new(tls_options)),
+            },
+            Backend {
+                label: "redis-sentinel",
+                config: sentinel_config,
+                driver: Arc::new(RedisDriver::new(sentinel_options)),
             },
             Backend {
                 label: "etcd",
@@ -124,12 +162,15 @@ fn main() {
                 let what = format!("{}: register -> {clients} client table(s)", b.label);
                 percentiles.push(report(&what, &mut samples));
             }
-            println!(
-                "{:<44} ratio redis/etcd p50 = {:.2}, p99 = {:.2}",
-                "",
-                percentiles[0].0.as_secs_f64() / percentiles[1].0.as_secs_f64(),
-                percentiles[0].1.as_secs_f64() / percentiles[1].1.as_secs_f64()
-            );
+            for (b, (p50, p99)) in backends.iter().zip(&percentiles).skip(1) {
+                println!(
+                    "{:<44} ratio {}/redis p50 = {:.2}, p99 = {:.2}",
+                    "",
+                    b.label,
+                    p50.as_secs_f64() / percentiles[0].0.as_secs_f64(),
+                    p99.as_secs_f64() / percentiles[0].1.as_secs_f64()
+                );
+            }
         }
 
         println!("registration throughput, unique names, 60 s leases");
@@ -144,7 +185,14 @@ fn main() {
                 );
                 rates.push(rate);
             }
-            println!("{:<44} ratio redis/etcd = {:.2}", "", rates[0] / rates[1]);
+            for (b, rate) in backends.iter().zip(&rates).skip(1) {
+                println!(
+                    "{:<44} ratio {}/redis = {:.2}",
+                    "",
+                    b.label,
+                    rate / rates[0]
+                );
+            }
         }
 
         println!("unchanged refresh (fetch with the current version), registry as left above");
@@ -153,11 +201,14 @@ fn main() {
             let mut samples = unchanged_fetch(&b.driver, scaled(1_000)).await;
             p50s.push(report(&format!("{}: unchanged fetch", b.label), &mut samples).0);
         }
-        println!(
-            "{:<44} ratio redis/etcd p50 = {:.2}",
-            "",
-            p50s[0].as_secs_f64() / p50s[1].as_secs_f64()
-        );
+        for (b, p50) in backends.iter().zip(&p50s).skip(1) {
+            println!(
+                "{:<44} ratio {}/redis p50 = {:.2}",
+                "",
+                b.label,
+                p50.as_secs_f64() / p50s[0].as_secs_f64()
+            );
+        }
         // Each backend's floor for one request: what an unchanged fetch
         // is measured against.
         let mut redis_conn = redis::Client::open(redis.url())
