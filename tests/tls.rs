@@ -2,11 +2,14 @@
 //! real redis-server that speaks nothing else: the seed's demo with mutual
 //! TLS, and each TLS setting that is wrong, named in the error.
 
+// Not in `support`: the router's tests share it and have no rcgen.
+#[path = "support/certs.rs"]
+mod certs;
 mod support;
 
 use std::process::Command;
 
-use support::certs::Certs;
+use certs::Certs;
 use support::{Proc, RedisServer, registry, wait_until};
 
 fn tls_env(server: &RedisServer, certs: &Certs) -> Vec<(&'static str, String)> {

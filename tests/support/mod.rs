@@ -4,7 +4,6 @@
 
 // Each server module is also included alone (by the driver crates' tests
 // and the benches), so each loads its own copy of `spawned.rs`.
-pub mod certs;
 #[allow(clippy::duplicate_mod)]
 pub mod etcd_server;
 #[allow(clippy::duplicate_mod)]
