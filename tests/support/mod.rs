@@ -198,6 +198,11 @@ impl Proc {
         self.lines.recv_timeout(PATIENCE).ok()
     }
 
+    /// The lines printed so far that were not read yet; does not wait.
+    pub fn ready_lines(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+
     pub fn lines(self) -> Vec<String> {
         self.lines.iter().collect()
     }

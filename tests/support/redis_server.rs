@@ -106,6 +106,11 @@ impl RedisServer {
         })
     }
 
+    /// The server's process id, to freeze it (`kill -STOP`) and so on.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -78,6 +78,16 @@ struct State {
     gone: BTreeMap<String, Instant>,
     revision: u64,
     generation: u64,
+    /// Stall detection, as the Redis driver's `{gosd}:clock`.
+    clock: Option<Clock>,
+}
+
+/// When the registry last served, and the shortest heartbeat seen lately.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    last: Instant,
+    beat: Duration,
+    beat_seen: Instant,
 }
 
 #[derive(Debug)]
@@ -93,6 +103,60 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
+    /// The Redis driver's stall rule: after a gap between calls longer
+    /// than the shortest heartbeat seen lately (the registry was not
+    /// serving: the process was stopped, or the registry held), leases
+    /// that still had more than a heartbeat to run when the gap began, and
+    /// that would run out within one from now, run out one heartbeat from
+    /// now instead, and likewise for tombstones. So the renewals held up
+    /// behind the stall land before their leases are reaped; a crashed
+    /// instance stays at most one heartbeat longer, once. `renewing` is the
+    /// name and TTL of a renewal, whose interval since the last one is a
+    /// heartbeat seen.
+    fn excuse_stall(&mut self, now: Instant, renewing: Option<(&str, Duration)>) {
+        let observed = renewing.and_then(|(name, ttl)| {
+            let lease = self.entries.get(name)?.expires?;
+            let renewed = lease.checked_sub(ttl)?;
+            Some(now.saturating_duration_since(renewed)).filter(|d| !d.is_zero())
+        });
+        let stalled = self
+            .clock
+            .filter(|c| now.saturating_duration_since(c.last) > c.beat);
+        if let Some(c) = stalled {
+            let (from, until) = (c.last + c.beat, now + c.beat);
+            let starved = |t: &mut Instant| {
+                if *t > from && *t < until {
+                    *t = until;
+                }
+            };
+            for stored in self.entries.values_mut() {
+                if let Some(t) = &mut stored.expires {
+                    starved(t);
+                }
+            }
+            self.gone.values_mut().for_each(starved);
+        }
+        let mut clock = self.clock;
+        if let Some(seen) = observed {
+            let replace = clock.is_none_or(|c| {
+                seen <= c.beat
+                    || (stalled.is_none()
+                        && now.saturating_duration_since(c.beat_seen) > c.beat * 3)
+            });
+            if replace {
+                clock = Some(Clock {
+                    last: now,
+                    beat: seen,
+                    beat_seen: now,
+                });
+            }
+        }
+        if let Some(c) = &mut clock {
+            c.last = now;
+        }
+        self.clock = clock;
+    }
+
     fn version(&self) -> Version {
         Version {
             generation: self.generation,
@@ -185,6 +249,7 @@ impl MemoryDriver {
         let mut s = lock(&self.shared.state);
         s.entries.clear();
         s.gone.clear();
+        s.clock = None;
         s.revision += 1;
         s.generation += 1;
     }
@@ -215,12 +280,28 @@ impl MemoryDriver {
         }
     }
 
+    /// Holds the registry for `d`, as a stopped backend would: every call
+    /// waits until it is over, and then finds the clock moved on. Blocks
+    /// the calling thread.
+    pub fn stall(&self, d: Duration) {
+        let _held = lock(&self.shared.state);
+        std::thread::sleep(d);
+    }
+
     fn live(&self) -> Result<Live<'_>, DriverError> {
+        self.live_renewing(None)
+    }
+
+    /// [`Self::live`] for a renewal of `name` to `ttl`.
+    fn live_renewing(&self, renewing: Option<(&str, Duration)>) -> Result<Live<'_>, DriverError> {
         if !*self.shared.reachable.borrow() {
             return Err(self.unreachable());
         }
-        let now = Instant::now();
         let mut state = lock(&self.shared.state);
+        // After the lock: a call that waited out a stall reads the time
+        // after it, as a script queued behind a stopped Redis does.
+        let now = Instant::now();
+        state.excuse_stall(now, renewing);
         let events = state.reap(now);
         Ok(Live {
             driver: self,
@@ -257,7 +338,7 @@ impl Driver for MemoryDriver {
         url: &str,
         ttl: Duration,
     ) -> Result<Renewal, DriverError> {
-        let mut l = self.live()?;
+        let mut l = self.live_renewing(Some((name.as_str(), ttl)))?;
         let now = l.now;
         let deregistered = l.state.gone.contains_key(name.as_str());
         match l.state.entries.get_mut(name.as_str()) {

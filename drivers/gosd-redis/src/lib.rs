@@ -10,13 +10,27 @@
 //! | `{gosd}:gen` | string | the generation: Redis's `TIME` when this registry's state began |
 //! | `{gosd}:events` | channel | one message per change, with the version after it |
 //! | `{gosd}:log` | list | the last 64 of those messages, newest first |
+//! | `{gosd}:clock` | string | `<ms> <beat_ms> <ms>`: when a script last wrote, the shortest heartbeat seen lately, when (stalls, below) |
 //!
 //! A Redis that restarts empty has no `{gosd}:gen`; the next script writes
 //! a new one, and clients see the registry lost its state instead of
 //! mistaking it for everyone leaving.
 //!
+//! A stalled registry does not evict the instances it kept from renewing:
+//! after a gap between scripts longer than the shortest heartbeat seen
+//! (Redis was stopped, forking, failing over), leases that a heartbeat
+//! renewed right before the gap get one heartbeat from the end of the gap,
+//! enough for the renewals that queued up to land. An instance that
+//! crashed in such a gap stays at most one heartbeat longer, once.
+//! (Instances whose heartbeat is more than half their TTL are not covered;
+//! the default is a third.) A key of gosd's holding garbage is repaired by
+//! the next script (a revision or generation that is not a number starts a
+//! new
+//! generation); the hash or the leases of the wrong type fail every script
+//! with a `WRONGTYPE` error naming the key and the fix.
+//!
 //! (`gosd` is the default key; the others follow it.) The extra keys carry
-//! the hash key as a hash tag, so all three live in one Redis Cluster slot.
+//! the hash key as a hash tag, so all of them live in one Redis Cluster slot.
 //!
 //! Every operation is one Lua script, so it is atomic, and every script
 //! reads the time from Redis (`TIME`), so clients never compare clocks.
@@ -144,6 +158,7 @@ struct Keys {
     generation: String,
     events: String,
     log: String,
+    clock: String,
 }
 
 impl RedisDriver {
@@ -170,6 +185,7 @@ impl RedisDriver {
                 generation: format!("{{{key}}}:gen"),
                 events: format!("{{{key}}}:events"),
                 log: format!("{{{key}}}:log"),
+                clock: format!("{{{key}}}:clock"),
             },
             options,
         }
@@ -238,7 +254,7 @@ impl RedisDriver {
         }
     }
 
-    /// Runs one of the scripts with its six keys and `args`.
+    /// Runs one of the scripts with its seven keys and `args`.
     async fn run<C: redis::aio::ConnectionLike>(
         &self,
         conn: &mut C,
@@ -250,7 +266,8 @@ impl RedisDriver {
             .key(&self.keys.revision)
             .key(&self.keys.gone)
             .key(&self.keys.generation)
-            .key(&self.keys.log);
+            .key(&self.keys.log)
+            .key(&self.keys.clock);
         for a in args {
             call.arg(*a);
         }

@@ -5,28 +5,95 @@ use super::*;
 
 /// Helpers every script starts with, then the reap of expired leases
 /// (`script!(before_reap, body)` runs a part of its own before it). KEYS:
-/// hash, leases, revision, gone, generation, log.
+/// hash, leases, revision, gone, generation, log, clock.
 ///
-/// Every change starts with `bump()`: its `LLEN` and `INCR` fail on a log
-/// or revision key of the wrong type before the change writes anything.
-/// (Only a first generation and the clearing of tombstones come earlier;
-/// both are right to keep.) Each change is published on
+/// Every change starts with `bump()`, and each change is published on
 /// `{<hash>}:events` with the version after it, and pushed on the log,
 /// which keeps the last 64.
+///
+/// **Corrupt keys.** Before anything else, the keys are checked. A key of
+/// the wrong type fails the script before it writes anything, with a
+/// `WRONGTYPE` error naming the key, what it holds, what it should hold and
+/// the fix. A revision or generation that is not a number is repaired: a
+/// new generation begins, which is the honest answer, since nobody can tell
+/// which changes it counted (clients read the whole registry once).
+/// Garbage in the log (messages that are not gosd's) makes clients read
+/// the whole registry; garbage in the clock is overwritten.
+///
+/// **Stalls.** `{<hash>}:clock` holds `<ms> <beat_ms> <ms>`: when a
+/// script last wrote, the shortest heartbeat seen lately (the time between
+/// two renewals of one lease), and when it was seen. While any instance is
+/// alive, no gap between scripts is longer than a heartbeat. A longer gap
+/// means the registry was not serving (stopped, a long fork, a failover),
+/// or every instance stopped renewing at once. Then every lease that still
+/// had more than a heartbeat to run when the gap began (one that a
+/// heartbeat had renewed lately), and that would run out within a
+/// heartbeat from now, is moved to run out a heartbeat from now, and
+/// likewise for tombstones; then the reap runs. So the renewal that queued
+/// up behind the stall lands before its lease is reaped. The bound: an
+/// instance that crashed during such a gap stays at most one heartbeat
+/// longer, once (the moved lease has one heartbeat left, not more, so it is
+/// never moved again). Instances whose heartbeat is more than half their
+/// TTL are not covered (the default is a third). Until a renewal has been
+/// seen, no gap is excused.
 ///
 /// A reap of up to 32 leases (a few crashed instances) is one `del` change
 /// per entry, like a deregistration, so that clients apply it from the
 /// push or the log instead of each reading the whole hash; 32 leaves the
 /// log room for the changes around it. A larger reap (a zone lost at once)
 /// is one `changed`.
+///
+/// The first argument says what the script is: `reads` (writes the clock
+/// only after a gap, so an unchanged fetch writes nothing), `writes`, or
+/// `leases` (writes, and ARGV[3] is the TTL in ms).
 macro_rules! script {
-    ($body:expr) => {
-        script!("", $body)
+    (reads, $body:expr) => {
+        script!(@ "local ttl, quiet = nil, true\n", "", $body)
     };
-    ($before_reap:expr, $body:expr) => {
+    (writes, $body:expr) => {
+        script!(@ "local ttl, quiet = nil, false\n", "", $body)
+    };
+    (leases, $body:expr) => {
+        script!(leases, "", $body)
+    };
+    (leases, $before_reap:expr, $body:expr) => {
+        script!(@ "local ttl, quiet = tonumber(ARGV[3]), false\n", $before_reap, $body)
+    };
+    (@ $ttl:expr, $before_reap:expr, $body:expr) => {
         LazyLock::new(|| {
             Script::new(concat!(
+                $ttl,
                 r#"
+local function must_be(key, want, what, fix)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= want and t ~= 'none' then
+    error({err = 'WRONGTYPE gosd registry key ' .. key .. ' holds a ' .. t .. ', not a ' .. want
+      .. ' (' .. what .. '); fix: ' .. fix})
+  end
+end
+must_be(KEYS[1], 'hash', 'the routes, field <service>-<id> to URL',
+  'move it away (RENAME ' .. KEYS[1] .. ' ' .. KEYS[1] .. ':broken) or delete it (DEL ' .. KEYS[1]
+  .. '); live instances register again at their next heartbeat')
+must_be(KEYS[2], 'zset', 'the leases',
+  'DEL ' .. KEYS[2] .. '; live instances write their leases back at their next heartbeat')
+local fresh = 'DEL ' .. KEYS[3] .. ' ' .. KEYS[5] .. ' ' .. KEYS[6]
+  .. '; a new generation begins and clients read the whole registry once'
+must_be(KEYS[3], 'string', 'the revision, a number', fresh)
+must_be(KEYS[5], 'string', 'the generation, a number', fresh)
+must_be(KEYS[6], 'list', "gosd's change log",
+  'DEL ' .. KEYS[6] .. '; clients read the whole registry once')
+must_be(KEYS[4], 'zset', 'tombstones of deregistered instances',
+  'DEL ' .. KEYS[4] .. '; a renewal in flight during a deregistration may then write it back')
+local function counter(key)
+  local v = redis.call('GET', key)
+  if v == false then return true end
+  return type(v) == 'string' and #v <= 18 and string.match(v, '^%d+$') ~= nil
+end
+if not (counter(KEYS[3]) and counter(KEYS[5])) then
+  redis.log(redis.LOG_WARNING, 'gosd: ' .. KEYS[3] .. ' or ' .. KEYS[5]
+    .. ' held something that is not a number; starting a new generation')
+  redis.call('DEL', KEYS[3], KEYS[5], KEYS[6])
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -48,7 +115,6 @@ local function publish(what)
   redis.call('PUBLISH', '{' .. KEYS[1] .. '}:events', message)
 end
 local function bump()
-  redis.call('LLEN', KEYS[6])
   redis.call('INCR', KEYS[3])
 end
 local function reap(now)
@@ -72,6 +138,32 @@ local function reap(now)
   publish('changed')
 end
 local now = now_ms()
+-- Stalls: see the doc comment above.
+local clock = redis.pcall('GET', KEYS[7])
+local last, beat, beat_seen
+if type(clock) == 'string' then
+  local a, b, c = string.match(clock, '^(%d+) (%d+) (%d+)$')
+  last, beat, beat_seen = tonumber(a), tonumber(b), tonumber(c)
+end
+local observed
+if ttl then
+  local lease = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]))
+  if lease then observed = now - (lease - ttl) end
+end
+local stalled = last ~= nil and beat ~= nil and now - last > beat
+if stalled then
+  for _, set in ipairs({KEYS[2], KEYS[4]}) do
+    local starved = redis.call('ZRANGEBYSCORE', set, '(' .. (last + beat), '(' .. (now + beat))
+    for _, name in ipairs(starved) do redis.call('ZADD', set, now + beat, name) end
+  end
+end
+if observed and observed > 0
+  and (beat == nil or observed <= beat or (not stalled and now - beat_seen > 3 * beat)) then
+  beat, beat_seen = observed, now
+end
+if beat and (stalled or not quiet) then
+  redis.call('SET', KEYS[7], now .. ' ' .. beat .. ' ' .. beat_seen)
+end
 "#,
                 $before_reap,
                 "reap(now)\n",
@@ -83,6 +175,7 @@ local now = now_ms()
 
 /// ARGV: name, url, ttl_ms. Returns 1 if written, 0 if the name is taken.
 pub(crate) static REGISTER: LazyLock<Script> = script!(
+    leases,
     r#"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 bump()
@@ -101,6 +194,7 @@ return 1
 /// instead of being reaped and then restored, which would take the entry
 /// out of every watching client's table for a moment.
 pub(crate) static RENEW: LazyLock<Script> = script!(
+    leases,
     r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
@@ -122,6 +216,7 @@ return 2
 /// ARGV: name, url. Returns 1 if removed, 0 if it was not ours. The name is
 /// kept in the gone set until its lease would have run out.
 pub(crate) static DEREGISTER: LazyLock<Script> = script!(
+    writes,
     r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 bump()
@@ -141,6 +236,7 @@ return 1
 /// them and the message of the known revision itself, with the known
 /// version; else {"changed"} (the caller then reads the table).
 pub(crate) static FETCH: LazyLock<Script> = script!(
+    reads,
     r#"
 local rev = redis.call('GET', KEYS[3]) or '0'
 local len = redis.call('HLEN', KEYS[1])
@@ -172,6 +268,7 @@ return {'changed'}
 /// ARGV: url. Removes lease-less fields with that URL (expired ones were
 /// just reaped); returns how many.
 pub(crate) static REMOVE_STALE: LazyLock<Script> = script!(
+    writes,
     r#"
 local all = redis.call('HGETALL', KEYS[1])
 local stale = {}
