@@ -140,3 +140,169 @@ fn a_frozen_redis_evicts_nobody_on_resume() {
         );
     }
 }
+
+/// An example process whose log (stderr) goes to a file, to count lines.
+struct Logged {
+    proc: Proc,
+    log: tempfile::NamedTempFile,
+}
+
+impl Logged {
+    fn spawn(name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let mut cmd = Command::new(support::example(name));
+        cmd.args(args)
+            .env("RUST_LOG", "gosd=debug,info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(log.reopen().expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self {
+            proc: Proc::from_child(cmd.spawn().expect("spawn example")),
+            log,
+        }
+    }
+
+    /// A provider on a free port; with its name once it has registered.
+    fn provider(server: &RedisServer, n: &str, env: &[(&str, &str)]) -> (Self, String) {
+        let addr = server.addr();
+        let mut all = vec![("gosdRedisAddr", addr.as_str())];
+        all.extend_from_slice(env);
+        let port = support::free_port();
+        let mut p = Self::spawn("provider", &[&format!(":{port}"), n], &all);
+        let line = p
+            .proc
+            .next_line()
+            .unwrap_or_else(|| panic!("provider printed nothing; its log: {}", p.text()));
+        let name = line
+            .strip_prefix("registered as ")
+            .unwrap_or_else(|| panic!("unexpected provider output {line:?}"))
+            .to_owned();
+        (p, name)
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Lines above debug level that contain `needle`.
+    fn count(&self, needle: &str) -> usize {
+        self.text()
+            .lines()
+            .filter(|l| l.contains(needle) && !l.contains(" DEBUG "))
+            .count()
+    }
+}
+
+/// Build item 3: a revision or generation holding garbage no longer blocks
+/// deregistration (the next script starts a new generation), and nobody
+/// logs "registry lost"/"restored" over it.
+#[test]
+fn a_garbage_revision_or_generation_is_repaired_and_deregistration_works() {
+    for key in ["{gosd}:rev", "{gosd}:gen"] {
+        let server = RedisServer::start();
+        let env = fleet_env();
+        let (mut gone, gone_name) = Logged::provider(&server, "1", &env);
+        let (stays, stays_name) = Logged::provider(&server, "2", &env);
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg("not a number")
+            .query(&mut server.connection())
+            .expect("SET");
+        gone.proc.signal("TERM");
+        assert_eq!(gone.proc.wait(), Some(143), "{key}: {}", gone.text());
+        assert_eq!(gone.count("deregistered"), 1, "{key}: {}", gone.text());
+        let fields: Vec<String> = registry(&server).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, [stays_name.clone()], "{key}: {gone_name} left");
+        let generation: String = redis::cmd("GET")
+            .arg("{gosd}:gen")
+            .query(&mut server.connection())
+            .expect("GET");
+        assert!(generation.parse::<u64>().is_ok(), "{key}: {generation:?}");
+        // The survivor renews through it all: a few heartbeats later it
+        // has logged no outage.
+        let since = redis_ms(&server);
+        wait_until("the survivor renewed", || {
+            renewed_since(&server, since, 1000) == 1
+        });
+        // One honest line for the new generation, no outage.
+        assert_eq!(stays.count("registry lost;"), 0, "{key}: {}", stays.text());
+        assert!(
+            stays.count("lost its state") <= 1,
+            "{key}: {}",
+            stays.text()
+        );
+        assert_eq!(stays.count("refuses"), 0, "{key}: {}", stays.text());
+    }
+}
+
+/// `INFO errorstats`' count of `WRONGTYPE` replies.
+fn wrongtype_replies(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("errorstats")
+        .query(&mut server.connection())
+        .expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("errorstat_WRONGTYPE:count="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Build item 3: a key of the wrong type fails `start` with a message
+/// naming the key, its type and the fix; a running client logs it once
+/// however often it meets it, and recovers once the key is fixed.
+#[test]
+fn a_key_of_the_wrong_type_is_named_once_and_start_fails_with_the_fix() {
+    for (key, holds) in [
+        ("{gosd}:leases", "zset"),
+        ("gosd", "hash"),
+        ("{gosd}:log", "list"),
+    ] {
+        let server = RedisServer::start();
+        let env = fleet_env();
+        let (running, name) = Logged::provider(&server, "1", &env);
+        let mut con = server.connection();
+        let _: () = redis::cmd("RENAME")
+            .arg(key)
+            .arg("kept")
+            .query(&mut con)
+            .unwrap_or(());
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg("oops")
+            .query(&mut con)
+            .expect("SET");
+        let said = format!("{key} holds a string, not a {holds}");
+        let addr = server.addr();
+        let out = Command::new(support::example("provider"))
+            .args([&format!(":{}", support::free_port()), "2"])
+            .env("gosdRedisAddr", &addr)
+            .output()
+            .expect("run provider");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{key}: {stderr}");
+        assert!(stderr.contains(&said), "{key}: {stderr}");
+        assert!(stderr.contains("fix: "), "{key}: {stderr}");
+        // The running provider meets it at every heartbeat: 8 of them,
+        // one error line.
+        let before = wrongtype_replies(&server);
+        wait_until("8 heartbeats met the wrong type", || {
+            wrongtype_replies(&server) >= before + 8
+        });
+        assert_eq!(running.count(&said), 1, "{key}: {}", running.text());
+        let _: () = redis::cmd("DEL").arg(key).query(&mut con).expect("DEL");
+        let _: () = redis::cmd("RENAME")
+            .arg("kept")
+            .arg(key)
+            .query(&mut con)
+            .unwrap_or(());
+        wait_until("the running provider is registered again", || {
+            registry(&server).iter().any(|(f, _)| *f == name)
+        });
+        wait_until("the running provider logged the recovery", || {
+            running.count("registry restored") == 1
+        });
+    }
+}

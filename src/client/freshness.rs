@@ -204,7 +204,7 @@ impl Inner {
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if !e.is_transient() => return Err(e.into()),
+                Err(e) if !e.is_transient() => return Err(self.config.driver_error(e)),
                 Err(e) if attempt >= attempts => {
                     return Err(Error::Unreachable {
                         backend: self.driver.backend(),
@@ -224,7 +224,12 @@ impl Inner {
         tracing::debug!(error = %e, "registry call failed");
         if !self.fresh.registry_down.swap(true, Ordering::AcqRel) {
             telemetry::registry_lost();
-            tracing::warn!(error = %e, "registry lost; serving the last good route table and retrying");
+            if e.is_transient() {
+                tracing::warn!(error = %e, "registry lost; serving the last good route table and retrying");
+            } else {
+                // Not an outage: retrying will not fix it, a person must.
+                tracing::error!(error = %e, "registry refuses gosd; serving the last good route table until it is fixed");
+            }
         }
     }
 

@@ -496,6 +496,33 @@ impl Config {
     }
 }
 
+impl Config {
+    /// A driver error as gosd reports it: a refused setting (a wrong
+    /// password, a user without the permissions) names the variable that
+    /// holds it; anything else is passed on.
+    pub(crate) fn driver_error(&self, e: DriverError) -> Error {
+        match e {
+            DriverError::Denied {
+                backend,
+                setting,
+                message,
+            } if self.driver == DriverKind::Redis => {
+                let (var, value) = match (&self.redis.url, setting.as_str()) {
+                    (Some(url), _) => ("GOSD_REDIS_URL", gosd_driver::redact_url(url)),
+                    (None, "password") => ("gosdRedisPassword", "***".to_owned()),
+                    (None, _) => ("GOSD_REDIS_URL", "(not set: user default)".to_owned()),
+                };
+                Error::Config {
+                    var: var.to_owned(),
+                    value,
+                    reason: format!("{backend} refused it: {message}"),
+                }
+            }
+            other => Error::Driver(other),
+        }
+    }
+}
+
 /// A driver's verdict on one of its settings, as an error naming the
 /// variable (`var` maps the driver's name for the setting to it).
 fn driver_config_error(e: DriverError, var: impl Fn(&str) -> &'static str) -> Error {

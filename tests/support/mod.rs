@@ -158,7 +158,11 @@ impl Proc {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn example");
+        Self::from_child(cmd.spawn().expect("spawn example"))
+    }
+
+    /// A started child with piped stdout.
+    pub fn from_child(mut child: Child) -> Self {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, lines) = channel();
         std::thread::spawn(move || {

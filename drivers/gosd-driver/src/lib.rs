@@ -279,6 +279,34 @@ pub enum DriverError {
         /// What was wrong.
         message: String,
     },
+    /// The backend refused this client's credentials or permissions
+    /// (Redis `WRONGPASS`, `NOAUTH`, `NOPERM`). Not transient: retrying
+    /// with the same setting fails the same way, so a caller fails at once
+    /// (at start) or logs it once (while running).
+    ///
+    /// ```
+    /// use gosd_driver::DriverError;
+    /// let e = DriverError::Denied {
+    ///     backend: "redis at h:6379/0".into(),
+    ///     setting: "password".into(),
+    ///     message: "authentication failed for user default".into(),
+    /// };
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "redis at h:6379/0 refused the password setting: authentication failed for user default"
+    /// );
+    /// assert!(!e.is_transient());
+    /// ```
+    #[error("{backend} refused the {setting} setting: {message}")]
+    Denied {
+        /// Where the backend is, without credentials.
+        backend: String,
+        /// Which setting it refused, as the driver's options name it
+        /// (e.g. `password`, `username`).
+        setting: String,
+        /// What the backend said, naming the user; never the password.
+        message: String,
+    },
     /// A setting given to a driver's constructor cannot be used (a
     /// malformed URL, a port out of range, an empty key). No server was
     /// asked, and retrying with the same setting fails the same way.

@@ -281,6 +281,9 @@ impl RedisDriver {
     }
 
     fn error(&self, e: RedisError) -> DriverError {
+        if let Some(denied) = self.denied(&e) {
+            return denied;
+        }
         let transient = e.is_io_error()
             || e.is_timeout()
             || e.is_connection_refusal()
@@ -290,6 +293,14 @@ impl RedisDriver {
             // A server that is loading its data or failing over is down
             // for now; READONLY is a primary demoted under our feet.
             || matches!(e.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY"));
+        // The scripts' own verdict on a corrupt key says all there is.
+        let named = e.detail().filter(|d| d.starts_with("gosd registry key"));
+        if let (Some("WRONGTYPE"), Some(detail)) = (e.code(), named) {
+            return DriverError::Protocol {
+                backend: self.backend.clone(),
+                message: format!("WRONGTYPE {detail}"),
+            };
+        }
         if transient {
             DriverError::Unavailable {
                 backend: self.backend.clone(),
@@ -301,6 +312,39 @@ impl RedisDriver {
                 message: hints::reply(&e, &self.options),
             }
         }
+    }
+
+    /// WRONGPASS, NOAUTH (a password is needed), NOPERM (the user may
+    /// not run this): not outages, and not worth retrying.
+    fn denied(&self, e: &RedisError) -> Option<DriverError> {
+        let user = self.options.username().unwrap_or("default").to_owned();
+        let said = e.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+        let (setting, message) = match e.code() {
+            Some("NOPERM") => (
+                "username",
+                format!(
+                    "user {user} may not run gosd's commands{said}; grant them with an ACL rule"
+                ),
+            ),
+            Some("NOAUTH") => (
+                "password",
+                format!("authentication failed for user {user}: the server needs a password{said}"),
+            ),
+            _ if e.kind() == redis::ErrorKind::AuthenticationFailed
+                || e.code() == Some("WRONGPASS") =>
+            {
+                (
+                    "password",
+                    format!("authentication failed for user {user}{said}"),
+                )
+            }
+            _ => return None,
+        };
+        Some(DriverError::Denied {
+            backend: self.backend.clone(),
+            setting: setting.to_owned(),
+            message,
+        })
     }
 
     fn unexpected(&self, what: &str, got: &Value) -> DriverError {

@@ -315,6 +315,11 @@ impl RedisOptions {
         &self.settings
     }
 
+    /// The ACL user, if one is set (else Redis's `default`).
+    pub(crate) fn username(&self) -> Option<&str> {
+        self.settings.username()
+    }
+
     /// What redis-rs connects with.
     pub(crate) fn connection_info(&self) -> RedisResult<ConnectionInfo> {
         let info = self.addr.clone().into_connection_info()?;

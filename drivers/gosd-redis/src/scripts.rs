@@ -64,11 +64,12 @@ macro_rules! script {
             Script::new(concat!(
                 $ttl,
                 r#"
+local wrong
 local function must_be(key, want, what, fix)
   local t = redis.call('TYPE', key)['ok']
-  if t ~= want and t ~= 'none' then
-    error({err = 'WRONGTYPE gosd registry key ' .. key .. ' holds a ' .. t .. ', not a ' .. want
-      .. ' (' .. what .. '); fix: ' .. fix})
+  if not wrong and t ~= want and t ~= 'none' then
+    wrong = 'WRONGTYPE gosd registry key ' .. key .. ' holds a ' .. t .. ', not a ' .. want
+      .. ' (' .. what .. '); fix: ' .. fix
   end
 end
 must_be(KEYS[1], 'hash', 'the routes, field <service>-<id> to URL',
@@ -84,6 +85,7 @@ must_be(KEYS[6], 'list', "gosd's change log",
   'DEL ' .. KEYS[6] .. '; clients read the whole registry once')
 must_be(KEYS[4], 'zset', 'tombstones of deregistered instances',
   'DEL ' .. KEYS[4] .. '; a renewal in flight during a deregistration may then write it back')
+if wrong then return redis.error_reply(wrong) end
 local function counter(key)
   local v = redis.call('GET', key)
   if v == false then return true end
