@@ -306,3 +306,108 @@ fn a_key_of_the_wrong_type_is_named_once_and_start_fails_with_the_fix() {
         });
     }
 }
+
+/// `INFO commandstats`' count of `AUTH` calls.
+fn auth_calls(con: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(con)
+        .expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_auth:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Build item 6: a refused password or user is not an outage. `start`
+/// fails at once naming the setting and "authentication failed for user
+/// X", with one AUTH sent (no retries); a running client that meets it
+/// logs it once.
+#[test]
+fn refused_credentials_fail_start_at_once_and_are_logged_once() {
+    let server = RedisServer::start();
+    let mut admin = server.connection();
+    let _: () = redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER", "reader", "on", ">pw", "~*", "+@read", "+auth", "+hello", "+ping",
+            ][..],
+        )
+        .query(&mut admin)
+        .expect("ACL SETUSER");
+    // A running provider first, before the password changes under it.
+    let (running, _) = Logged::provider(&server, "1", &fleet_env());
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "requirepass", "right"][..])
+        .query(&mut admin)
+        .expect("CONFIG SET");
+    let _: () = redis::cmd("AUTH")
+        .arg("right")
+        .query(&mut admin)
+        .expect("AUTH");
+    let addr = server.addr();
+    let url = |user: &str, pass: &str| format!("redis://{user}:{pass}@{addr}/0");
+    let (reader, wrong) = (url("reader", "pw"), url("default", "wrong"));
+    for (env, var, says) in [
+        (
+            vec![
+                ("gosdRedisAddr", addr.as_str()),
+                ("gosdRedisPassword", "wrong"),
+            ],
+            "gosdRedisPassword",
+            "authentication failed for user default",
+        ),
+        (
+            vec![("gosdRedisAddr", addr.as_str())],
+            "gosdRedisPassword",
+            "authentication failed for user default",
+        ),
+        (
+            vec![("GOSD_REDIS_URL", wrong.as_str())],
+            "GOSD_REDIS_URL",
+            "authentication failed for user default",
+        ),
+        (
+            vec![("GOSD_REDIS_URL", reader.as_str())],
+            "GOSD_REDIS_URL",
+            "user reader may not run gosd's commands",
+        ),
+    ] {
+        let auths = auth_calls(&mut admin);
+        let mut cmd = Command::new(support::example("provider"));
+        cmd.args([&format!(":{}", support::free_port()), "2"])
+            .env("gosdTryRefreshAmount", "5");
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run provider");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{env:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid {var}=")),
+            "{env:?}: {stderr}"
+        );
+        assert!(stderr.contains(says), "{env:?}: {stderr}");
+        assert!(
+            !stderr.contains("wrong\"") && !stderr.contains(":wrong@"),
+            "{stderr}"
+        );
+        let sent = auth_calls(&mut admin) - auths;
+        assert!(sent <= 1, "{env:?}: {sent} AUTH calls: retried");
+    }
+    // The running provider reconnects with no password: refused, logged
+    // once over many heartbeats.
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
+        .query(&mut admin)
+        .expect("CLIENT KILL");
+    wait_until("the running provider met the refusal 8 times", || {
+        running.text().matches("registry call failed").count() >= 8
+    });
+    assert_eq!(
+        running.count("authentication failed for user default"),
+        1,
+        "{}",
+        running.text()
+    );
+}

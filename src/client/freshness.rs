@@ -222,18 +222,23 @@ impl Inner {
 
     pub(super) fn registry_failed(&self, e: &DriverError) {
         tracing::debug!(error = %e, "registry call failed");
-        if !self.fresh.registry_down.swap(true, Ordering::AcqRel) {
+        let was_down = self.fresh.registry_down.swap(true, Ordering::AcqRel);
+        if !was_down {
             telemetry::registry_lost();
-            if e.is_transient() {
+        }
+        if e.is_transient() {
+            if !was_down {
                 tracing::warn!(error = %e, "registry lost; serving the last good route table and retrying");
-            } else {
-                // Not an outage: retrying will not fix it, a person must.
-                tracing::error!(error = %e, "registry refuses gosd; serving the last good route table until it is fixed");
             }
+        } else if !self.fresh.refusal_logged.swap(true, Ordering::AcqRel) {
+            // Not an outage: retrying will not fix it, a person must. Said
+            // once, also when it comes mixed with dropped connections.
+            tracing::error!(error = %e, "registry refuses gosd; serving the last good route table until it is fixed");
         }
     }
 
     pub(super) fn registry_ok(&self) {
+        self.fresh.refusal_logged.store(false, Ordering::Release);
         if self.fresh.registry_down.swap(false, Ordering::AcqRel) {
             telemetry::registry_restored();
             tracing::info!(backend = %self.driver.backend(), "registry restored");

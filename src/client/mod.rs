@@ -129,6 +129,9 @@ struct Freshness {
     changes: watch::Sender<u64>,
     /// Whether the last registry call failed: logs state changes only.
     registry_down: AtomicBool,
+    /// A refusal (not an outage) was logged since the registry was last
+    /// fine: logged once however the failures alternate with it.
+    refusal_logged: AtomicBool,
     /// Whether push updates are down: logs state changes only.
     watch_down: AtomicBool,
 }
@@ -191,6 +194,7 @@ impl Client {
                 fetch_queued: AtomicBool::new(false),
                 changes: watch::Sender::new(0),
                 registry_down: AtomicBool::new(false),
+                refusal_logged: AtomicBool::new(false),
                 watch_down: AtomicBool::new(false),
             },
             cron: CronClock {

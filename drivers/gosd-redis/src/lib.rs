@@ -223,8 +223,9 @@ impl RedisDriver {
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
             // The gosd client retries with its own backoff; the
-            // manager's own retries would only hide the outage.
-            .set_number_of_retries(1)
+            // manager's own retries would only hide the outage, and
+            // would send a refused password twice.
+            .set_number_of_retries(0)
             .set_max_delay(Duration::from_millis(500));
         let primary = client.get_connection_info().addr().to_string();
         let manager =
@@ -325,6 +326,12 @@ impl RedisDriver {
                 format!(
                     "user {user} may not run gosd's commands{said}; grant them with an ACL rule"
                 ),
+            ),
+            // Redis 7 answers a long command from an unauthenticated
+            // connection with this, then closes it: NOAUTH in effect.
+            _ if e.detail().is_some_and(|d| d.contains("unauthenticated")) => (
+                "password",
+                format!("authentication failed for user {user}: the server needs a password{said}"),
             ),
             Some("NOAUTH") => (
                 "password",
