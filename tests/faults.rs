@@ -215,7 +215,7 @@ fn a_garbage_revision_or_generation_is_repaired_and_deregistration_works() {
         assert_eq!(gone.proc.wait(), Some(143), "{key}: {}", gone.text());
         assert_eq!(gone.count("deregistered"), 1, "{key}: {}", gone.text());
         let fields: Vec<String> = registry(&server).into_iter().map(|(f, _)| f).collect();
-        assert_eq!(fields, [stays_name.clone()], "{key}: {gone_name} left");
+        assert_eq!(fields, [stays_name.as_str()], "{key}: {gone_name} left");
         let generation: String = redis::cmd("GET")
             .arg("{gosd}:gen")
             .query(&mut server.connection())
