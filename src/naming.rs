@@ -34,16 +34,35 @@ pub fn check_service(name: &str) -> Result<()> {
     }
 }
 
-/// A route URL: absolute, with a host, no surrounding white space. Any
-/// scheme (`http`, `https`, `grpc`, …). Kept exactly as given: a
-/// normalised `http://h:1` would gain a `/` and break `route + "/ping"`.
+/// The longest URL accepted: browsers and proxies commonly refuse longer.
+pub(crate) const MAX_URL: usize = 2048;
+
+/// The longest registry field (`<service>-<id>`) accepted.
+pub(crate) const MAX_FIELD: usize = 512;
+
+/// A route URL: absolute, with a host, at most 2,048 bytes, no white space
+/// or control character anywhere (the URL parser would silently drop a
+/// tab or a newline inside it, and a raw newline splits log and output
+/// lines). Any scheme (`http`, `https`, `grpc`, …). Kept exactly as given:
+/// a normalised `http://h:1` would gain a `/` and break `route + "/ping"`.
 pub fn check_url(url: &str) -> Result<()> {
     let bad = |reason: String| Error::InvalidUrl {
-        url: url.to_owned(),
+        url: shown(url),
         reason,
     };
-    if url.trim() != url || url.is_empty() {
-        return Err(bad("it is empty or has white space around it".into()));
+    if url.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    if url.len() > MAX_URL {
+        return Err(bad(format!(
+            "it is {} bytes long; at most {MAX_URL} are accepted",
+            url.len()
+        )));
+    }
+    if let Some(c) = url.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad(format!(
+            "it contains {c:?}; white space and control characters are not allowed (percent-encode them)"
+        )));
     }
     let parsed = url::Url::parse(url)
         .map_err(|e| bad(format!("{e}; expected e.g. http://localhost:3333")))?;
@@ -53,6 +72,37 @@ pub fn check_url(url: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A registry field as an instance name: `<service>-<id>`, at most 512
+/// bytes, no white space or control character. `Err` says what is wrong.
+pub(crate) fn parse_field(field: &str) -> Result<InstanceName, String> {
+    if field.len() > MAX_FIELD {
+        return Err(format!(
+            "the field is {} bytes long; at most {MAX_FIELD} are accepted",
+            field.len()
+        ));
+    }
+    if field.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the field contains white space or a control character".into());
+    }
+    InstanceName::parse(field).ok_or_else(|| "the field is not <service>-<id>".into())
+}
+
+/// A registry value for a message: control characters escaped, cut to its
+/// first 100 characters with its length, so a hostile entry can neither
+/// split a log line nor flood the log.
+pub(crate) fn shown(value: &str) -> String {
+    let escaped: String = value
+        .chars()
+        .take(100)
+        .flat_map(char::escape_default)
+        .collect();
+    if value.chars().nth(100).is_some() {
+        format!("{escaped}… ({} bytes)", value.len())
+    } else {
+        escaped
+    }
 }
 
 /// A fresh instance name, `<service>-<YYYYmmddHHMMSS>.<8 digits>`, the shape
@@ -109,6 +159,30 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn hostile_urls_and_fields_are_refused_and_shown_harmlessly() {
+        let long = format!("http://a/{}", "x".repeat(MAX_URL));
+        for bad in [
+            "http://a/b\nc",
+            "http://a/b c",
+            "http://a/\tb",
+            "http://a/\u{7f}",
+            "http://a/\u{2028}",
+            long.as_str(),
+        ] {
+            let Err(Error::InvalidUrl { url, reason }) = check_url(bad) else {
+                panic!("accepted {bad:?}");
+            };
+            assert!(url.len() < 200 && !url.contains('\n'), "{url}: {reason}");
+        }
+        check_url(&format!("http://a/{}", "x".repeat(MAX_URL - 9))).unwrap();
+        assert!(parse_field(&format!("svc-{}", "1".repeat(MAX_FIELD))).is_err());
+        assert!(parse_field("svc-1\n").is_err());
+        assert!(parse_field("s v-1").is_err());
+        assert_eq!(parse_field("svc-1").unwrap().as_str(), "svc-1");
+        assert_eq!(shown("a\nb"), "a\\nb");
     }
 
     #[test]

@@ -23,7 +23,11 @@ impl Skipped {
             *at = sweep;
             return;
         }
-        tracing::warn!(field = %field, value = %value, "skipping registry entry: {why}");
+        tracing::warn!(
+            field = %crate::naming::shown(&field),
+            value = %crate::naming::shown(&value),
+            "skipping registry entry: {why}"
+        );
         self.by_field.insert(field, (value, sweep));
     }
 

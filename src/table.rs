@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use gosd_driver::{Entry, Event, InstanceName, Snapshot, Version};
 
-use crate::naming::check_url;
+use crate::naming::{check_url, parse_field};
 use crate::rotation::RotationIds;
 use crate::route::Route;
 use crate::service_index::{RotationId, ServiceIndex, ServiceRoutes, fx_bytes, fx_word};
@@ -434,11 +434,16 @@ impl Sources {
                     let at = received + lease;
                     self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
                 }
+                // Not applied, and our version stays: a put that fails
+                // validation (forged on the channel, or a writer's bug)
+                // must neither replace a good entry nor claim the
+                // revision of the real change, which would then be lost.
+                let Some(found) = self.validate(entry) else {
+                    return Applied::NeedFetch;
+                };
                 self.remove_field(&field);
-                if let Some(found) = self.validate(entry) {
-                    let at = self.registry.partition_point(|f| f.name < found.name);
-                    self.registry.insert(at, found);
-                }
+                let at = self.registry.partition_point(|f| f.name < found.name);
+                self.registry.insert(at, found);
                 field
             }
             Some(Err(field)) if removed => {
@@ -490,10 +495,12 @@ impl Sources {
     }
 
     fn validate(&mut self, e: Entry) -> Option<Found> {
-        let Some(name) = InstanceName::parse(&e.field) else {
-            self.skipped
-                .warn_once(e.field, e.url, "the field is not <service>-<id>");
-            return None;
+        let name = match parse_field(&e.field) {
+            Ok(name) => name,
+            Err(why) => {
+                self.skipped.warn_once(e.field, e.url, &why);
+                return None;
+            }
         };
         if let Err(err) = check_url(&e.url) {
             self.skipped.warn_once(e.field, e.url, &err.to_string());

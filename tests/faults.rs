@@ -411,3 +411,97 @@ fn refused_credentials_fail_start_at_once_and_are_logged_once() {
         running.text()
     );
 }
+
+/// Build item 4: entries are validated at the door. `register` refuses a
+/// URL with a control character, white space or over 2,048 bytes; such
+/// entries in the registry (and a field over 512 bytes) are skipped with
+/// one warning each by a watching process, whose output never shows them;
+/// a pushed `put` of one is not applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_entries_are_refused_skipped_and_never_served() {
+    let server = RedisServer::start();
+    let c = support::client(&server).await;
+    for url in [
+        "http://a/b\nc",
+        "http://a/b c",
+        &format!("http://a/{}", "x".repeat(2048)),
+    ] {
+        assert!(
+            matches!(
+                c.register("provider", url).await,
+                Err(gosd::Error::InvalidUrl { .. })
+            ),
+            "{:?} accepted",
+            &url[..20]
+        );
+    }
+    let huge = format!("http://a/{}", "x".repeat(1 << 20));
+    let long_field = format!("provider-{}", "1".repeat(600));
+    server.write_raw("provider-newline", "http://a/b\nc");
+    server.write_raw("provider-huge", &huge);
+    server.write_raw(&long_field, "http://127.0.0.1:1");
+    let (_p, name, url) = Proc::provider(&server, "1", &fleet_env());
+    let addr = server.addr();
+    let watch = Logged::spawn("watch", &["provider"], &[("gosdRedisAddr", &addr)]);
+    let mut watch = watch;
+    let first = watch
+        .proc
+        .next_line()
+        .expect("the watcher printed its table");
+    assert_eq!(
+        first.split(' ').skip(1).collect::<Vec<_>>(),
+        ["1", &url],
+        "{first:?}"
+    );
+    wait_until("one warning per hostile entry", || {
+        watch.count("skipping registry entry") == 3
+    });
+
+    // A forged push of a hostile put, then a real change after it.
+    let generation: String = redis::cmd("GET")
+        .arg("{gosd}:gen")
+        .query(&mut server.connection())
+        .expect("GET");
+    let rev: u64 = redis::cmd("GET")
+        .arg("{gosd}:rev")
+        .query(&mut server.connection())
+        .expect("GET");
+    // Counted as one entry more than the hash holds, so that it is the very
+    // next change a client expects: only validation stops it.
+    let entries: u64 = redis::cmd("HLEN")
+        .arg("gosd")
+        .query(&mut server.connection())
+        .expect("HLEN");
+    let forged = format!(
+        "{generation} {} {} put provider-forged 10000 http://a/b\nc",
+        rev + 1,
+        entries + 1
+    );
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("{gosd}:events")
+        .arg(&forged)
+        .query(&mut server.connection())
+        .expect("PUBLISH");
+    let (_p2, _, url2) = Proc::provider(&server, "2", &fleet_env());
+    support::routes_become(&c, "provider", "the real second provider", |r| r.len() == 2).await;
+    let mut served: Vec<String> = c.routes("provider").iter().map(|r| r.to_string()).collect();
+    served.sort();
+    let mut want = vec![url.clone(), url2.clone()];
+    want.sort();
+    assert_eq!(served, want, "{name}: only the real providers are served");
+    let lines = watch.proc.ready_lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.split(' ').count() <= 3 && !l.contains("forged")),
+        "{lines:?}"
+    );
+    // The forged put was skipped like the stored ones: one warning each.
+    assert_eq!(
+        watch.count("skipping registry entry"),
+        4,
+        "{}",
+        watch.text()
+    );
+    assert_eq!(watch.count("field=provider-forged"), 1, "{}", watch.text());
+}
