@@ -505,3 +505,105 @@ async fn hostile_entries_are_refused_skipped_and_never_served() {
     );
     assert_eq!(watch.count("field=provider-forged"), 1, "{}", watch.text());
 }
+
+/// A TCP proxy to `target` that holds every chunk for `delay` in each
+/// direction: the latency of a slow link, which this kernel cannot add
+/// (no netem). Runs until the test process exits.
+fn delaying_proxy(target: String, delay: Duration) -> String {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+        let (tx, rx) = mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+        std::thread::spawn(move || {
+            for (at, chunk) in rx {
+                if let Some(wait) = (at + delay).checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if to.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        });
+        let mut buf = [0; 16384];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send((std::time::Instant::now(), buf[..n].to_vec()))
+                    .is_err()
+            {
+                return;
+            }
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy addr").to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            let Ok(server) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let (c2, s2) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            std::thread::spawn(move || pump(client, server, delay));
+            std::thread::spawn(move || pump(s2, c2, delay));
+        }
+    });
+    addr
+}
+
+/// How many times the lease of `field` moved (renewals) while `done`
+/// counts them, up to `n`.
+fn renewals(server: &RedisServer, field: &str, n: usize) {
+    let mut seen = BTreeSet::new();
+    wait_until(&format!("{n} renewals of {field}"), || {
+        let score: Option<f64> = redis::cmd("ZSCORE")
+            .arg("{gosd}:leases")
+            .arg(field)
+            .query(&mut server.connection())
+            .expect("ZSCORE");
+        if let Some(s) = score {
+            seen.insert(s as u64);
+        }
+        seen.len() > n
+    });
+}
+
+/// Build item 7: a provider whose renewals take more than a quarter of
+/// the TTL (here 600 ms of added round trip at TTL 2 s) warns once, naming
+/// the round trip, the TTL and the advice; one on a direct link does not.
+#[test]
+fn a_ttl_too_short_for_the_link_is_warned_once() {
+    let server = RedisServer::start();
+    let slow = delaying_proxy(server.addr(), Duration::from_millis(300));
+    let ttl = [("GOSD_TTL", "2s")];
+    let (direct, direct_name) = Logged::provider(&server, "1", &ttl);
+    let (remote, remote_name) = {
+        let env = [("GOSD_TTL", "2s"), ("gosdRedisAddr", slow.as_str())];
+        let port = support::free_port();
+        let mut p = Logged::spawn("provider", &[&format!(":{port}"), "2"], &env);
+        let line = p.proc.next_line().unwrap_or_else(|| panic!("{}", p.text()));
+        let name = line
+            .strip_prefix("registered as ")
+            .expect("registered")
+            .to_owned();
+        (p, name)
+    };
+    renewals(&server, &remote_name, 4);
+    renewals(&server, &direct_name, 4);
+    let warning = "a renewal took more than a quarter of the TTL";
+    assert_eq!(remote.count(warning), 1, "{}", remote.text());
+    let line = remote
+        .text()
+        .lines()
+        .find(|l| l.contains(warning))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        line.contains("ttl=2s") && line.contains("round_trip=") && line.contains("GOSD_TTL"),
+        "{line}"
+    );
+    assert_eq!(direct.count(warning), 0, "{}", direct.text());
+}

@@ -129,10 +129,25 @@ pub(super) async fn deregister(driver: &dyn DynDriver, own: &Own) -> Result<()> 
     }
 }
 
+/// Warns once when a renewal took more than a quarter of the TTL: a few
+/// such round trips in a row outlast the lease, and the instance flaps in
+/// and out of every table.
+fn warn_if_slow(warned: &mut bool, round_trip: std::time::Duration, ttl: std::time::Duration) {
+    if !*warned && round_trip > ttl / 4 {
+        *warned = true;
+        tracing::warn!(
+            round_trip = ?round_trip,
+            ttl = ?ttl,
+            "a renewal took more than a quarter of the TTL: the lease may run out on this link; raise GOSD_TTL to at least 4 round trips (or bring the registry closer)"
+        );
+    }
+}
+
 /// Renews our lease every heartbeat; restores the entry if the registry
 /// lost it; retries sooner (with backoff) after a failure.
 pub(super) async fn heartbeat(weak: Weak<Inner>) {
     let mut failures = 0u32;
+    let mut slow_link_warned = false;
     loop {
         let delay = {
             let Some(inner) = weak.upgrade() else { return };
@@ -147,7 +162,10 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
         let Some(inner) = weak.upgrade() else { return };
         let Some(own) = inner.own() else { return };
         let name = own.name.get();
-        match telemetry::heartbeat(inner.driver.renew(&name, &own.url, inner.config.ttl)).await {
+        let sent = std::time::Instant::now();
+        let renewal = telemetry::heartbeat(inner.driver.renew(&name, &own.url, inner.config.ttl)).await;
+        warn_if_slow(&mut slow_link_warned, sent.elapsed(), inner.config.ttl);
+        match renewal {
             Ok(Renewal::Renewed) => {
                 failures = 0;
                 inner.registry_ok();
