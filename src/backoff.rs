@@ -3,10 +3,10 @@ use std::time::Duration;
 use crate::random::unit_random;
 
 const FIRST: Duration = Duration::from_millis(100);
-const CAP: Duration = Duration::from_secs(5);
+const CAP: Duration = Duration::from_secs(1);
 
 /// The wait before retry number `attempt` (1-based): exponential from
-/// 100 ms, capped at 5 s, with "equal jitter" (half fixed, half random) so
+/// 100 ms, capped at 1 s, with "equal jitter" (half fixed, half random) so
 /// that a fleet does not retry in lock-step.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     let doublings = attempt.saturating_sub(1).min(16);

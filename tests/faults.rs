@@ -607,3 +607,25 @@ fn a_ttl_too_short_for_the_link_is_warned_once() {
     );
     assert_eq!(direct.count(warning), 0, "{}", direct.text());
 }
+
+/// Build item 5 (part): after a 20 s outage (Redis killed, then restarted
+/// empty on the same port), a provider registers again within its capped
+/// backoff (at most 1 s, with jitter). The time is printed for FAULTS.md;
+/// the test asserts that it happens, not how fast (no timing thresholds).
+#[test]
+fn a_provider_registers_again_soon_after_a_long_outage() {
+    let mut server = RedisServer::start();
+    let port = server.port();
+    let (_p, name, _) = Proc::provider(&server, "1", &[("GOSD_TTL", "10s")]);
+    server.stop();
+    std::thread::sleep(Duration::from_secs(20)); // the fault: 20 s down
+    let server = RedisServer::start_on(port);
+    let back = std::time::Instant::now();
+    wait_until("the provider registered again", || {
+        registry(&server).iter().any(|(f, _)| *f == name)
+    });
+    eprintln!(
+        "FAULTS: re-registered {:?} after Redis was back (20 s outage)",
+        back.elapsed()
+    );
+}
