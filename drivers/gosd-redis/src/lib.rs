@@ -471,12 +471,24 @@ impl Driver for RedisDriver {
             .hgetall(&k.hash)
             .zrange_withscores(&k.leases, 0, 0)
             .cmd("TIME");
-        let v: Value = read
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error(e))
-            .inspect_err(|e| self.lost(made, e))?;
-        parse_changed(v).map_err(|got| self.unexpected("fetch", &got))
+        let mut repaired = false;
+        loop {
+            let v: Value = read
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error(e))
+                .inspect_err(|e| self.lost(made, e))?;
+            match parse_changed(v) {
+                Ok(fetched) => return Ok(fetched),
+                // A revision or generation made garbage between the script
+                // and this read: the script repairs it; read once more.
+                Err(_) if !repaired => {
+                    repaired = true;
+                    self.run(&mut conn, &FETCH, &[]).await?;
+                }
+                Err(got) => return Err(self.unexpected("fetch", &got)),
+            }
+        }
     }
 
     async fn watch(&self, sink: EventSink) -> Result<(), DriverError> {
