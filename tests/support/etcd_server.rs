@@ -24,6 +24,11 @@ pub struct EtcdServer {
 
 impl EtcdServer {
     /// Starts a member on free ports.
+    /// The member's process id, to freeze it (`kill -STOP`) and so on.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start() -> Self {
         for _ in 0..5 {
             if let Some(server) = Self::try_start(free_port(), free_port()) {
