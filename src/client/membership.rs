@@ -163,7 +163,8 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
         let Some(own) = inner.own() else { return };
         let name = own.name.get();
         let sent = std::time::Instant::now();
-        let renewal = telemetry::heartbeat(inner.driver.renew(&name, &own.url, inner.config.ttl)).await;
+        let renewal =
+            telemetry::heartbeat(inner.driver.renew(&name, &own.url, inner.config.ttl)).await;
         warn_if_slow(&mut slow_link_warned, sent.elapsed(), inner.config.ttl);
         match renewal {
             Ok(Renewal::Renewed) => {

@@ -167,12 +167,6 @@ impl RedisServer {
         let _: () = expire.query(&mut self.connection()).expect("ZADD");
     }
 
-    /// The server's process id, e.g. to `kill -STOP` it: a registry that
-    /// hangs, its connections open and silent.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Stops the server at once (its data is lost: persistence is off).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
