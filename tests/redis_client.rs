@@ -317,7 +317,12 @@ async fn after_a_name_conflict_the_registration_shows_its_new_name() {
             .find(|(f, u)| *f != old && u == "http://a:1")
             .map(|(f, _)| f)
     };
-    eventually("registered again under a new name", || renamed().is_some()).await;
+    // The registry holds the new name a moment before the heartbeat has
+    // stored it: wait for both, then every view must agree.
+    eventually("registered again under a new name, and told", || {
+        renamed().is_some_and(|new| me.name() == new)
+    })
+    .await;
     let new = renamed().unwrap();
     assert_eq!(me.name(), new);
     assert_eq!(me.to_string(), new);

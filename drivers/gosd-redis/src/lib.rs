@@ -324,7 +324,7 @@ impl RedisDriver {
             Some("NOPERM") => (
                 "username",
                 format!(
-                    "user {user} may not run gosd's commands{said}; grant them with an ACL rule"
+                    "user {user} may not run gosd's commands{said}; grant them with the README's ACL rule, under In production"
                 ),
             ),
             // Redis 7 answers a long command from an unauthenticated
