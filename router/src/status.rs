@@ -125,7 +125,7 @@ async fn feed(
                 Some(change) => change_event(&change),
                 None => return,
             },
-            _ = stats.tick() => event("stats", &services(&client, &health).await),
+            _ = stats.tick() => Some(event("stats", &services(&client, &health).await)),
             () = &mut closed => return,
             () = tx.closed() => return,
         };
@@ -139,22 +139,22 @@ async fn feed(
 /// `None` for a kind of change this router does not know.
 fn change_event(change: &gosd::Change) -> Option<Bytes> {
     match change {
-        gosd::Change::Insert(name, route) => event(
+        gosd::Change::Insert(name, route) => Some(event(
             "insert",
             &serde_json::json!({ "service": name.service(), "name": name.as_str(), "url": route.as_str() }),
-        ),
-        gosd::Change::Remove(name) => event(
+        )),
+        gosd::Change::Remove(name) => Some(event(
             "remove",
             &serde_json::json!({ "service": name.service(), "name": name.as_str() }),
-        ),
+        )),
         _ => None,
     }
 }
 
 /// One server-sent event. JSON has no raw newline, so one `data:` line
 /// holds it.
-fn event(kind: &str, data: &serde_json::Value) -> Option<Bytes> {
-    Some(Bytes::from(format!("event: {kind}\ndata: {data}\n\n")))
+fn event(kind: &str, data: &serde_json::Value) -> Bytes {
+    Bytes::from(format!("event: {kind}\ndata: {data}\n\n"))
 }
 
 /// The response body: whatever the feed task sends, until it stops.

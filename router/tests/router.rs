@@ -49,6 +49,28 @@ async fn serve(client: gosd::Client, tweak: impl FnOnce(&mut RouterConfig)) -> R
     }
 }
 
+/// The router over `client` with default settings on a free port, for
+/// tests of its shutdown: serves until the sender is used, and the handle
+/// resolves once `serve` has returned.
+async fn serve_until_stopped(
+    client: gosd::Client,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(Router::new(client, RouterConfig::default()).serve(
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop, serving)
+}
+
 /// How many URLs the router keeps counters for, once they follow the
 /// client's table as it is now.
 async fn tracked_urls(r: &Running) -> usize {
@@ -365,15 +387,7 @@ async fn shutdown_finishes_in_flight_requests_then_stops() {
         routes.len() == 1
     })
     .await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(Router::new(gosd, RouterConfig::default()).serve(
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (addr, stop, serving) = serve_until_stopped(gosd).await;
     let in_flight = tokio::spawn(get(addr, "/slow/work"));
     arrived.notified().await;
     stop.send(()).unwrap();
@@ -688,15 +702,7 @@ async fn shutdown_ends_open_feeds() {
     let (_, _a) = registered_echo(&server, "svc").await;
     let gosd = client(&server).await;
     routes_become(&gosd, "svc", "a", |routes| routes.len() == 1).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(Router::new(gosd, RouterConfig::default()).serve(
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (addr, stop, serving) = serve_until_stopped(gosd).await;
     let mut feed = Feed::open(addr).await;
     assert_eq!(feed.next_change().await.0, "insert");
     stop.send(()).unwrap();
