@@ -457,6 +457,17 @@ async fn hostile_entries_are_refused_skipped_and_never_served() {
         watch.count("skipping registry entry") == 3
     });
 
+    // The forged push below must reach the watcher: wait until it, the
+    // provider and this test's client all listen.
+    wait_until("three subscribers on the change channel", || {
+        let counts: (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("{gosd}:events")
+            .query(&mut server.connection())
+            .expect("PUBSUB NUMSUB");
+        counts.1 >= 3
+    });
+
     // A forged push of a hostile put, then a real change after it.
     let generation: String = redis::cmd("GET")
         .arg("{gosd}:gen")
@@ -489,7 +500,17 @@ async fn hostile_entries_are_refused_skipped_and_never_served() {
     let mut want = vec![url.clone(), url2.clone()];
     want.sort();
     assert_eq!(served, want, "{name}: only the real providers are served");
-    let lines = watch.proc.ready_lines();
+    // The watcher is another process: wait until it too has the second
+    // provider, which it hears after the forged put on the same channel.
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains(&url2)) {
+        lines.push(
+            watch
+                .proc
+                .next_line()
+                .expect("the watcher printed the second provider"),
+        );
+    }
     assert!(
         lines
             .iter()
