@@ -596,6 +596,7 @@ mod tests {
         Entry {
             field: field.into(),
             url: url.into(),
+            meta: Default::default(),
         }
     }
 

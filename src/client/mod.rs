@@ -578,6 +578,7 @@ mod tests {
                 entry: gosd_driver::Entry {
                     field: format!("svc-{id}"),
                     url: format!("http://h{id}:1"),
+                    meta: Default::default(),
                 },
                 lease: Some(Duration::from_secs(lease)),
             }

@@ -34,8 +34,10 @@ use std::time::Duration;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod finding;
+mod meta;
 
 pub use finding::{Finding, Severity};
+pub use meta::{MAX_ENCODED_LEN, MAX_KEY_LEN, MAX_PAIRS, MAX_VALUE_LEN, Meta, Status};
 
 /// The name of one instance: `<service>-<id>`, as Go gosd writes it.
 ///
@@ -118,6 +120,9 @@ pub struct Entry {
     pub field: String,
     /// The value, normally a URL.
     pub url: String,
+    /// Its status and metadata; [`Meta::default`] (up, nothing else) for
+    /// an entry that has none, as every entry Go gosd writes.
+    pub meta: Meta,
 }
 
 /// The whole registry at one moment.
@@ -392,20 +397,48 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Writes `name → url` with a lease of `ttl`, only if `name` is free.
     /// `Ok(false)` when the name is taken: the caller picks another id.
+    /// The entry has no metadata and is up.
     fn register(
         &self,
         name: &InstanceName,
         url: &str,
         ttl: Duration,
+    ) -> impl Future<Output = Result<bool, DriverError>> + Send {
+        async move { self.register_with(name, url, &Meta::default(), ttl).await }
+    }
+
+    /// [`Driver::register`] with status and metadata, stored beside the
+    /// entry (never in the `name → url` mapping itself, which stays as Go
+    /// gosd reads it) and removed with it.
+    fn register_with(
+        &self,
+        name: &InstanceName,
+        url: &str,
+        meta: &Meta,
+        ttl: Duration,
     ) -> impl Future<Output = Result<bool, DriverError>> + Send;
 
     /// Extends the lease of `name` to `ttl` from now, writing the entry
     /// again if the backend lost it (but not if it was deregistered). See
-    /// [`Renewal`].
+    /// [`Renewal`]. The entry has no metadata and is up.
     fn renew(
         &self,
         name: &InstanceName,
         url: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Renewal, DriverError>> + Send {
+        async move { self.renew_with(name, url, &Meta::default(), ttl).await }
+    }
+
+    /// [`Driver::renew`] with status and metadata. When the stored
+    /// metadata differs from `meta` (a status change), it is written and
+    /// the change is pushed as an [`Event::Put`] of the whole entry, like
+    /// a registration; otherwise nothing but the lease moves.
+    fn renew_with(
+        &self,
+        name: &InstanceName,
+        url: &str,
+        meta: &Meta,
         ttl: Duration,
     ) -> impl Future<Output = Result<Renewal, DriverError>> + Send;
 
@@ -501,6 +534,20 @@ pub trait DynDriver: Send + Sync + 'static {
         url: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Renewal, DriverError>>;
+    fn register_with<'a>(
+        &'a self,
+        name: &'a InstanceName,
+        url: &'a str,
+        meta: &'a Meta,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, DriverError>>;
+    fn renew_with<'a>(
+        &'a self,
+        name: &'a InstanceName,
+        url: &'a str,
+        meta: &'a Meta,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Renewal, DriverError>>;
     fn deregister<'a>(
         &'a self,
         name: &'a InstanceName,
@@ -533,6 +580,24 @@ impl<D: Driver> DynDriver for D {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Renewal, DriverError>> {
         Box::pin(Driver::renew(self, name, url, ttl))
+    }
+    fn register_with<'a>(
+        &'a self,
+        name: &'a InstanceName,
+        url: &'a str,
+        meta: &'a Meta,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, DriverError>> {
+        Box::pin(Driver::register_with(self, name, url, meta, ttl))
+    }
+    fn renew_with<'a>(
+        &'a self,
+        name: &'a InstanceName,
+        url: &'a str,
+        meta: &'a Meta,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Renewal, DriverError>> {
+        Box::pin(Driver::renew_with(self, name, url, meta, ttl))
     }
     fn deregister<'a>(
         &'a self,

@@ -10,7 +10,8 @@ use etcd_client::{
 };
 use futures_util::StreamExt;
 use gosd_driver::{
-    Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Renewal, Snapshot, Version,
+    Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Meta, Renewal, Snapshot,
+    Version,
 };
 use tokio::sync::OnceCell;
 
@@ -24,9 +25,10 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// 50k entries): a whole registry must always fit.
 const MAX_REPLY: usize = 1 << 30;
 
-/// Stale entries removed per transaction: etcd refuses transactions of
-/// more than 128 operations by default (`--max-txn-ops`).
-const REMOVE_PER_TXN: usize = 100;
+/// Stale entries removed per transaction, each with its metadata key (two
+/// operations): etcd refuses transactions of more than 128 operations by
+/// default (`--max-txn-ops`).
+const REMOVE_PER_TXN: usize = 60;
 
 /// How often an idle connection is pinged (HTTP/2), so a watch on a dead
 /// server ends instead of waiting forever.
@@ -64,6 +66,8 @@ struct Keys {
     entries: String,
     /// `<prefix>:gone/`: tombstones.
     gone: String,
+    /// `<prefix>:meta/`: status and metadata, on the entry's lease.
+    meta: String,
     /// `<prefix>:generation`.
     generation: String,
     /// `<prefix>:changed`.
@@ -108,6 +112,7 @@ impl EtcdDriver {
             keys: Arc::new(Keys {
                 entries: format!("{prefix}/"),
                 gone: format!("{prefix}:gone/"),
+                meta: format!("{prefix}:meta/"),
                 generation: format!("{prefix}:generation"),
                 changed: format!("{prefix}:changed"),
                 prefix: prefix.to_owned(),
@@ -142,15 +147,44 @@ impl EtcdDriver {
         key_under(&self.keys.gone, field)
     }
 
-    fn field_of(&self, key: &[u8]) -> Option<String> {
-        let rest = key.strip_prefix(self.keys.entries.as_bytes())?;
-        let mut field = String::from_utf8_lossy(rest).into_owned();
-        if let Some(at) = field.rfind('/') {
-            field.replace_range(at..=at, "-");
-        }
-        Some(field)
+    /// The sibling key of `field`'s entry that holds its status and
+    /// metadata, on the same lease: `<prefix>:meta/<service>/<id>`.
+    fn meta_key(&self, field: &str) -> String {
+        key_under(&self.keys.meta, field)
     }
 
+    /// The field a metadata key belongs to.
+    fn meta_field_of(&self, key: &[u8]) -> Option<String> {
+        field_under(&self.keys.meta, key)
+    }
+
+    /// Writes `meta` beside `name`'s entry on `lease`, or removes it when
+    /// there is none to store (up, no pairs), so that such an entry reads
+    /// as one written by hand.
+    fn put_meta(&self, name: &InstanceName, meta: &Meta, lease: i64) -> TxnOp {
+        let key = self.meta_key(name.as_str());
+        match meta.encode() {
+            m if m.is_empty() => TxnOp::delete(key, None),
+            m => TxnOp::put(key, m, Some(PutOptions::new().with_lease(lease))),
+        }
+    }
+
+    fn field_of(&self, key: &[u8]) -> Option<String> {
+        field_under(&self.keys.entries, key)
+    }
+}
+
+/// The field whose key under `dir` is `key` (see [`key_under`]).
+fn field_under(dir: &str, key: &[u8]) -> Option<String> {
+    let rest = key.strip_prefix(dir.as_bytes())?;
+    let mut field = String::from_utf8_lossy(rest).into_owned();
+    if let Some(at) = field.rfind('/') {
+        field.replace_range(at..=at, "-");
+    }
+    Some(field)
+}
+
+impl EtcdDriver {
     fn unavailable(&self, source: etcd_client::Error) -> DriverError {
         DriverError::Unavailable {
             backend: self.backend.clone(),
@@ -267,11 +301,16 @@ impl EtcdDriver {
                 true => GetOptions::new().with_prefix(),
                 false => GetOptions::new().with_prefix().with_count_only(),
             };
-            let txn = Txn::new().and_then([
+            let mut reads = vec![
                 TxnOp::get(self.keys.generation.clone(), None),
                 TxnOp::get(self.keys.changed.clone(), None),
                 TxnOp::get(self.keys.entries.clone(), Some(entries)),
-            ]);
+            ];
+            if whole {
+                let all = GetOptions::new().with_prefix();
+                reads.push(TxnOp::get(self.keys.meta.clone(), Some(all)));
+            }
+            let txn = Txn::new().and_then(reads);
             let floor = self.floor();
             let r = self.txn(c, txn).await?;
             let revision = revision_of(&r);
@@ -293,6 +332,15 @@ impl EtcdDriver {
             }
             let count = u64::try_from(entries.count()).unwrap_or(0);
             let kvs = entries.kvs();
+            let metas: HashMap<String, Meta> = gets
+                .next()
+                .iter()
+                .flat_map(|g| g.kvs())
+                .filter_map(|kv| {
+                    let meta = Meta::decode(&String::from_utf8_lossy(kv.value()));
+                    Some((self.meta_field_of(kv.key())?, meta))
+                })
+                .collect();
             return Ok(Read {
                 version: Version {
                     generation,
@@ -304,7 +352,13 @@ impl EtcdDriver {
                     .first()
                     .map_or(0, |kv| kv.mod_revision().max(0) as u64),
                 entries: if whole {
-                    kvs.iter().filter_map(|kv| self.entry_of(kv)).collect()
+                    kvs.iter()
+                        .filter_map(|kv| self.entry_of(kv))
+                        .map(|mut e| {
+                            e.meta = metas.get(&e.field).cloned().unwrap_or_default();
+                            e
+                        })
+                        .collect()
                 } else {
                     Vec::new()
                 },
@@ -373,6 +427,7 @@ impl EtcdDriver {
         Some(Entry {
             field: self.field_of(kv.key())?,
             url: String::from_utf8_lossy(kv.value()).into_owned(),
+            meta: Meta::default(),
         })
     }
 
@@ -393,13 +448,15 @@ impl EtcdDriver {
         Ok((entry, gone))
     }
 
-    /// Writes `name → url` on `lease` if the key still stands as `seen`
-    /// (`None`: absent and not tombstoned).
+    /// Writes `name → url` and its `meta` on `lease` if the key still
+    /// stands as `seen` (`None`: absent and not tombstoned).
+    #[allow(clippy::too_many_arguments)]
     async fn put_if(
         &self,
         c: &mut Client,
         name: &InstanceName,
         url: &str,
+        meta: &Meta,
         lease: i64,
         seen: Option<&KeyValue>,
     ) -> Result<bool, DriverError> {
@@ -417,6 +474,7 @@ impl EtcdDriver {
         };
         let txn = Txn::new().when(compares).and_then([
             TxnOp::put(key, url, Some(PutOptions::new().with_lease(lease))),
+            self.put_meta(name, meta, lease),
             self.touch(),
         ]);
         Ok(self.txn(c, txn).await?.succeeded())
@@ -443,6 +501,7 @@ impl EtcdDriver {
         c: &mut Client,
         name: &InstanceName,
         url: &str,
+        meta: &Meta,
         ttl: i64,
         alive: Option<Lease>,
     ) -> Result<Renewal, DriverError> {
@@ -484,7 +543,7 @@ impl EtcdDriver {
                         Some(l) => l,
                         None => *granted.insert(self.grant(c, ttl).await?),
                     };
-                    if self.put_if(c, name, url, lease.id, Some(&kv)).await? {
+                    if self.put_if(c, name, url, meta, lease.id, Some(&kv)).await? {
                         if kv.lease() != 0 && kv.lease() != lease.id {
                             let _ = c.lease_revoke(kv.lease()).await;
                         }
@@ -499,7 +558,7 @@ impl EtcdDriver {
                         Some(l) => l,
                         None => *granted.insert(self.grant(c, ttl).await?),
                     };
-                    if self.put_if(c, name, url, lease.id, None).await? {
+                    if self.put_if(c, name, url, meta, lease.id, None).await? {
                         self.remember(name.as_str(), Some(lease));
                         return Ok(Renewal::Restored);
                     }
@@ -613,6 +672,12 @@ mod tests {
         }
         assert_eq!(d.field_of(b"/gosd:generation"), None);
         assert_eq!(d.field_of(b"/gosd:gone/svc/1"), None);
+        assert_eq!(d.field_of(b"/gosd:meta/svc/1"), None);
+        assert_eq!(d.meta_key("svc-1"), "/gosd:meta/svc/1");
+        assert_eq!(
+            d.meta_field_of(b"/gosd:meta/svc/1").as_deref(),
+            Some("svc-1")
+        );
     }
 
     #[test]

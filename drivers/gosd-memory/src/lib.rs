@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gosd_driver::{
-    Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Renewal, Snapshot, Version,
+    Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Meta, Renewal, Snapshot,
+    Version,
 };
 
 /// An in-process registry; clones share it. See the [crate docs](crate).
@@ -93,6 +94,7 @@ struct Clock {
 #[derive(Debug)]
 struct Stored {
     url: String,
+    meta: Meta,
     /// `None`: written raw, never reaped.
     expires: Option<Instant>,
 }
@@ -190,9 +192,17 @@ impl State {
     }
 
     /// Writes a leased entry: a change, so the revision moves.
-    fn put_leased(&mut self, name: &InstanceName, url: &str, now: Instant, ttl: Duration) -> Event {
+    fn put_leased(
+        &mut self,
+        name: &InstanceName,
+        url: &str,
+        meta: &Meta,
+        now: Instant,
+        ttl: Duration,
+    ) -> Event {
         let stored = Stored {
             url: url.to_owned(),
+            meta: meta.clone(),
             expires: expiry(now, ttl),
         };
         self.entries.insert(name.as_str().to_owned(), stored);
@@ -203,6 +213,7 @@ impl State {
             entry: Entry {
                 field: name.as_str().to_owned(),
                 url: url.to_owned(),
+                meta: meta.clone(),
             },
             lease: Some(ttl),
         }
@@ -261,6 +272,7 @@ impl MemoryDriver {
             field.to_owned(),
             Stored {
                 url: value.to_owned(),
+                meta: Meta::default(),
                 expires: None,
             },
         );
@@ -317,39 +329,47 @@ impl Driver for MemoryDriver {
         "the in-process memory registry".to_owned()
     }
 
-    async fn register(
+    async fn register_with(
         &self,
         name: &InstanceName,
         url: &str,
+        meta: &Meta,
         ttl: Duration,
     ) -> Result<bool, DriverError> {
         let mut l = self.live()?;
         if l.state.entries.contains_key(name.as_str()) {
             return Ok(false);
         }
-        let e = l.state.put_leased(name, url, l.now, ttl);
+        let e = l.state.put_leased(name, url, meta, l.now, ttl);
         l.events.push(e);
         Ok(true)
     }
 
-    async fn renew(
+    async fn renew_with(
         &self,
         name: &InstanceName,
         url: &str,
+        meta: &Meta,
         ttl: Duration,
     ) -> Result<Renewal, DriverError> {
         let mut l = self.live_renewing(Some((name.as_str(), ttl)))?;
         let now = l.now;
         let deregistered = l.state.gone.contains_key(name.as_str());
         match l.state.entries.get_mut(name.as_str()) {
-            Some(stored) if stored.url == url => {
+            Some(stored) if stored.url == url && stored.meta == *meta => {
                 stored.expires = expiry(now, ttl);
+                Ok(Renewal::Renewed)
+            }
+            // A status or metadata change: a change like a registration.
+            Some(stored) if stored.url == url => {
+                let e = l.state.put_leased(name, url, meta, now, ttl);
+                l.events.push(e);
                 Ok(Renewal::Renewed)
             }
             Some(_) => Ok(Renewal::Conflict),
             None if deregistered => Ok(Renewal::Gone),
             None => {
-                let e = l.state.put_leased(name, url, now, ttl);
+                let e = l.state.put_leased(name, url, meta, now, ttl);
                 l.events.push(e);
                 Ok(Renewal::Restored)
             }
@@ -402,6 +422,7 @@ impl Driver for MemoryDriver {
             .map(|(field, stored)| Entry {
                 field: field.clone(),
                 url: stored.url.clone(),
+                meta: stored.meta.clone(),
             })
             .collect();
         Ok(Fetched::Changed(Snapshot {

@@ -131,7 +131,7 @@ async fn key_types(d: &RedisDriver, conn: &mut ConnectionManager) -> Finding {
     const CHECK: &str = "key types";
     let k = &d.keys;
     // (key, the type gosd needs, what deleting it does)
-    let expected: [(&str, &str, &str); 6] = [
+    let expected: [(&str, &str, &str); 7] = [
         (
             &k.hash,
             "hash",
@@ -163,6 +163,12 @@ async fn key_types(d: &RedisDriver, conn: &mut ConnectionManager) -> Finding {
             &k.log,
             "list",
             "delete it: clients a few changes behind read the registry whole instead",
+        ),
+        (
+            &k.meta,
+            "hash",
+            "delete it: every running instance writes its status and metadata again at its \
+             next heartbeat",
         ),
     ];
     let mut read = redis::pipe();

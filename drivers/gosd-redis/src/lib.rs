@@ -11,6 +11,7 @@
 //! | `{gosd}:events` | channel | one message per change, with the version after it |
 //! | `{gosd}:log` | list | the last 64 of those messages, newest first |
 //! | `{gosd}:clock` | string | `<ms> <beat_ms> <ms>`: when a script last wrote, the shortest heartbeat seen lately, when (stalls, below) |
+//! | `{gosd}:meta` | hash | field `<service>-<id>` → status and metadata ([`gosd_driver::Meta`]'s compact form); no field for an entry that is up with no metadata |
 //!
 //! A Redis that restarts empty has no `{gosd}:gen`; the next script writes
 //! a new one, and clients see the registry lost its state instead of
@@ -89,7 +90,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use gosd_driver::{
-    Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Renewal, Snapshot, Version,
+    Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Meta, Renewal, Snapshot,
+    Version,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
@@ -159,6 +161,7 @@ struct Keys {
     events: String,
     log: String,
     clock: String,
+    meta: String,
 }
 
 impl RedisDriver {
@@ -186,6 +189,7 @@ impl RedisDriver {
                 events: format!("{{{key}}}:events"),
                 log: format!("{{{key}}}:log"),
                 clock: format!("{{{key}}}:clock"),
+                meta: format!("{{{key}}}:meta"),
             },
             options,
         }
@@ -255,7 +259,7 @@ impl RedisDriver {
         }
     }
 
-    /// Runs one of the scripts with its seven keys and `args`.
+    /// Runs one of the scripts with its eight keys and `args`.
     async fn run<C: redis::aio::ConnectionLike>(
         &self,
         conn: &mut C,
@@ -268,7 +272,8 @@ impl RedisDriver {
             .key(&self.keys.gone)
             .key(&self.keys.generation)
             .key(&self.keys.log)
-            .key(&self.keys.clock);
+            .key(&self.keys.clock)
+            .key(&self.keys.meta);
         for a in args {
             call.arg(*a);
         }
@@ -390,31 +395,45 @@ impl Driver for RedisDriver {
         self.backend.clone()
     }
 
-    async fn register(
+    async fn register_with(
         &self,
         name: &InstanceName,
         url: &str,
+        meta: &Meta,
         ttl: Duration,
     ) -> Result<bool, DriverError> {
+        let meta = meta.encode();
         let v = self
             .call(
                 &REGISTER,
-                &[name.as_str().as_bytes(), url.as_bytes(), &ttl_ms(ttl)],
+                &[
+                    name.as_str().as_bytes(),
+                    url.as_bytes(),
+                    &ttl_ms(ttl),
+                    meta.as_bytes(),
+                ],
             )
             .await?;
         Ok(self.int("register", v)? == 1)
     }
 
-    async fn renew(
+    async fn renew_with(
         &self,
         name: &InstanceName,
         url: &str,
+        meta: &Meta,
         ttl: Duration,
     ) -> Result<Renewal, DriverError> {
+        let meta = meta.encode();
         let v = self
             .call(
                 &RENEW,
-                &[name.as_str().as_bytes(), url.as_bytes(), &ttl_ms(ttl)],
+                &[
+                    name.as_str().as_bytes(),
+                    url.as_bytes(),
+                    &ttl_ms(ttl),
+                    meta.as_bytes(),
+                ],
             )
             .await?;
         match self.int("renew", v)? {
@@ -469,6 +488,7 @@ impl Driver for RedisDriver {
             .get(&k.revision)
             .hlen(&k.hash)
             .hgetall(&k.hash)
+            .hgetall(&k.meta)
             .zrange_withscores(&k.leases, 0, 0)
             .cmd("TIME");
         let mut repaired = false;
@@ -657,6 +677,7 @@ mod tests {
             Value::Int(1),
             Value::Array(vec![bulk("svc-1")]),
             Value::Array(vec![]),
+            Value::Array(vec![]),
             Value::Array(vec![bulk("1000"), bulk("0")]),
         ]);
         let Ok(Fetched::Changed(s)) = parse_changed(odd) else {
@@ -678,6 +699,7 @@ mod tests {
                 bulk("go-2"),
                 bulk("http://b"),
             ]),
+            Value::Array(vec![bulk("svc-1"), bulk("draining,zone=a")]),
             Value::Array(vec![bulk("svc-1"), bulk("1732000001500")]),
             Value::Array(vec![bulk("1732000000"), bulk("000999")]),
         ]);
@@ -687,6 +709,14 @@ mod tests {
         assert_eq!(s.next_expiry, Some(Duration::from_millis(1500)));
         assert_eq!(s.entries.len(), 2);
         assert_eq!(s.version.entries, 2);
+        let meta = |f: &str| &s.entries.iter().find(|e| e.field == f).unwrap().meta;
+        assert_eq!(meta("svc-1").status, gosd_driver::Status::Draining);
+        assert_eq!(meta("svc-1").get("zone"), Some("a"));
+        assert_eq!(
+            *meta("go-2"),
+            Meta::default(),
+            "no metadata: up, nothing else"
+        );
     }
 
     #[test]
@@ -711,6 +741,15 @@ mod tests {
         );
         assert_eq!(lease, Some(Duration::from_secs(10)));
         assert_eq!(since, 6, "a Redis change follows the revision before it");
+        assert_eq!(entry.meta, Meta::default());
+        let Some(Event::Put { entry, .. }) =
+            parse_event(b"5 7 2 putm svc-1 10000 down,zone=b http://a/b c")
+        else {
+            panic!()
+        };
+        assert_eq!(entry.url, "http://a/b c");
+        assert_eq!(entry.meta.status, gosd_driver::Status::Down);
+        assert_eq!(entry.meta.get("zone"), Some("b"));
         assert!(matches!(
             parse_event(b"5 8 1 del svc-1"),
             Some(Event::Removed { .. })
@@ -724,6 +763,7 @@ mod tests {
             b"x",
             b"1 2 3",
             b"1 2 3 put a",
+            b"1 2 3 putm a 10 up",
             b"1 2 3 del",
             b"1 2 3 nope",
             b"\xff 2 3 changed",

@@ -52,14 +52,14 @@ pub(crate) fn parse_changes(v: &Value) -> Option<Fetched> {
 }
 
 /// The reply of the read pipeline: generation, revision, length, the hash,
-/// the earliest lease (member and score), Redis's `TIME`. On a reply of the
+/// the metadata hash, the earliest lease (member and score), Redis's `TIME`. On a reply of the
 /// wrong shape, returns the offending value.
 pub(crate) fn parse_changed(v: Value) -> Result<Fetched, Value> {
     let Value::Array(parts) = v else {
         return Err(v);
     };
-    let [generation, revision, len, fields, earliest, time] =
-        <[Value; 6]>::try_from(parts).map_err(Value::Array)?;
+    let [generation, revision, len, fields, metas, earliest, time] =
+        <[Value; 7]>::try_from(parts).map_err(Value::Array)?;
     let version = Version {
         // A registry that has not written its generation yet is generation 0.
         generation: integer_or_zero(generation)?,
@@ -71,11 +71,21 @@ pub(crate) fn parse_changed(v: Value) -> Result<Fetched, Value> {
         .next()
         .and_then(|(_, score)| number(&score))
         .map(|expiry| Duration::from_millis((expiry - now_ms).max(0.0) as u64));
+    // Metadata of fields that are gone (a Go gosd HDEL) is never read.
+    let metas: std::collections::HashMap<String, String> = pairs(metas)?
+        .filter_map(|(field, meta)| Some((text(field)?, text(meta)?)))
+        .collect();
     let entries = pairs(fields)?
         .filter_map(|(field, url)| {
+            let field = text(field)?;
+            let meta = metas
+                .get(&field)
+                .map(|m| Meta::decode(m))
+                .unwrap_or_default();
             Some(Entry {
-                field: text(field)?,
+                field,
                 url: text(url)?,
+                meta,
             })
         })
         .collect();
@@ -114,27 +124,50 @@ pub(crate) fn parse_leases(v: Value) -> Result<Vec<(String, Duration)>, Value> {
 }
 
 /// Parses `<gen> <rev> <len> put <field> <lease_ms> <url>`,
+/// `<gen> <rev> <len> putm <field> <lease_ms> <meta> <url>`,
 /// `<gen> <rev> <len> del <field>` or `<gen> <rev> <len> changed`. The URL
-/// comes last so that it may contain spaces.
+/// comes last so that it may contain spaces; the metadata has none.
 pub(crate) fn parse_event(payload: &[u8]) -> Option<Event> {
     let text = std::str::from_utf8(payload).ok()?;
-    let mut parts = text.splitn(7, ' ');
+    let mut parts = text.splitn(5, ' ');
     let mut n = || parts.next()?.parse::<u64>().ok();
     let version = Version {
         generation: n()?,
         revision: n()?,
         entries: n()?,
     };
-    match (parts.next()?, parts.next(), parts.next(), parts.next()) {
-        ("put", Some(field), Some(lease), Some(url)) => Some(Event::Put {
+    let kind = parts.next()?;
+    let rest = parts.next();
+    let put = |field: &str, lease: &str, meta: Meta, url: &str| {
+        Some(Event::Put {
             version,
             since: version.revision.checked_sub(1)?,
             entry: Entry {
                 field: field.to_owned(),
                 url: url.to_owned(),
+                meta,
             },
             lease: Some(Duration::from_millis(lease.parse().ok()?)),
-        }),
+        })
+    };
+    let words =
+        |n: usize| -> Vec<&str> { rest.map(|r| r.splitn(n, ' ').collect()).unwrap_or_default() };
+    match kind {
+        "put" => match words(3)[..] {
+            [field, lease, url] => put(field, lease, Meta::default(), url),
+            _ => None,
+        },
+        "putm" => match words(4)[..] {
+            [field, lease, meta, url] => put(field, lease, Meta::decode(meta), url),
+            _ => None,
+        },
+        _ => parse_removal(version, kind, rest),
+    }
+}
+
+fn parse_removal(version: Version, kind: &str, rest: Option<&str>) -> Option<Event> {
+    let mut words = rest.map(|r| r.split(' ')).into_iter().flatten();
+    match (kind, words.next(), words.next(), words.next()) {
         ("del", Some(field), None, None) => Some(Event::Removed {
             version,
             since: version.revision.checked_sub(1)?,

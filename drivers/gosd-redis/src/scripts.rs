@@ -5,7 +5,7 @@ use super::*;
 
 /// Helpers every script starts with, then the reap of expired leases
 /// (`script!(before_reap, body)` runs a part of its own before it). KEYS:
-/// hash, leases, revision, gone, generation, log, clock.
+/// hash, leases, revision, gone, generation, log, clock, meta.
 ///
 /// Every change starts with `bump()`, and each change is published on
 /// `{<hash>}:events` with the version after it, and pushed on the log,
@@ -85,6 +85,8 @@ must_be(KEYS[6], 'list', "gosd's change log",
   'DEL ' .. KEYS[6] .. '; clients read the whole registry once')
 must_be(KEYS[4], 'zset', 'tombstones of deregistered instances',
   'DEL ' .. KEYS[4] .. '; a renewal in flight during a deregistration may then write it back')
+must_be(KEYS[8], 'hash', 'status and metadata, field <service>-<id> to its compact form',
+  'DEL ' .. KEYS[8] .. '; live instances write theirs back at their next heartbeat')
 if wrong then return redis.error_reply(wrong) end
 local function counter(key)
   local v = redis.call('GET', key)
@@ -119,6 +121,18 @@ end
 local function bump()
   redis.call('INCR', KEYS[3])
 end
+-- An entry's metadata: '' (up, nothing else) is stored as no field, so
+-- that such an entry reads as one Go gosd wrote.
+local function set_meta(name, meta)
+  if meta == '' then redis.call('HDEL', KEYS[8], name) else redis.call('HSET', KEYS[8], name, meta) end
+end
+-- A write of one entry; the form with metadata has a word of its own, so
+-- that a reader that does not know it reads the whole registry instead
+-- of taking the metadata for part of the URL.
+local function put_message(name, ttl_ms, url, meta)
+  if meta == '' then return 'put ' .. name .. ' ' .. ttl_ms .. ' ' .. url end
+  return 'putm ' .. name .. ' ' .. ttl_ms .. ' ' .. meta .. ' ' .. url
+end
 local function reap(now)
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
   local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -127,6 +141,7 @@ local function reap(now)
     for _, name in ipairs(dead) do
       bump()
       redis.call('HDEL', KEYS[1], name)
+      redis.call('HDEL', KEYS[8], name)
       redis.call('ZREM', KEYS[2], name)
       publish('del ' .. name)
     end
@@ -135,6 +150,7 @@ local function reap(now)
   bump()
   for i = 1, #dead, 1000 do
     redis.call('HDEL', KEYS[1], unpack(dead, i, math.min(i + 999, #dead)))
+    redis.call('HDEL', KEYS[8], unpack(dead, i, math.min(i + 999, #dead)))
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   publish('changed')
@@ -175,21 +191,24 @@ end
     };
 }
 
-/// ARGV: name, url, ttl_ms. Returns 1 if written, 0 if the name is taken.
+/// ARGV: name, url, ttl_ms, meta. Returns 1 if written, 0 if the name is
+/// taken.
 pub(crate) static REGISTER: LazyLock<Script> = script!(
     leases,
     r#"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 bump()
 redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+set_meta(ARGV[1], ARGV[4])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-publish('put ' .. ARGV[1] .. ' ' .. ARGV[3] .. ' ' .. ARGV[2])
+publish(put_message(ARGV[1], ARGV[3], ARGV[2], ARGV[4]))
 return 1
 "#
 );
 
-/// ARGV: name, url, ttl_ms. Returns 1 renewed, 2 restored, 3 gone
-/// (deregistered), 0 conflict.
+/// ARGV: name, url, ttl_ms, meta. Returns 1 renewed, 2 restored, 3 gone
+/// (deregistered), 0 conflict. A renewal whose metadata differs from the
+/// stored one (a status change) writes it and publishes the entry.
 ///
 /// The renewal proper runs before the reap: a heartbeat that comes after
 /// its lease ran out, but before any script reaped it, extends the lease
@@ -200,6 +219,11 @@ pub(crate) static RENEW: LazyLock<Script> = script!(
     r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+  if (redis.call('HGET', KEYS[8], ARGV[1]) or '') ~= ARGV[4] then
+    bump()
+    set_meta(ARGV[1], ARGV[4])
+    publish(put_message(ARGV[1], ARGV[3], ARGV[2], ARGV[4]))
+  end
   reap(now)
   return 1
 end
@@ -209,8 +233,9 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 3 end
 bump()
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+set_meta(ARGV[1], ARGV[4])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-publish('put ' .. ARGV[1] .. ' ' .. ARGV[3] .. ' ' .. ARGV[2])
+publish(put_message(ARGV[1], ARGV[3], ARGV[2], ARGV[4]))
 return 2
 "#
 );
@@ -225,6 +250,7 @@ bump()
 local lease = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if lease then redis.call('ZADD', KEYS[4], lease, ARGV[1]) end
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[8], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 publish('del ' .. ARGV[1])
 return 1
@@ -281,7 +307,10 @@ for i = 1, #all, 2 do
 end
 if #stale == 0 then return 0 end
 bump()
-for _, field in ipairs(stale) do redis.call('HDEL', KEYS[1], field) end
+for _, field in ipairs(stale) do
+  redis.call('HDEL', KEYS[1], field)
+  redis.call('HDEL', KEYS[8], field)
+end
 publish('changed')
 return #stale
 "#

@@ -59,6 +59,7 @@ async fn each_key_of_the_wrong_type_is_a_problem_naming_it_and_its_fix() {
         ("{gosd}:gone", "zset"),
         ("{gosd}:gen", "string"),
         ("{gosd}:log", "list"),
+        ("{gosd}:meta", "hash"),
     ] {
         let mut conn = server.connection();
         let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();

@@ -82,6 +82,9 @@ pub async fn run<H: Harness>(h: &H) {
     remove_stale_spares_live_leases(h).await;
     unreachable_backend_fails_fast(h).await;
     deregister_works_from_a_fresh_runtime(h).await;
+    metadata_is_stored_beside_the_entry(h).await;
+    a_status_change_is_pushed(h).await;
+    metadata_goes_with_its_entry(h).await;
 }
 
 const TTL: Duration = Duration::from_secs(30);
@@ -150,9 +153,11 @@ fn url_of<'a>(s: &'a Snapshot, field: &str) -> Option<&'a str> {
 
 mod changes;
 mod lifecycle;
+mod meta;
 
 pub use changes::*;
 pub use lifecycle::*;
+pub use meta::*;
 
 /// A second registration of a taken name is refused and changes nothing.
 pub async fn register_is_unique<H: Harness>(h: &H) {

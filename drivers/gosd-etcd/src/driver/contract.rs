@@ -8,10 +8,11 @@ impl Driver for EtcdDriver {
         self.backend.clone()
     }
 
-    async fn register(
+    async fn register_with(
         &self,
         name: &InstanceName,
         url: &str,
+        meta: &Meta,
         ttl: Duration,
     ) -> Result<bool, DriverError> {
         let mut c = self.client().await?;
@@ -21,6 +22,7 @@ impl Driver for EtcdDriver {
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([
                 TxnOp::put(key, url, Some(PutOptions::new().with_lease(lease.id))),
+                self.put_meta(name, meta, lease.id),
                 self.touch(),
                 // A tombstone from an earlier life of this name is moot now.
                 TxnOp::delete(self.gone_key(name.as_str()), None),
@@ -38,10 +40,11 @@ impl Driver for EtcdDriver {
         }
     }
 
-    async fn renew(
+    async fn renew_with(
         &self,
         name: &InstanceName,
         url: &str,
+        meta: &Meta,
         ttl: Duration,
     ) -> Result<Renewal, DriverError> {
         let ttl = lease_seconds(ttl);
@@ -57,9 +60,34 @@ impl Driver for EtcdDriver {
         // The common case in one transaction: our URL, on our live lease.
         let key = self.key_of(name.as_str());
         if let Some(lease) = alive.filter(|l| l.ttl == ttl) {
-            let txn = Txn::new().when([
+            let ours = [
                 Compare::value(key.clone(), CompareOp::Equal, url),
                 Compare::lease(key.clone(), CompareOp::Equal, lease.id),
+            ];
+            let meta_key = self.meta_key(name.as_str());
+            let same_meta = match meta.encode() {
+                m if m.is_empty() => Compare::create_revision(meta_key, CompareOp::Equal, 0),
+                m => Compare::value(meta_key, CompareOp::Equal, m),
+            };
+            let mut compares = ours.to_vec();
+            compares.push(same_meta);
+            if self
+                .txn(&mut c, Txn::new().when(compares))
+                .await?
+                .succeeded()
+            {
+                return Ok(Renewal::Renewed);
+            }
+            // Ours, with other metadata (a status change): the entry is
+            // written again with it, so that watchers see one put of both.
+            let txn = Txn::new().when(ours).and_then([
+                TxnOp::put(
+                    key.clone(),
+                    url,
+                    Some(PutOptions::new().with_lease(lease.id)),
+                ),
+                self.put_meta(name, meta, lease.id),
+                self.touch(),
             ]);
             if self.txn(&mut c, txn).await?.succeeded() {
                 return Ok(Renewal::Renewed);
@@ -69,7 +97,7 @@ impl Driver for EtcdDriver {
         // once the outcome is known it must not outlive this call. After an
         // error the entry may still be on it: leave it to expire instead.
         let spare = alive.filter(|l| l.ttl != ttl);
-        let outcome = self.renew_slow(&mut c, name, url, ttl, alive).await;
+        let outcome = self.renew_slow(&mut c, name, url, meta, ttl, alive).await;
         if let Some(old) = spare
             && outcome.is_ok()
         {
@@ -90,7 +118,11 @@ impl Driver for EtcdDriver {
             let Some(kv) = entry.filter(|kv| kv.value() == url.as_bytes()) else {
                 return Ok(false);
             };
-            let mut ops = vec![TxnOp::delete(key.clone(), None), self.touch()];
+            let mut ops = vec![
+                TxnOp::delete(key.clone(), None),
+                TxnOp::delete(self.meta_key(name.as_str()), None),
+                self.touch(),
+            ];
             if kv.lease() != 0 {
                 // The tombstone dies with the lease the entry would have had.
                 ops.push(TxnOp::put(
@@ -200,6 +232,21 @@ impl Driver for EtcdDriver {
                     // The registry was wiped and began anew: start over.
                     return Ok(());
                 }
+                // Status and metadata come in the same transaction as
+                // their entry's put (or go with its lease).
+                let meta_of = |field: &str| {
+                    group
+                        .iter()
+                        .filter(|e| e.event_type() == EventType::Put)
+                        .filter_map(|e| e.kv())
+                        .find(|kv| self.meta_field_of(kv.key()).as_deref() == Some(field))
+                        .map(|kv| Meta::decode(&String::from_utf8_lossy(kv.value())))
+                        .unwrap_or_default()
+                };
+                let meta_only = group.iter().all(|e| {
+                    e.kv()
+                        .is_some_and(|kv| kv.key().starts_with(self.keys.meta.as_bytes()))
+                });
                 let changes: Vec<_> = group
                     .iter()
                     .filter_map(|e| {
@@ -216,6 +263,10 @@ impl Driver for EtcdDriver {
                     }
                 }
                 let event = match changes.as_slice() {
+                    // Metadata written by hand, without its entry.
+                    [] if meta_only => Event::Changed {
+                        version: version(revision, entries),
+                    },
                     [] => continue, // a tombstone came or went
                     [(EventType::Put, kv, field)] => Event::Put {
                         version: version(revision, entries),
@@ -223,6 +274,7 @@ impl Driver for EtcdDriver {
                         entry: Entry {
                             field: field.clone(),
                             url: String::from_utf8_lossy(kv.value()).into_owned(),
+                            meta: meta_of(field),
                         },
                         lease: None,
                     },
@@ -300,7 +352,13 @@ impl Driver for EtcdDriver {
                 .and_then(
                     chunk
                         .iter()
-                        .map(|kv| TxnOp::delete(kv.key(), None))
+                        .flat_map(|kv| {
+                            let meta = self
+                                .field_of(kv.key())
+                                .map(|f| TxnOp::delete(self.meta_key(&f), None));
+                            [Some(TxnOp::delete(kv.key(), None)), meta]
+                        })
+                        .flatten()
                         .chain([self.touch()])
                         .collect::<Vec<_>>(),
                 );
