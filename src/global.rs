@@ -170,6 +170,13 @@ pub fn add_service_manually(service: &str, url: &str) -> Result<()> {
     client()?.add_service_manually(service, url)
 }
 
+/// Sets this process's instance's status; see [`Registration::set_status`].
+///
+/// [`Registration::set_status`]: crate::Registration::set_status
+pub async fn set_status(status: crate::Status) -> Result<()> {
+    client()?.set_status(status).await
+}
+
 /// Deregisters this process's instance now. Idempotent.
 pub async fn finish() -> Result<()> {
     client()?.finish().await

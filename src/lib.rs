@@ -74,6 +74,7 @@ mod signals;
 mod skipped;
 mod snapshot;
 mod table;
+mod weights;
 
 pub use client::{Client, ClientBuilder, Instance};
 pub use config::{Config, Cron, DriverKind, EtcdTarget, RedisTarget};
@@ -119,14 +120,14 @@ pub mod validate {
 }
 pub use global::{
     add_service_manually, client, connect, delete_service_with_url, finish, get,
-    iterate_service_route, shutdown_signal, start, start_with, update_by_cron,
+    iterate_service_route, set_status, shutdown_signal, start, start_with, update_by_cron,
 };
 pub use registration::Registration;
 pub use route::Route;
 pub use service_watch::{Change, ServiceWatch};
 pub use shared_memory::shared_memory_registry;
 
-pub use gosd_driver::{Driver, DriverError, DynDriver, InstanceName};
+pub use gosd_driver::{Driver, DriverError, DynDriver, InstanceName, Meta, Status};
 #[cfg(feature = "etcd")]
 pub use gosd_etcd::{EtcdDriver, EtcdOptions};
 pub use gosd_memory::MemoryDriver;

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use gosd_driver::InstanceName;
+use gosd_driver::{InstanceName, Status};
 
 use crate::error::Result;
 
@@ -13,6 +13,8 @@ use crate::error::Result;
 pub(crate) trait Deregister: Send + Sync {
     /// Deregisters now; idempotent.
     fn finish(&self) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>>;
+    /// Writes a new status now, and in every renewal after.
+    fn set_status(&self, status: Status) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>>;
     /// Deregisters from synchronous code (`Drop`), bounded in time.
     fn finish_blocking(&self);
 }
@@ -83,6 +85,22 @@ impl Registration {
     /// The service part of the name (the same under every name).
     pub fn service(&self) -> String {
         self.name.get().service().to_owned()
+    }
+
+    /// Sets this instance's status and writes it to the registry now;
+    /// consumers see it as any other change (pushed within milliseconds
+    /// when they watch). `Draining` and `Down` take the instance out of
+    /// their picks while it keeps its lease (unless no instance of the
+    /// service is up: then picks fail open to all of them); `Up` brings it
+    /// back. Every heartbeat writes it again, so it survives a registry
+    /// that lost its data.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`](crate::Error::Unreachable) when the registry
+    /// could not be reached: the status is still set, and the next
+    /// heartbeat writes it.
+    pub async fn set_status(&self, status: Status) -> Result<()> {
+        self.owner.set_status(status).await
     }
 
     /// Deregisters now. Idempotent with every other way of deregistering.

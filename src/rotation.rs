@@ -60,6 +60,9 @@ struct Rotation {
     /// This thread's own copy of each route: cloning one touches a
     /// reference count no other thread bumps.
     copy: Box<[Route]>,
+    /// The table's pick sequence (indices into `copy`): only read, so
+    /// shared.
+    order: Arc<[u32]>,
     next: usize,
 }
 
@@ -80,7 +83,8 @@ impl Rotations {
         };
         let n = r.next;
         r.next = n.wrapping_add(1);
-        r.copy[n % r.copy.len()].clone()
+        let i = r.order[n % r.order.len()] as usize;
+        r.copy[i].clone()
     }
 
     /// A thread's first pick of `service`, or its first since the list
@@ -94,11 +98,13 @@ impl Rotations {
             self.by_id.resize_with(id + 1, || Rotation {
                 source: Arc::new([]),
                 copy: Box::new([]),
+                order: Arc::new([]),
                 next: offset,
             });
         }
         let r = &mut self.by_id[id];
         r.source = service.routes.clone();
+        r.order = service.order.clone();
         r.copy = service
             .routes
             .iter()
@@ -115,6 +121,7 @@ mod tests {
     fn service(rotation: RotationId, urls: &[&str]) -> ServiceRoutes {
         ServiceRoutes {
             routes: urls.iter().map(|u| Route::new(u)).collect(),
+            order: (0..urls.len() as u32).collect(),
             rotation,
         }
     }
@@ -141,6 +148,18 @@ mod tests {
             urls(&mut r, &one, 1),
             ["a"],
             "back to the old list: the 5th pick"
+        );
+    }
+
+    #[test]
+    fn a_pick_follows_the_sequence() {
+        let s = ServiceRoutes {
+            order: vec![1, 0, 1, 1].into(),
+            ..service(0, &["light", "heavy"])
+        };
+        assert_eq!(
+            urls(&mut Rotations::new(0), &s, 5),
+            ["heavy", "light", "heavy", "heavy", "heavy"]
         );
     }
 

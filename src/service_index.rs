@@ -25,9 +25,13 @@ pub(crate) type RotationId = u32;
 /// The routes of one service.
 #[derive(Clone)]
 pub(crate) struct ServiceRoutes {
-    /// Never empty. Shared, so a table that changes one service copies
-    /// the others by reference.
+    /// Every route of the service, pickable or not; never empty. Shared,
+    /// so a table that changes one service copies the others by reference.
     pub(crate) routes: Arc<[Route]>,
+    /// The pick sequence: indices into `routes`, of the pickable ones,
+    /// each as often as its weight's share (`weights`); never empty. A
+    /// pick takes the next one.
+    pub(crate) order: Arc<[u32]>,
     /// Kept by every table version, so a refresh does not restart the
     /// rotation (two providers keep strictly alternating).
     pub(crate) rotation: RotationId,
@@ -173,6 +177,7 @@ mod tests {
     fn service(url: &str) -> ServiceRoutes {
         ServiceRoutes {
             routes: vec![Route::new(url)].into(),
+            order: vec![0].into(),
             rotation: 0,
         }
     }

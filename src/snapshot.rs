@@ -142,7 +142,7 @@ impl SharedTable {
             return Some(route);
         }
         let n = self.shared_cursor.fetch_add(1, Ordering::Relaxed);
-        Some(s.routes[n % s.routes.len()].clone())
+        Some(s.routes[s.order[n % s.order.len()] as usize].clone())
     }
 
     /// Runs `read` on this thread's cached copy of the current table (and

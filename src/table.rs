@@ -2,15 +2,17 @@
 //! and that refreshes replace whole.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gosd_driver::{Entry, Event, InstanceName, Snapshot, Version};
+use gosd_driver::{Entry, Event, InstanceName, Meta, Snapshot, Status, Version};
 
 use crate::naming::{check_url, parse_field};
 use crate::rotation::RotationIds;
 use crate::route::Route;
 use crate::service_index::{RotationId, ServiceIndex, ServiceRoutes, fx_bytes, fx_word};
 use crate::skipped::Skipped;
+use crate::weights::{smooth_order, weight_of};
 
 /// One immutable version of the routes.
 #[derive(Default)]
@@ -26,7 +28,8 @@ impl RouteTable {
         self.services.get(service)
     }
 
-    /// Every route of `service`, in rotation order.
+    /// Every route of `service`, pickable or not (draining, down), sorted
+    /// by instance name.
     pub(crate) fn routes(&self, service: &str) -> &[Route] {
         self.services.get(service).map_or(&[], |s| &s.routes)
     }
@@ -113,6 +116,7 @@ fn of_service<'a>(sorted: &'a [Found], service: &'a str) -> impl Iterator<Item =
 struct Found {
     name: InstanceName,
     route: Route,
+    meta: Meta,
 }
 
 /// What an event did to the sources.
@@ -183,6 +187,12 @@ pub(crate) struct Sources {
     read_whole_at: Option<Instant>,
     /// The rotation numbers of the services in the tables built from here.
     rotations: RotationIds,
+    /// This client's zone (`GOSD_ZONE`): its picks prefer instances there.
+    zone: Option<Box<str>>,
+    /// The services whose picks fail open (none of their instances is
+    /// pickable, so all are picked from): a state logged once as it
+    /// begins and once as it ends.
+    failing_open: HashSet<Box<str>, Fx>,
 }
 
 /// How long a client goes at most on changes from the registry's record
@@ -193,6 +203,11 @@ pub(crate) struct Sources {
 const READ_WHOLE_EVERY: Duration = Duration::from_secs(300);
 
 impl Sources {
+    /// Makes picks prefer instances whose `zone` is `zone`.
+    pub(crate) fn set_zone(&mut self, zone: Option<&str>) {
+        self.zone = zone.map(Into::into);
+    }
+
     pub(crate) fn version(&self) -> Option<Version> {
         self.version
     }
@@ -288,7 +303,7 @@ impl Sources {
         self.skipped.begin_sweep();
         for e in snapshot.entries {
             match at.get(e.field.as_str()) {
-                Some(&i) if *old[i].route == *e.url => kept[i] = true,
+                Some(&i) if *old[i].route == *e.url && old[i].meta == e.meta => kept[i] = true,
                 _ => added.extend(self.validate(e)),
             }
         }
@@ -378,6 +393,18 @@ impl Sources {
         all
     }
 
+    /// [`Self::instances`], each with its status and metadata.
+    pub(crate) fn instances_with_meta(&self) -> Vec<(InstanceName, Route, Meta)> {
+        let mut all: Vec<(InstanceName, Route, Meta)> = self
+            .registry
+            .iter()
+            .chain(&self.held)
+            .map(|f| (f.name.clone(), f.route.clone(), f.meta.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// The instances of `service` from the registry (and held ones).
     pub(crate) fn instances_of(&self, service: &str) -> Vec<(InstanceName, Route)> {
         of_service(&self.registry, service)
@@ -427,8 +454,17 @@ impl Sources {
         let next = version.generation == known.generation && since <= known.revision;
         let added = next && version.entries == known.entries + 1;
         let removed = next && version.entries + 1 == known.entries;
+        // A put of an entry we have (its status or metadata changed) adds
+        // none.
+        let replaced = |entry: &Entry| {
+            next && version.entries == known.entries
+                && self
+                    .registry
+                    .binary_search_by(|f| f.name.as_str().cmp(&entry.field))
+                    .is_ok()
+        };
         let field = match change {
-            Some(Ok((entry, lease))) if added => {
+            Some(Ok((entry, lease))) if added || replaced(&entry) => {
                 let field = entry.field.clone();
                 if let Some(lease) = lease {
                     let at = received + lease;
@@ -509,6 +545,7 @@ impl Sources {
         Some(Found {
             name,
             route: Route::new(&e.url),
+            meta: e.meta,
         })
     }
 
@@ -536,7 +573,6 @@ impl Sources {
     /// Rotations carry over from `old`; a service gone from the table gives
     /// its rotation number back.
     pub(crate) fn build(&mut self, old: &RouteTable, touched: &Touched) -> RouteTable {
-        let mut lists: FxMap<&str, Vec<Route>> = FxMap::default();
         // The same URL twice in a service (say, a stale Go entry and ours)
         // must not get twice the traffic.
         let mut seen: HashSet<(&str, &str), Fx> = HashSet::default();
@@ -553,11 +589,17 @@ impl Sources {
             .iter()
             .chain(few)
             .chain(&self.held)
-            .map(|f| (f.name.service(), &f.route));
-        let manual = self.manual.iter().map(|(s, r)| (&**s, r));
-        for (service, route) in registry.chain(manual) {
+            .map(|f| (f.name.service(), &f.route, &f.meta));
+        // Manual routes are up, of the default weight, in no zone.
+        let none = Meta::default();
+        let manual = self.manual.iter().map(|(s, r)| (&**s, r, &none));
+        let mut lists: FxMap<&str, Vec<(Route, &Meta)>> = FxMap::default();
+        for (service, route, meta) in registry.chain(manual) {
             if touched.includes(service) && seen.insert((service, route.as_str())) {
-                lists.entry(service).or_default().push(route.clone());
+                lists
+                    .entry(service)
+                    .or_default()
+                    .push((route.clone(), meta));
             }
         }
         let shared = old
@@ -571,15 +613,93 @@ impl Sources {
                 rotations.give_back(s.rotation);
             }
         }
-        let rebuilt = lists.into_iter().map(|(service, routes)| {
-            let rotation = old.rotation(service).unwrap_or_else(|| rotations.take());
-            let routes = routes.into();
-            (service.into(), ServiceRoutes { routes, rotation })
-        });
+        let zone = self.zone.as_deref();
+        let failing_open = &mut self.failing_open;
+        let rebuilt: Vec<_> = lists
+            .into_iter()
+            .map(|(service, instances)| {
+                let rotation = old.rotation(service).unwrap_or_else(|| rotations.take());
+                let metas: Vec<&Meta> = instances.iter().map(|(_, m)| *m).collect();
+                let (order, open) = pick_order(&metas, zone);
+                log_fail_open(failing_open, service, open, instances.len());
+                let routes = instances.into_iter().map(|(r, _)| r).collect();
+                let order = order.into();
+                let service_routes = ServiceRoutes {
+                    routes,
+                    order,
+                    rotation,
+                };
+                (Arc::<str>::from(service), service_routes)
+            })
+            .collect();
+        // A service that left the table no longer fails open.
+        failing_open
+            .retain(|name| !touched.includes(name) || rebuilt.iter().any(|(n, _)| **n == **name));
         let services = shared.chain(rebuilt).collect();
         RouteTable {
             services: ServiceIndex::new(services),
         }
+    }
+}
+
+/// Whether a pick may return an instance, when its service has any that
+/// it may: the one place that decides it. An instance that is draining or
+/// down is not picked.
+fn pickable(meta: &Meta) -> bool {
+    meta.status == Status::Up
+}
+
+/// A service's pick sequence (see `weights`), over these instances (the
+/// service's routes, in order), for a client in `zone`, and whether it
+/// fails open. The pickable instances are picked from; a client with a
+/// zone picks from those of its zone while it has any. When none is
+/// pickable, all are picked from rather than none (Envoy's panic mode):
+/// a registry that marks everyone down is more likely wrong than every
+/// instance.
+fn pick_order(instances: &[&Meta], zone: Option<&str>) -> (Vec<u32>, bool) {
+    let up: Vec<usize> = (0..instances.len())
+        .filter(|&i| pickable(instances[i]))
+        .collect();
+    let fail_open = up.is_empty();
+    let mut candidates = if fail_open {
+        (0..instances.len()).collect()
+    } else {
+        up
+    };
+    if let Some(zone) = zone {
+        let local: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| instances[i].get("zone") == Some(zone))
+            .collect();
+        if !local.is_empty() {
+            candidates = local;
+        }
+    }
+    let weights: Vec<u32> = candidates
+        .iter()
+        .map(|&i| weight_of(instances[i]))
+        .collect();
+    let order = smooth_order(&weights)
+        .into_iter()
+        .map(|k| candidates[k as usize] as u32)
+        .collect();
+    (order, fail_open)
+}
+
+/// Logs a service's picks beginning or ceasing to fail open, once each.
+fn log_fail_open(failing: &mut HashSet<Box<str>, Fx>, service: &str, open: bool, instances: usize) {
+    if open && failing.insert(service.into()) {
+        tracing::warn!(
+            service,
+            instances,
+            "no instance of this service is up (all are draining or down): picking from all of them until one is"
+        );
+    } else if !open && failing.remove(service) {
+        tracing::info!(
+            service,
+            "an instance of this service is up again: picking only from those up"
+        );
     }
 }
 

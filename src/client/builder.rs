@@ -22,6 +22,7 @@ pub struct ClientBuilder {
     pub(super) config: Option<Config>,
     pub(super) driver: Option<Arc<dyn DynDriver>>,
     pub(super) handle_signals: bool,
+    pub(super) metadata: Vec<(String, String)>,
 }
 
 impl ClientBuilder {
@@ -34,6 +35,28 @@ impl ClientBuilder {
     /// Uses this driver instead of the one [`Config::driver`] names.
     pub fn driver(mut self, driver: impl Driver) -> Self {
         self.driver = Some(Arc::new(driver));
+        self
+    }
+
+    /// Adds `key=value` to this instance's metadata, over the config's
+    /// ([`Config::metadata`], `GOSD_META`). `zone` and `weight` mean
+    /// something to gosd (see [`Config::metadata`]). Checked by
+    /// [`build`](Self::build):
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let err = gosd::Client::builder()
+    ///     .driver(gosd::MemoryDriver::new())
+    ///     .metadata("version", "2.1 beta")
+    ///     .build()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(err.to_string().starts_with("invalid metadata \"version=2.1 beta\""), "{err}");
+    /// # }
+    /// ```
+    pub fn metadata(mut self, key: &str, value: &str) -> Self {
+        self.metadata.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -53,7 +76,17 @@ impl ClientBuilder {
     /// [`Error::Unreachable`] naming the registry's address when it cannot
     /// be reached; [`Error::Config`] when the config cannot be used.
     pub async fn build(self) -> Result<Client> {
-        let config = self.config.unwrap_or_default();
+        let mut config = self.config.unwrap_or_default();
+        for (k, v) in &self.metadata {
+            config
+                .metadata
+                .insert(k, v)
+                .map_err(|reason| Error::Config {
+                    var: "metadata".into(),
+                    value: format!("{k}={v}"),
+                    reason,
+                })?;
+        }
         config.validate()?;
         let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let driver = match self.driver {

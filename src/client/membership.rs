@@ -7,14 +7,22 @@ use super::*;
 
 impl Inner {
     /// Registers under fresh names until one is free.
-    pub(super) async fn register_fresh(&self, service: &str, url: &str) -> Result<InstanceName> {
+    pub(super) async fn register_fresh(
+        &self,
+        service: &str,
+        url: &str,
+        meta: &gosd_driver::Meta,
+    ) -> Result<InstanceName> {
         for _ in 0..NAME_ATTEMPTS {
             let name = new_instance_name(service).ok_or_else(|| Error::InvalidName {
                 name: service.to_owned(),
                 reason: "cannot form an instance name from it".into(),
             })?;
             let ttl = self.config.ttl;
-            if self.retry(|| self.driver.register(&name, url, ttl)).await? {
+            if self
+                .retry(|| self.driver.register_with(&name, url, meta, ttl))
+                .await?
+            {
                 return Ok(name);
             }
             tracing::debug!(instance = %name, "instance name taken; trying another");
@@ -23,6 +31,36 @@ impl Inner {
             service: service.to_owned(),
             attempts: NAME_ATTEMPTS,
         })
+    }
+
+    /// Sets our status and writes it now (see [`Registration::set_status`]).
+    pub(crate) async fn set_status(&self, status: gosd_driver::Status) -> Result<()> {
+        let Some(own) = self.own() else {
+            return Ok(());
+        };
+        let _one_renewal = self.membership.renewing.lock().await;
+        let meta = {
+            let mut meta = lock(&own.meta);
+            if meta.status == status {
+                return Ok(());
+            }
+            meta.status = status;
+            meta.clone()
+        };
+        tracing::info!(instance = %own.name, %status, "status set");
+        let name = own.name.get();
+        self.driver
+            .renew_with(&name, &own.url, &meta, self.config.ttl)
+            .await
+            .map_err(|e| match e.is_transient() {
+                true => Error::Unreachable {
+                    backend: self.driver.backend(),
+                    attempts: 1,
+                    source: e,
+                },
+                false => Error::Driver(e),
+            })?;
+        Ok(())
     }
 
     /// Takes our registration out of the client so that nothing renews it
@@ -163,8 +201,16 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
         let Some(own) = inner.own() else { return };
         let name = own.name.get();
         let sent = std::time::Instant::now();
-        let renewal =
-            telemetry::heartbeat(inner.driver.renew(&name, &own.url, inner.config.ttl)).await;
+        let renewal = {
+            let _one_renewal = inner.membership.renewing.lock().await;
+            let meta = lock(&own.meta).clone();
+            telemetry::heartbeat(
+                inner
+                    .driver
+                    .renew_with(&name, &own.url, &meta, inner.config.ttl),
+            )
+            .await
+        };
         warn_if_slow(&mut slow_link_warned, sent.elapsed(), inner.config.ttl);
         match renewal {
             Ok(Renewal::Renewed) => {
@@ -182,7 +228,8 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
             }
             Ok(Renewal::Conflict) => {
                 tracing::warn!(instance = %own.name, "another URL took this instance's name; registering under a new one");
-                match inner.register_fresh(name.service(), &own.url).await {
+                let meta = lock(&own.meta).clone();
+                match inner.register_fresh(name.service(), &own.url, &meta).await {
                     Ok(renamed) => {
                         // Under the lock that finish() takes `own` with:
                         // either finish sees the new name, or we see it
@@ -201,6 +248,7 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
                             let orphan = Own {
                                 name: CurrentName::new(renamed),
                                 url: own.url,
+                                meta: own.meta,
                             };
                             let _ = deregister(&*inner.driver, &orphan).await;
                             return;

@@ -101,6 +101,8 @@ pub struct Instance {
     pub service: String,
     /// Where it serves.
     pub url: Route,
+    /// Its status and metadata: up with none for an entry Go gosd wrote.
+    pub meta: gosd_driver::Meta,
 }
 
 pub(crate) struct Inner {
@@ -152,12 +154,18 @@ struct Membership {
     /// the first one's result, not race it.
     registering: tokio::sync::Mutex<()>,
     heartbeat: Mutex<Option<JoinHandle<()>>>,
+    /// One renewal at a time: a status change and a heartbeat that read
+    /// the metadata before it must not land in the other order.
+    renewing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Clone)]
 pub(crate) struct Own {
     pub(crate) name: CurrentName,
     pub(crate) url: String,
+    /// The status and metadata renewals write: the config's, with the
+    /// status [`Registration::set_status`] last set.
+    pub(crate) meta: Arc<Mutex<gosd_driver::Meta>>,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked.
@@ -172,6 +180,7 @@ impl Client {
             config: None,
             driver: None,
             handle_signals: false,
+            metadata: Vec::new(),
         }
     }
 
@@ -205,6 +214,7 @@ impl Client {
             signals: SignalState::default(),
             config,
         });
+        lock(&inner.fresh.sources).set_zone(inner.config.zone());
         inner
             .cron
             .cron_due_ms
@@ -230,10 +240,12 @@ impl Client {
         if let Some(own) = self.inner.own() {
             return Err(Error::AlreadyRegistered(own.name.to_string()));
         }
-        let name = CurrentName::new(self.inner.register_fresh(service, url).await?);
+        let meta = self.inner.config.metadata.clone();
+        let name = CurrentName::new(self.inner.register_fresh(service, url, &meta).await?);
         *lock(&self.inner.membership.own) = Some(Own {
             name: name.clone(),
             url: url.to_owned(),
+            meta: Arc::new(Mutex::new(meta)),
         });
         let heartbeat = self
             .inner
@@ -332,12 +344,13 @@ impl Client {
     /// the manual routes, which have no instance behind them).
     pub fn instances(&self) -> Vec<Instance> {
         lock(&self.inner.fresh.sources)
-            .instances()
+            .instances_with_meta()
             .into_iter()
-            .map(|(name, url)| Instance {
+            .map(|(name, url, meta)| Instance {
                 service: name.service().to_owned(),
                 name: name.to_string(),
                 url,
+                meta,
             })
             .collect()
     }
@@ -392,6 +405,15 @@ impl Client {
         sources.add_manual(service, Route::new(url));
         self.inner.rebuild(&mut sources, &Touched::service(service));
         Ok(())
+    }
+
+    /// Sets this client's instance's status, if it has one; see
+    /// [`Registration::set_status`].
+    ///
+    /// # Errors
+    /// As [`Registration::set_status`].
+    pub async fn set_status(&self, status: gosd_driver::Status) -> Result<()> {
+        self.inner.set_status(status).await
     }
 
     /// Deregisters this client's instance now, if it has one. Idempotent.
@@ -506,6 +528,13 @@ impl OnSignal for Inner {
 impl Deregister for Inner {
     fn finish(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
         Box::pin(Inner::finish(self))
+    }
+
+    fn set_status(
+        &self,
+        status: gosd_driver::Status,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+        Box::pin(Inner::set_status(self, status))
     }
 
     fn finish_blocking(&self) {

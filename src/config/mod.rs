@@ -10,12 +10,24 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use gosd_driver::DriverError;
+use gosd_driver::{DriverError, Meta};
 
 pub use crate::cadence::Cron;
 use crate::error::{Error, Result};
 
 mod settings;
+
+/// What a weight must be.
+const WEIGHT_RANGE: &str = "expected a whole number from 1 to 1000";
+
+/// A weight: a whole number 1–1000.
+fn parse_weight(v: &str) -> Result<u32, String> {
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|w| (1..=1000).contains(w))
+        .ok_or_else(|| WEIGHT_RANGE.to_owned())
+}
 
 pub use settings::{parse_bool, parse_duration};
 
@@ -139,6 +151,7 @@ impl fmt::Debug for RedisTarget {
 /// | [`key`](Self::key) | `GOSD_KEY` | `gosd` |
 /// | [`watch`](Self::watch) | `GOSD_WATCH` (`true`/`false`) | `true` |
 /// | [`drain`](Self::drain) | `GOSD_DRAIN` | 0 |
+/// | [`metadata`](Self::metadata) | `GOSD_META` (`k=v,k2=v2`), `GOSD_ZONE` (key `zone`), `GOSD_WEIGHT` (key `weight`, 1–1000) | none: up, weight 100, no zone |
 ///
 /// Durations are a bare integer meaning seconds (as in Go gosd) or a
 /// humantime value such as `250ms`, `2s` or `1m 30s`.
@@ -188,6 +201,11 @@ pub struct Config {
     /// After deregistering on a signal or `finish()`, wait this long before
     /// returning or exiting, so requests already routed here can finish.
     pub drain: Duration,
+    /// This instance's status and metadata, stored beside its entry (Go
+    /// gosd never sees them). Two keys mean something to gosd: `zone`
+    /// (also this client's own zone: its picks prefer instances there) and
+    /// `weight` (1–1000, 100 when unset: its share of picks).
+    pub metadata: Meta,
 }
 
 impl Default for Config {
@@ -206,6 +224,7 @@ impl Default for Config {
             key: "gosd".to_owned(),
             watch: true,
             drain: Duration::ZERO,
+            metadata: Meta::default(),
         }
     }
 }
@@ -361,12 +380,23 @@ impl Config {
         }
         // The Redis settings are the driver's to check, for every driver:
         // a typo in them is caught before the day they are used.
+        if let Some(w) = self.metadata.get("weight")
+            && parse_weight(w).is_err()
+        {
+            return bad("GOSD_WEIGHT", w.to_owned(), WEIGHT_RANGE.into());
+        }
         #[cfg(feature = "redis")]
         self.redis_options()?;
         if self.driver == DriverKind::Etcd {
             self.etcd_options()?;
         }
         Ok(())
+    }
+
+    /// This client's zone: the `zone` of its [`metadata`](Self::metadata)
+    /// (`GOSD_ZONE`). Its picks prefer instances of the same zone.
+    pub fn zone(&self) -> Option<&str> {
+        self.metadata.get("zone")
     }
 
     /// The Redis settings as [`gosd_redis::RedisOptions`], each checked by

@@ -227,6 +227,42 @@ pub(super) const SETTINGS: &[Setting] = &[
             Ok(())
         },
     },
+    // Before zone and weight, which check it does not say otherwise.
+    Setting {
+        key: "meta",
+        go: None,
+        upper: "GOSD_META",
+        apply: |c, v| {
+            for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (k, val) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+                let (k, val) = (k.trim(), val.trim());
+                if k == "weight" {
+                    parse_weight(val).map_err(|r| format!("weight={val}: {r}"))?;
+                }
+                c.metadata
+                    .insert(k, val)
+                    .map_err(|r| format!("{pair:?}: {r}"))?;
+            }
+            Ok(())
+        },
+    },
+    Setting {
+        key: "zone",
+        go: None,
+        upper: "GOSD_ZONE",
+        apply: |c, v| set_once(c, "zone", v.trim()),
+    },
+    Setting {
+        key: "weight",
+        go: None,
+        upper: "GOSD_WEIGHT",
+        apply: |c, v| {
+            parse_weight(v)?;
+            set_once(c, "weight", v.trim())
+        },
+    },
     Setting {
         key: "drain",
         go: None,
@@ -237,6 +273,17 @@ pub(super) const SETTINGS: &[Setting] = &[
         },
     },
 ];
+
+/// Sets a metadata key that has a variable of its own, unless `GOSD_META`
+/// set it otherwise.
+fn set_once(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
+    match c.metadata.get(key) {
+        Some(other) if other != v => Err(format!(
+            "GOSD_META sets {key}={other}; set {key} in one place"
+        )),
+        _ => c.metadata.insert(key, v),
+    }
+}
 
 /// A count of attempts: a whole number, 1 or more.
 fn parse_count(v: &str) -> Result<u32, String> {

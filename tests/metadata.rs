@@ -1,0 +1,422 @@
+//! Status, metadata, weights and zones against a real redis-server: what
+//! providers publish beside their entry, and what consumers pick from it.
+//! (A global log subscriber: this file is its own process.)
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use gosd::{Client, Config, Registration, Status};
+use support::{PATIENCE, RedisServer, config, eventually, registry};
+
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every line logged in this process.
+fn log() -> &'static Log {
+    static LOG: OnceLock<Log> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Log::default();
+        let writer = log.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("gosd=info")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        log
+    })
+}
+
+fn log_lines(needle: &str, service: &str) -> usize {
+    String::from_utf8_lossy(&log().0.lock().unwrap())
+        .lines()
+        .filter(|l| l.contains(needle) && l.contains(&format!("service=\"{service}\"")))
+        .count()
+}
+
+/// A client whose heartbeat is quick, so a lease renewal is seen soon.
+fn fast(server: &RedisServer) -> Config {
+    let mut c = config(server);
+    c.ttl = Duration::from_millis(600);
+    c.heartbeat = Duration::from_millis(100);
+    c
+}
+
+/// A provider of `service` at `url` with these metadata pairs.
+async fn provider(
+    server: &RedisServer,
+    service: &str,
+    url: &str,
+    meta: &[(&str, &str)],
+) -> (Client, Registration) {
+    let mut b = Client::builder().config(fast(server));
+    for (k, v) in meta {
+        b = b.metadata(k, v);
+    }
+    let client = b.build().await.expect("provider client");
+    let me = client.register(service, url).await.expect("register");
+    (client, me)
+}
+
+/// A consumer, in `zone` if given.
+async fn consumer(server: &RedisServer, zone: Option<&str>) -> Client {
+    let mut c = config(server);
+    if let Some(zone) = zone {
+        c.metadata.insert("zone", zone).unwrap();
+    }
+    Client::builder().config(c).build().await.expect("consumer")
+}
+
+fn picks(c: &Client, service: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| c.next_route(service).expect("a route").to_string())
+        .collect()
+}
+
+/// Waits on the client's change notifications until `n` picks of
+/// `service` satisfy `done`.
+async fn picks_become(
+    c: &Client,
+    service: &str,
+    n: usize,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) {
+    let mut changes = c.changes();
+    let wait = async {
+        loop {
+            changes.borrow_and_update();
+            if c.routes(service).len() > 0 && done(&picks(c, service, n)) {
+                return;
+            }
+            changes.changed().await.expect("client alive");
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
+}
+
+fn only(urls: &[&str]) -> impl Fn(&[String]) -> bool {
+    let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+    move |picked| picked.iter().all(|p| urls.contains(p)) && urls.iter().all(|u| picked.contains(u))
+}
+
+#[tokio::test]
+async fn weights_1_to_3_split_400_picks_100_300_and_spread_them() {
+    let server = RedisServer::start();
+    let (_a, _la) = provider(&server, "w", "http://light:1", &[("weight", "1")]).await;
+    let (_b, _hb) = provider(&server, "w", "http://heavy:1", &[("weight", "3")]).await;
+    let c = consumer(&server, None).await;
+    picks_become(
+        &c,
+        "w",
+        8,
+        "both providers",
+        only(&["http://light:1", "http://heavy:1"]),
+    )
+    .await;
+    let picked = picks(&c, "w", 400);
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for p in &picked {
+        *counts.entry(p).or_default() += 1;
+    }
+    assert_eq!(counts["http://light:1"], 100, "{counts:?}");
+    assert_eq!(counts["http://heavy:1"], 300, "{counts:?}");
+    // Smooth: every 4 picks in a row hold exactly one light one, so the
+    // heavy one never comes more than 3 times in a row (which 1:3 forces).
+    for (i, window) in picked.windows(4).enumerate() {
+        let light = window.iter().filter(|p| *p == "http://light:1").count();
+        assert_eq!(light, 1, "picks {i}..{}: {window:?}", i + 4);
+    }
+}
+
+#[tokio::test]
+async fn equal_weights_keep_strict_alternation() {
+    let server = RedisServer::start();
+    let (_a, _ra) = provider(&server, "eq", "http://a:1", &[("weight", "7")]).await;
+    let (_b, _rb) = provider(&server, "eq", "http://b:1", &[("weight", "7")]).await;
+    let c = consumer(&server, None).await;
+    picks_become(
+        &c,
+        "eq",
+        4,
+        "both providers",
+        only(&["http://a:1", "http://b:1"]),
+    )
+    .await;
+    let picked = picks(&c, "eq", 100);
+    assert!(picked.windows(2).all(|w| w[0] != w[1]), "{picked:?}");
+}
+
+#[tokio::test]
+async fn a_consumer_prefers_its_zone_and_fails_over_to_the_others_and_back() {
+    let server = RedisServer::start();
+    let (_a, local) = provider(&server, "z", "http://a-1:1", &[("zone", "a")]).await;
+    let (_b, _rb) = provider(&server, "z", "http://b-1:1", &[("zone", "b")]).await;
+    let (_c, _rc) = provider(&server, "z", "http://b-2:1", &[("zone", "b")]).await;
+    let in_a = consumer(&server, Some("a")).await;
+    let nowhere = consumer(&server, None).await;
+    picks_become(
+        &nowhere,
+        "z",
+        6,
+        "all three",
+        only(&["http://a-1:1", "http://b-1:1", "http://b-2:1"]),
+    )
+    .await;
+    picks_become(&in_a, "z", 6, "zone a only", only(&["http://a-1:1"])).await;
+    local.set_status(Status::Down).await.unwrap();
+    picks_become(
+        &in_a,
+        "z",
+        6,
+        "failover to zone b",
+        only(&["http://b-1:1", "http://b-2:1"]),
+    )
+    .await;
+    local.set_status(Status::Up).await.unwrap();
+    picks_become(&in_a, "z", 6, "back to zone a", only(&["http://a-1:1"])).await;
+}
+
+#[tokio::test]
+async fn draining_gets_no_new_picks_and_keeps_its_lease() {
+    let server = RedisServer::start();
+    let (_a, draining) = provider(&server, "d", "http://a:1", &[]).await;
+    let (_b, _rb) = provider(&server, "d", "http://b:1", &[]).await;
+    let c = consumer(&server, None).await;
+    picks_become(&c, "d", 4, "both", only(&["http://a:1", "http://b:1"])).await;
+    draining.set_status(Status::Draining).await.unwrap();
+    picks_become(&c, "d", 4, "b only", only(&["http://b:1"])).await;
+    let name = draining.name();
+    let lease = |s: &RedisServer| -> Option<f64> {
+        redis::cmd("ZSCORE")
+            .arg("{gosd}:leases")
+            .arg(&name)
+            .query(&mut s.connection())
+            .unwrap()
+    };
+    let first = lease(&server).expect("a draining instance keeps its lease");
+    eventually("the heartbeat renews the draining instance's lease", || {
+        lease(&server).is_some_and(|l| l > first)
+    })
+    .await;
+    assert!(
+        registry(&server)
+            .iter()
+            .any(|(f, u)| *f == name && u == "http://a:1"),
+        "still registered"
+    );
+    let meta: Option<String> = redis::cmd("HGET")
+        .arg("{gosd}:meta")
+        .arg(&name)
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(meta.as_deref(), Some("draining"));
+    let status = c
+        .instances()
+        .into_iter()
+        .find(|i| i.name == name)
+        .map(|i| i.meta.status);
+    assert_eq!(status, Some(Status::Draining));
+}
+
+#[tokio::test]
+async fn with_every_instance_down_picks_fail_open_and_say_so_once() {
+    let server = RedisServer::start();
+    log();
+    let (pa, a) = provider(&server, "failopen", "http://a:1", &[]).await;
+    let (pb, b) = provider(&server, "failopen", "http://b:1", &[]).await;
+    let c = consumer(&server, None).await;
+    let clients = [&pa, &pb, &c];
+    picks_become(
+        &c,
+        "failopen",
+        4,
+        "both",
+        only(&["http://a:1", "http://b:1"]),
+    )
+    .await;
+    a.set_status(Status::Down).await.unwrap();
+    picks_become(&c, "failopen", 4, "b only", only(&["http://b:1"])).await;
+    b.set_status(Status::Down).await.unwrap();
+    picks_become(
+        &c,
+        "failopen",
+        4,
+        "both again, failing open",
+        only(&["http://a:1", "http://b:1"]),
+    )
+    .await;
+    // Each of the three clients (both providers watch too) says so once.
+    eventually("every client warns", || {
+        log_lines("no instance of this service is up", "failopen") == 3
+    })
+    .await;
+    // More changes while failing open: no more warnings.
+    b.set_status(Status::Draining).await.unwrap();
+    for client in clients {
+        picks_become(
+            client,
+            "failopen",
+            4,
+            "still both",
+            only(&["http://a:1", "http://b:1"]),
+        )
+        .await;
+        eventually("every client sees b draining", || {
+            client
+                .instances()
+                .iter()
+                .any(|i| i.url.as_str() == "http://b:1" && i.meta.status == Status::Draining)
+        })
+        .await;
+    }
+    assert_eq!(
+        log_lines("no instance of this service is up", "failopen"),
+        3
+    );
+    a.set_status(Status::Up).await.unwrap();
+    for client in clients {
+        picks_become(client, "failopen", 4, "a only", only(&["http://a:1"])).await;
+    }
+    assert_eq!(log_lines("is up again", "failopen"), 3);
+}
+
+#[tokio::test]
+async fn a_go_gosd_entry_routes_as_weight_100_up_and_in_no_zone() {
+    let server = RedisServer::start();
+    server.write_raw("provider-20160315122936.17256541", "http://go:8080");
+    let (_r, me) = provider(
+        &server,
+        "provider",
+        "http://rust:1",
+        &[("weight", "100"), ("version", "2.1.0")],
+    )
+    .await;
+    // Our entry is Go gosd's layout exactly; the metadata is beside it.
+    assert!(registry(&server).contains(&(me.name(), "http://rust:1".to_owned())));
+    let metas: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("{gosd}:meta")
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(metas.len(), 1, "{metas:?}");
+    assert_eq!(metas[&me.name()], "up,version=2.1.0,weight=100");
+    let c = consumer(&server, Some("a")).await;
+    picks_become(
+        &c,
+        "provider",
+        4,
+        "both",
+        only(&["http://go:8080", "http://rust:1"]),
+    )
+    .await;
+    let picked = picks(&c, "provider", 100);
+    assert!(
+        picked.windows(2).all(|w| w[0] != w[1]),
+        "weight 100 each: {picked:?}"
+    );
+    let go = c
+        .instances()
+        .into_iter()
+        .find(|i| i.url.as_str() == "http://go:8080")
+        .unwrap();
+    assert_eq!(go.meta, gosd::Meta::default());
+    assert_eq!(go.meta.status, Status::Up);
+    assert_eq!(go.meta.get("zone"), None);
+}
+
+#[test]
+fn bad_metadata_errors_name_the_variable() {
+    let err = |vars: &[(&str, &str)]| {
+        Config::from_vars(vars.iter().copied())
+            .unwrap_err()
+            .to_string()
+    };
+    for (vars, var, says) in [
+        (
+            vec![("GOSD_META", "bad key=1")],
+            "GOSD_META",
+            "not allowed in a key",
+        ),
+        (
+            vec![("GOSD_META", "version=2.1 beta")],
+            "GOSD_META",
+            "not allowed in a value",
+        ),
+        (vec![("GOSD_META", "novalue")], "GOSD_META", "not key=value"),
+        (
+            vec![("GOSD_META", "weight=heavy")],
+            "GOSD_META",
+            "1 to 1000",
+        ),
+        (vec![("GOSD_WEIGHT", "0")], "GOSD_WEIGHT", "1 to 1000"),
+        (vec![("GOSD_WEIGHT", "1001")], "GOSD_WEIGHT", "1 to 1000"),
+        (
+            vec![("GOSD_ZONE", "eu west")],
+            "GOSD_ZONE",
+            "not allowed in a value",
+        ),
+        (
+            vec![("GOSD_META", "zone=a"), ("GOSD_ZONE", "b")],
+            "GOSD_ZONE",
+            "one place",
+        ),
+    ] {
+        let e = err(&vars);
+        assert!(
+            e.starts_with(&format!("invalid {var}=")) && e.contains(says),
+            "{vars:?}: {e}"
+        );
+    }
+    let long_key = format!("{}=1", "k".repeat(65));
+    assert!(err(&[("GOSD_META", &long_key)]).contains("1 to 64"));
+    let long_value = format!("k={}", "v".repeat(257));
+    assert!(err(&[("GOSD_META", &long_value)]).contains("at most 256"));
+    let many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+    let e = err(&[("GOSD_META", &many.join(","))]);
+    assert!(
+        e.starts_with("invalid GOSD_META=") && e.contains("at most 32 pairs"),
+        "{e}"
+    );
+    let big: Vec<String> = (0..20)
+        .map(|i| format!("k{i}={}", "v".repeat(250)))
+        .collect();
+    let e = err(&[("GOSD_META", &big.join(","))]);
+    assert!(
+        e.starts_with("invalid GOSD_META=") && e.contains("4096"),
+        "{e}"
+    );
+    let c = Config::from_vars([
+        ("GOSD_META", "version=2.1.0, team=payments"),
+        ("GOSD_ZONE", "eu-1"),
+        ("GOSD_WEIGHT", "250"),
+    ])
+    .unwrap();
+    assert_eq!(c.metadata.get("version"), Some("2.1.0"));
+    assert_eq!(c.metadata.get("team"), Some("payments"));
+    assert_eq!(c.zone(), Some("eu-1"));
+    assert_eq!(c.metadata.get("weight"), Some("250"));
+    let mut in_code = Config::default();
+    in_code.metadata.insert("weight", "0").unwrap();
+    assert!(
+        in_code
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid GOSD_WEIGHT=\"0\"")
+    );
+}
