@@ -875,6 +875,97 @@ mod tests {
         );
     }
 
+    fn meta(status: Status, pairs: &[(&str, &str)]) -> Meta {
+        let mut m = Meta::default();
+        m.status = status;
+        for (k, v) in pairs {
+            m.insert(k, v).unwrap();
+        }
+        m
+    }
+
+    /// The URLs a table picks for `service`, in pick order.
+    fn pick_urls(t: &RouteTable, service: &str) -> Vec<String> {
+        let s = t.service(service).unwrap();
+        s.order
+            .iter()
+            .map(|&i| s.routes[i as usize].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_status_change_is_one_pushed_put_and_takes_the_instance_out_of_the_picks() {
+        let mut s = Sources::default();
+        let now = Instant::now();
+        let entries = vec![entry("p-1", "http://p-1"), entry("p-2", "http://p-2")];
+        s.apply_snapshot(snapshot(1, 1, entries), None, now, HOLD);
+        let mut down = put(version(1, 2, 2), "p-1");
+        if let Event::Put { entry, .. } = &mut down {
+            entry.meta = meta(Status::Down, &[]);
+        }
+        assert_eq!(s.apply_event(down, now), Applied::Changed("p".into()));
+        let t = s.build(&RouteTable::default(), &Touched::All);
+        assert_eq!(t.routes("p").len(), 2, "listed still");
+        assert_eq!(pick_urls(&t, "p"), ["http://p-2"]);
+        assert_eq!(
+            s.apply_event(put(version(1, 3, 3), "p-9"), now),
+            Applied::Changed("p".into()),
+            "a new one still counts one more"
+        );
+        assert_eq!(
+            s.apply_event(put(version(1, 4, 3), "p-8"), now),
+            Applied::NeedFetch,
+            "a put of one we lack that adds none: a writer without a record"
+        );
+    }
+
+    #[test]
+    fn a_whole_read_sees_a_status_change_too() {
+        let mut s = Sources::default();
+        let now = Instant::now();
+        let entries = vec![entry("p-1", "http://p-1"), entry("p-2", "http://p-2")];
+        s.apply_snapshot(snapshot(1, 1, entries.clone()), None, now, HOLD);
+        let mut changed = entries;
+        changed[0].meta = meta(Status::Draining, &[]);
+        let touched = s.apply_snapshot(snapshot(1, 2, changed), Some(version(1, 1, 2)), now, HOLD);
+        assert_eq!(touched, Touched::service("p"));
+        let t = s.build(&RouteTable::default(), &Touched::All);
+        assert_eq!(pick_urls(&t, "p"), ["http://p-2"]);
+    }
+
+    #[test]
+    fn picks_prefer_up_then_the_zone_and_fail_open() {
+        let up_a = meta(Status::Up, &[("zone", "a"), ("weight", "300")]);
+        let up_b = meta(Status::Up, &[("zone", "b")]);
+        let down_a = meta(Status::Down, &[("zone", "a")]);
+        let draining = meta(Status::Draining, &[]);
+        let plain = Meta::default();
+        assert_eq!(
+            pick_order(&[&plain, &plain, &plain], None),
+            (vec![0, 1, 2], false)
+        );
+        assert_eq!(pick_order(&[&up_a, &up_b], None), (vec![0, 0, 1, 0], false));
+        assert_eq!(pick_order(&[&up_a, &up_b], Some("a")), (vec![0], false));
+        assert_eq!(
+            pick_order(&[&up_a, &up_b], Some("c")),
+            (vec![0, 0, 1, 0], false)
+        );
+        assert_eq!(
+            pick_order(&[&down_a, &up_b], Some("a")),
+            (vec![1], false),
+            "zone a is down"
+        );
+        assert_eq!(
+            pick_order(&[&down_a, &draining], None),
+            (vec![0, 1], true),
+            "fail open"
+        );
+        assert_eq!(
+            pick_order(&[&down_a, &draining], Some("a")),
+            (vec![0], true)
+        );
+    }
+
     #[test]
     fn events_apply_in_order_and_gaps_ask_for_a_fetch() {
         let mut s = Sources::default();

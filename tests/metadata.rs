@@ -99,7 +99,7 @@ async fn picks_become(
     let wait = async {
         loop {
             changes.borrow_and_update();
-            if c.routes(service).len() > 0 && done(&picks(c, service, n)) {
+            if !c.routes(service).is_empty() && done(&picks(c, service, n)) {
                 return;
             }
             changes.changed().await.expect("client alive");
