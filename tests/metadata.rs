@@ -339,6 +339,88 @@ async fn a_go_gosd_entry_routes_as_weight_100_up_and_in_no_zone() {
     assert_eq!(go.meta.get("zone"), None);
 }
 
+/// A health endpoint on a free local port that answers with `status`.
+async fn health_endpoint(status: Arc<std::sync::atomic::AtomicU16>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let code = status.load(std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                let reply = format!("HTTP/1.0 {code} X\r\nContent-Length: 0\r\n\r\n");
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_failing_health_check_takes_the_instance_out_of_the_picks_until_it_passes() {
+    let server = RedisServer::start();
+    let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+    let mut checked = fast(&server);
+    checked.health_url = Some(health_endpoint(status.clone()).await);
+    checked.health_failures = 2;
+    let pc = Client::builder().config(checked).build().await.unwrap();
+    let checked_me = pc.register("h", "http://checked:1").await.unwrap();
+    let (_other, _ro) = provider(&server, "h", "http://other:1", &[]).await;
+    let c = consumer(&server, None).await;
+    picks_become(
+        &c,
+        "h",
+        4,
+        "both",
+        only(&["http://checked:1", "http://other:1"]),
+    )
+    .await;
+    status.store(503, std::sync::atomic::Ordering::SeqCst);
+    picks_become(
+        &c,
+        "h",
+        4,
+        "the failing one is out",
+        only(&["http://other:1"]),
+    )
+    .await;
+    let status_of = |c: &Client| {
+        c.instances()
+            .into_iter()
+            .find(|i| i.name == checked_me.name())
+            .map(|i| i.meta.status)
+    };
+    assert_eq!(status_of(&c), Some(Status::Down));
+    status.store(204, std::sync::atomic::Ordering::SeqCst);
+    picks_become(
+        &c,
+        "h",
+        4,
+        "back in",
+        only(&["http://checked:1", "http://other:1"]),
+    )
+    .await;
+    // A status set by hand stands over a passing check.
+    checked_me.set_status(Status::Draining).await.unwrap();
+    picks_become(&c, "h", 4, "draining by hand", only(&["http://other:1"])).await;
+    let renewed = |s: &RedisServer| -> f64 {
+        redis::cmd("ZSCORE")
+            .arg("{gosd}:leases")
+            .arg(checked_me.name())
+            .query(&mut s.connection())
+            .unwrap()
+    };
+    let before = renewed(&server);
+    eventually("a heartbeat after the check", || renewed(&server) > before).await;
+    c.get().await.unwrap();
+    assert_eq!(status_of(&c), Some(Status::Draining));
+}
+
 #[test]
 fn bad_metadata_errors_name_the_variable() {
     let err = |vars: &[(&str, &str)]| {

@@ -2,7 +2,26 @@
 //! the heartbeat that renews (or restores, or renames) it, and
 //! deregistration, awaited or bounded from `Drop`.
 
-use super::telemetry;
+use super::{Published, health, telemetry};
+
+/// The longest a health check may take (less when the heartbeat is shorter).
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Published {
+    /// Counts a health check; `Some(unhealthy)` when the verdict changed.
+    fn record(
+        &mut self,
+        ok: bool,
+        failures_to_down: u32,
+        verdict: &mut health::Verdict,
+    ) -> Option<bool> {
+        let changed = verdict.record(ok, failures_to_down);
+        if let Some(unhealthy) = changed {
+            self.unhealthy = unhealthy;
+        }
+        changed
+    }
+}
 use super::*;
 
 impl Inner {
@@ -40,12 +59,12 @@ impl Inner {
         };
         let _one_renewal = self.membership.renewing.lock().await;
         let meta = {
-            let mut meta = lock(&own.meta);
-            if meta.status == status {
+            let mut published = lock(&own.meta);
+            if published.by_hand.status == status {
                 return Ok(());
             }
-            meta.status = status;
-            meta.clone()
+            published.by_hand.status = status;
+            published.meta()
         };
         tracing::info!(instance = %own.name, %status, "status set");
         let name = own.name.get();
@@ -186,6 +205,7 @@ fn warn_if_slow(warned: &mut bool, round_trip: std::time::Duration, ttl: std::ti
 pub(super) async fn heartbeat(weak: Weak<Inner>) {
     let mut failures = 0u32;
     let mut slow_link_warned = false;
+    let mut verdict = health::Verdict::default();
     loop {
         let delay = {
             let Some(inner) = weak.upgrade() else { return };
@@ -201,9 +221,24 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
         let Some(own) = inner.own() else { return };
         let name = own.name.get();
         let sent = std::time::Instant::now();
+        if let Ok(Some(url)) = inner.config.health_check_url() {
+            let ok = health::probe(&url, inner.config.heartbeat.min(HEALTH_TIMEOUT)).await;
+            let changed =
+                lock(&own.meta).record(ok.is_ok(), inner.config.health_failures, &mut verdict);
+            match (changed, ok) {
+                (Some(true), Err(why)) => tracing::warn!(
+                    instance = %own.name, health_url = %url, failures = inner.config.health_failures, error = %why,
+                    "the health check failed; marking this instance down"
+                ),
+                (Some(false), _) => tracing::info!(
+                    instance = %own.name, health_url = %url, "the health check passes again; marking this instance up"
+                ),
+                _ => {}
+            }
+        }
         let renewal = {
             let _one_renewal = inner.membership.renewing.lock().await;
-            let meta = lock(&own.meta).clone();
+            let meta = lock(&own.meta).meta();
             telemetry::heartbeat(
                 inner
                     .driver
@@ -228,7 +263,7 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
             }
             Ok(Renewal::Conflict) => {
                 tracing::warn!(instance = %own.name, "another URL took this instance's name; registering under a new one");
-                let meta = lock(&own.meta).clone();
+                let meta = lock(&own.meta).meta();
                 match inner.register_fresh(name.service(), &own.url, &meta).await {
                     Ok(renamed) => {
                         // Under the lock that finish() takes `own` with:

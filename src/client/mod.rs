@@ -27,6 +27,7 @@ use crate::table::{Applied, RouteTable, Sources, Touched};
 
 mod builder;
 mod freshness;
+mod health;
 mod membership;
 mod telemetry;
 
@@ -163,9 +164,30 @@ struct Membership {
 pub(crate) struct Own {
     pub(crate) name: CurrentName,
     pub(crate) url: String,
-    /// The status and metadata renewals write: the config's, with the
-    /// status [`Registration::set_status`] last set.
-    pub(crate) meta: Arc<Mutex<gosd_driver::Meta>>,
+    /// What renewals write: see [`Published`].
+    pub(crate) meta: Arc<Mutex<Published>>,
+}
+
+/// This instance's status and metadata as renewals write them.
+#[derive(Debug)]
+pub(crate) struct Published {
+    /// The config's metadata, with the status [`Registration::set_status`]
+    /// last set (up until then).
+    pub(crate) by_hand: gosd_driver::Meta,
+    /// The health check's verdict (never, without one).
+    pub(crate) unhealthy: bool,
+}
+
+impl Published {
+    /// What the registry should hold: a failing health check makes an
+    /// instance that is up by hand down; draining or down by hand stands.
+    pub(crate) fn meta(&self) -> gosd_driver::Meta {
+        let mut m = self.by_hand.clone();
+        if self.unhealthy && m.status == gosd_driver::Status::Up {
+            m.status = gosd_driver::Status::Down;
+        }
+        m
+    }
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked.
@@ -245,7 +267,10 @@ impl Client {
         *lock(&self.inner.membership.own) = Some(Own {
             name: name.clone(),
             url: url.to_owned(),
-            meta: Arc::new(Mutex::new(meta)),
+            meta: Arc::new(Mutex::new(Published {
+                by_hand: meta,
+                unhealthy: false,
+            })),
         });
         let heartbeat = self
             .inner

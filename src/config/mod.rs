@@ -151,6 +151,7 @@ impl fmt::Debug for RedisTarget {
 /// | [`key`](Self::key) | `GOSD_KEY` | `gosd` |
 /// | [`watch`](Self::watch) | `GOSD_WATCH` (`true`/`false`) | `true` |
 /// | [`drain`](Self::drain) | `GOSD_DRAIN` | 0 |
+/// | [`health_url`](Self::health_url) | `GOSD_HEALTH_URL` (`http://…`, 2xx is healthy), `GOSD_HEALTH_FAILURES` (≥ 1) | none; 3 |
 /// | [`metadata`](Self::metadata) | `GOSD_META` (`k=v,k2=v2`), `GOSD_ZONE` (key `zone`), `GOSD_WEIGHT` (key `weight`, 1–1000) | none: up, weight 100, no zone |
 ///
 /// Durations are a bare integer meaning seconds (as in Go gosd) or a
@@ -206,6 +207,14 @@ pub struct Config {
     /// (also this client's own zone: its picks prefer instances there) and
     /// `weight` (1–1000, 100 when unset: its share of picks).
     pub metadata: Meta,
+    /// A local HTTP endpoint (`http://host:port/path`) asked on every
+    /// heartbeat: a 2xx answer is healthy. After
+    /// [`health_failures`](Self::health_failures) failures in a row the
+    /// instance is marked down (consumers stop picking it); one success
+    /// marks it up again. A status set by hand other than up stands.
+    pub health_url: Option<String>,
+    /// Failures in a row of the health check that mark the instance down.
+    pub health_failures: u32,
 }
 
 impl Default for Config {
@@ -225,6 +234,8 @@ impl Default for Config {
             watch: true,
             drain: Duration::ZERO,
             metadata: Meta::default(),
+            health_url: None,
+            health_failures: 3,
         }
     }
 }
@@ -380,6 +391,16 @@ impl Config {
         }
         // The Redis settings are the driver's to check, for every driver:
         // a typo in them is caught before the day they are used.
+        if self.health_failures == 0 {
+            return bad("GOSD_HEALTH_FAILURES", "0".into(), at_least_1);
+        }
+        if let Some(u) = &self.health_url {
+            self.health_check_url().map_err(|reason| Error::Config {
+                var: "GOSD_HEALTH_URL".into(),
+                value: redact_url(u),
+                reason,
+            })?;
+        }
         if let Some(w) = self.metadata.get("weight")
             && parse_weight(w).is_err()
         {
@@ -391,6 +412,19 @@ impl Config {
             self.etcd_options()?;
         }
         Ok(())
+    }
+
+    /// [`health_url`](Self::health_url) parsed, or why it cannot be used.
+    pub(crate) fn health_check_url(&self) -> Result<Option<url::Url>, String> {
+        let Some(raw) = &self.health_url else {
+            return Ok(None);
+        };
+        let u = url::Url::parse(raw.trim())
+            .map_err(|e| format!("{e}; expected http://host:port/path"))?;
+        if u.scheme() != "http" || u.host_str().is_none() {
+            return Err("expected http://host:port/path (a local endpoint, plain HTTP)".into());
+        }
+        Ok(Some(u))
     }
 
     /// This client's zone: the `zone` of its [`metadata`](Self::metadata)

@@ -264,6 +264,24 @@ pub(super) const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        key: "health_url",
+        go: None,
+        upper: "GOSD_HEALTH_URL",
+        apply: |c, v| {
+            c.health_url = Some(v.trim().to_owned()).filter(|u| !u.is_empty());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "health_failures",
+        go: None,
+        upper: "GOSD_HEALTH_FAILURES",
+        apply: |c, v| {
+            c.health_failures = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Setting {
         key: "drain",
         go: None,
         upper: "GOSD_DRAIN",
@@ -298,7 +316,9 @@ fn parse_count(v: &str) -> Result<u32, String> {
 pub(super) fn shown(key: &str, value: &str) -> String {
     match key {
         "redis_password" | "redis_sentinel_password" => "***".to_owned(),
-        "redis_url" | "redis_addr" | "redis_sentinels" | "etcd_endpoints" => redact_url(value),
+        "redis_url" | "redis_addr" | "redis_sentinels" | "etcd_endpoints" | "health_url" => {
+            redact_url(value)
+        }
         _ => value.to_owned(),
     }
 }
