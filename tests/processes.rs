@@ -229,6 +229,28 @@ fn the_watch_example_follows_a_provider_on_redis() {
     assert!(gone.ends_with(" 0"), "{gone:?}");
 }
 
+/// `watch --status` shows each instance's status: a provider whose health
+/// endpoint does not answer (`GOSD_HEALTH_URL` on a port nobody listens
+/// on) is registered up, then marked down at its first heartbeat.
+#[test]
+fn the_watch_example_shows_a_provider_marked_down_by_its_health_check() {
+    let server = RedisServer::start();
+    let mut watch = Proc::spawn("watch", &["provider", "--status"], &server, &[]);
+    let first = watch.next_line().expect("watch prints the current list");
+    assert!(first.ends_with(" 0"), "{first:?}");
+    let health = format!("http://127.0.0.1:{}/healthz", support::free_port());
+    let env = [
+        ("GOSD_HEALTH_URL", health.as_str()),
+        ("GOSD_HEALTH_FAILURES", "1"),
+        ("GOSD_TTL", "3s"),
+    ];
+    let (_p, _, url) = Proc::provider(&server, "1", &env);
+    let up = watch.next_line().expect("watch prints the provider");
+    assert!(up.ends_with(&format!(" 1 {url}=up")), "{up:?}");
+    let down = watch.next_line().expect("watch prints its status change");
+    assert!(down.ends_with(&format!(" 1 {url}=down")), "{down:?}");
+}
+
 /// `GOSD_DRAIN`: after SIGTERM the provider deregisters at once, and a
 /// request already on its way to it (here: sent up to its last line before
 /// the signal, finished after the deregistration) is still answered.

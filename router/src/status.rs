@@ -62,6 +62,8 @@ pub(crate) async fn services(client: &gosd::Client, health: &Health) -> serde_js
             .push(serde_json::json!({
                 "name": instance.name,
                 "url": instance.url.as_str(),
+                "status": instance.meta.status.as_str(),
+                "meta": instance.meta.pairs().collect::<std::collections::BTreeMap<_, _>>(),
                 "lease_ms": leases.get(&instance.name).map(|d| d.as_millis() as u64),
                 "requests": s.requests.load(Ordering::Relaxed),
                 "errors": s.errors.load(Ordering::Relaxed),

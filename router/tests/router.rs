@@ -796,3 +796,48 @@ async fn a_connection_the_instance_closed_while_pooled_is_not_a_failure() {
         "{instance}"
     );
 }
+
+#[tokio::test]
+async fn a_draining_instance_gets_no_requests_and_the_services_page_shows_its_status_and_metadata()
+{
+    let server = RedisServer::start();
+    let mut echoes = Vec::new();
+    for version in ["1", "2"] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(echo_upstream(listener));
+        let provider = gosd::Client::builder()
+            .config(support::config(&server))
+            .metadata("version", version)
+            .build()
+            .await
+            .unwrap();
+        let me = provider.register("svc", &url).await.unwrap();
+        echoes.push((url, me, provider));
+    }
+    let r = router(&server, |_| {}).await;
+    routes_become(&r.client, "svc", "both", |routes| routes.len() == 2).await;
+    let (draining_url, draining, _) = &echoes[0];
+    draining.set_status(gosd::Status::Draining).await.unwrap();
+    support::eventually("the router sees it draining", || {
+        r.client
+            .instances()
+            .iter()
+            .any(|i| i.url.as_str() == draining_url && i.meta.status == gosd::Status::Draining)
+    })
+    .await;
+    for _ in 0..6 {
+        assert_eq!(get(r.addr, "/svc/x").await.0, StatusCode::OK);
+    }
+    let (_, services) = get(r.addr, "/-/services").await;
+    let services = json(&services);
+    let instances = services["services"][0]["instances"].as_array().unwrap();
+    let of = |url: &str| instances.iter().find(|i| i["url"] == url).unwrap().clone();
+    let (d, up) = (of(draining_url), of(&echoes[1].0));
+    assert_eq!(d["status"], "draining", "{d}");
+    assert_eq!(d["meta"]["version"], "1", "{d}");
+    assert_eq!(d["requests"].as_u64(), Some(0), "no new requests: {d}");
+    assert_eq!(up["status"], "up", "{up}");
+    assert_eq!(up["meta"]["version"], "2", "{up}");
+    assert_eq!(up["requests"].as_u64(), Some(6), "{up}");
+}
