@@ -30,6 +30,11 @@
 //! every contender once, in turn, and the report gives the median and the
 //! range over rounds and, per round, the ratio against the baselines.
 //!
+//! The `weights and zones` lines are the synchronous pick, one thread, of
+//! `service42` (equal weights), of `weighted` (10 instances of weights 1 to
+//! 10) and, by a client with `GOSD_ZONE=a`, of `zoned` (10 instances,
+//! half in zone `a`), each against the plain pick of the same round.
+//!
 //! The last line is the pick polled once with a no-op waker on the main
 //! thread, outside any runtime: an upper bound on the pick's own work
 //! (what an `.await` could cost at best), not a figure a user sees.
@@ -46,7 +51,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use gosd::{Client, Config, Driver, InstanceName, MemoryDriver};
+use gosd::{Client, Config, Driver, InstanceName, MemoryDriver, Meta};
 
 const SERVICES: usize = 100;
 const INSTANCES: usize = 10;
@@ -173,6 +178,8 @@ fn cpu_now() -> Duration {
 
 struct Fixture {
     client: Client,
+    /// A client in zone `a`, for the zone-filtered pick.
+    zoned: Client,
     mutex: MutexBaseline,
     rwlock: RwLockBaseline,
 }
@@ -279,6 +286,15 @@ fn on_threads(f: &Fixture, threads: usize) -> f64 {
     total.as_nanos() as f64 / (threads * PICKS) as f64
 }
 
+/// `PICKS` synchronous picks of `service` on this thread; CPU ns per pick.
+fn sync_picks(client: &Client, service: &str) -> f64 {
+    let start = cpu_now();
+    for _ in 0..PICKS {
+        black_box(client.next_route(black_box(service)).unwrap());
+    }
+    (cpu_now() - start).as_nanos() as f64 / PICKS as f64
+}
+
 /// Polls a future that completes without waiting, with a no-op waker.
 #[inline(always)]
 fn ready<F: Future>(f: F) -> F::Output {
@@ -317,10 +333,35 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
             rwlock.insert(service.clone(), (AtomicUsize::new(0), urls.clone()));
             mutex.insert(service, (0, urls));
         }
+        for i in 0..INSTANCES {
+            let mut weighted = Meta::default();
+            weighted.insert("weight", &(i + 1).to_string()).unwrap();
+            let mut zoned = Meta::default();
+            zoned
+                .insert("zone", if i % 2 == 0 { "a" } else { "b" })
+                .unwrap();
+            for (service, meta) in [("weighted", weighted), ("zoned", zoned)] {
+                let name = InstanceName::new(service, &i.to_string()).unwrap();
+                let url = format!("http://{service}-host{i}:8080");
+                registry
+                    .register_with(&name, &url, &meta, Duration::from_secs(3600))
+                    .await
+                    .unwrap();
+            }
+        }
     });
     let mut config = Config::default();
     config.cron = None;
     let client = rt
+        .block_on(
+            Client::builder()
+                .config(config.clone())
+                .driver(registry.clone())
+                .build(),
+        )
+        .unwrap();
+    config.metadata.insert("zone", "a").unwrap();
+    let zoned = rt
         .block_on(
             Client::builder()
                 .config(config)
@@ -337,6 +378,7 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
     rt.block_on(gosd::get()).unwrap();
     Fixture {
         client,
+        zoned,
         mutex: MutexBaseline(Mutex::new(mutex)),
         rwlock: RwLockBaseline(RwLock::new(rwlock)),
     }
@@ -405,6 +447,8 @@ fn main() {
     }
     let mut threads: Vec<(usize, Vec<f64>)> = [1, 2, 8].map(|n| (n, Vec::new())).into();
     let mut noop = Vec::new();
+    // plain, weighted, zone-filtered
+    let mut kinds: [Vec<f64>; 3] = Default::default();
 
     for round in 0..ROUNDS {
         for case in &mut cases {
@@ -416,6 +460,9 @@ fn main() {
             figures.push(on_threads(&f, *n));
         }
         noop.push(noop_waker_pick(&f));
+        kinds[0].push(sync_picks(&f.client, HOT));
+        kinds[1].push(sync_picks(&f.client, "weighted"));
+        kinds[2].push(sync_picks(&f.zoned, "zoned"));
         eprint!("\rround {}/{ROUNDS}", round + 1);
     }
     eprintln!();
@@ -466,6 +513,18 @@ fn main() {
             "  {n} thread(s) {:>6.1} ns [{lo:.1}–{hi:.1}]  {:.2}x 1 thread",
             median(figures.clone()),
             median(figures.clone()) / single
+        );
+    }
+    println!("weights and zones, Client::next_route (sync), 1 thread:");
+    for (k, label) in ["plain (equal weights)", "weighted (1..10)", "zone-filtered"]
+        .iter()
+        .enumerate()
+    {
+        let (lo, hi) = range(&kinds[k]);
+        let ratio = median(kinds[k].iter().zip(&kinds[0]).map(|(x, p)| x / p).collect());
+        println!(
+            "  {label:<24} {:>6.1} ns [{lo:.1}–{hi:.1}]  {ratio:.2}x plain",
+            median(kinds[k].clone())
         );
     }
     let (lo, hi) = range(&noop);

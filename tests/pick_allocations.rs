@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use gosd::{Client, Config, Driver, InstanceName, MemoryDriver};
+use gosd::{Client, Config, Driver, InstanceName, MemoryDriver, Meta, Status};
 
 /// Counts allocations made by the current thread only: the runtime's own
 /// threads allocate whenever they like.
@@ -115,6 +115,49 @@ fn picks_on_threads_sharing_a_service_allocate_nothing() {
         threads.into_iter().map(|t| t.join().unwrap()).collect()
     });
     assert_eq!(made, [0, 0], "heap allocations per thread in {PICKS} picks");
+}
+
+/// Weighted (1..=10), zoned (half in the client's zone) and partly down
+/// instances: the pick is the same cursor step over a longer sequence.
+#[tokio::test(flavor = "current_thread")]
+async fn weighted_and_zone_filtered_picks_allocate_nothing() {
+    let registry = MemoryDriver::new();
+    let names: Vec<String> = (0..SERVICES).map(|s| format!("service{s}")).collect();
+    for s in &names {
+        for i in 0..INSTANCES {
+            let mut meta = Meta::default();
+            meta.insert("weight", &(i + 1).to_string()).unwrap();
+            meta.insert("zone", if i % 2 == 0 { "a" } else { "b" })
+                .unwrap();
+            if i == 0 {
+                meta.status = Status::Down;
+            }
+            let name = InstanceName::new(s, &i.to_string()).unwrap();
+            let url = format!("http://{s}-host{i}:8080");
+            registry
+                .register_with(&name, &url, &meta, Duration::from_secs(3600))
+                .await
+                .unwrap();
+        }
+    }
+    for zone in [None, Some("a")] {
+        let mut config = Config::default();
+        config.cron = None;
+        if let Some(zone) = zone {
+            config.metadata.insert("zone", zone).unwrap();
+        }
+        let client = Client::builder()
+            .config(config)
+            .driver(registry.clone())
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(
+            allocations_in_picks(&client, &names).await,
+            0,
+            "heap allocations in {PICKS} picks, zone {zone:?}"
+        );
+    }
 }
 
 /// Runs a future that never waits (a pick from a loaded table) to its end.
