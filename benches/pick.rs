@@ -33,7 +33,8 @@
 //! The `weights and zones` lines are the synchronous pick, one thread, of
 //! `service42` (equal weights), of `weighted` (10 instances of weights 1 to
 //! 10) and, by a client with `GOSD_ZONE=a`, of `zoned` (10 instances,
-//! half in zone `a`), each against the plain pick of the same round.
+//! half in zone `a`), and a `Selector` pick (`version=2`, matching half
+//! of `zoned`), each against the plain pick of the same round.
 //!
 //! The last line is the pick polled once with a no-op waker on the main
 //! thread, outside any runtime: an upper bound on the pick's own work
@@ -340,6 +341,9 @@ fn fixture(rt: &tokio::runtime::Runtime) -> Fixture {
             zoned
                 .insert("zone", if i % 2 == 0 { "a" } else { "b" })
                 .unwrap();
+            zoned
+                .insert("version", if i < 5 { "1" } else { "2" })
+                .unwrap();
             for (service, meta) in [("weighted", weighted), ("zoned", zoned)] {
                 let name = InstanceName::new(service, &i.to_string()).unwrap();
                 let url = format!("http://{service}-host{i}:8080");
@@ -447,8 +451,9 @@ fn main() {
     }
     let mut threads: Vec<(usize, Vec<f64>)> = [1, 2, 8].map(|n| (n, Vec::new())).into();
     let mut noop = Vec::new();
-    // plain, weighted, zone-filtered
-    let mut kinds: [Vec<f64>; 3] = Default::default();
+    // plain, weighted, zone-filtered, selector
+    let mut kinds: [Vec<f64>; 4] = Default::default();
+    let selector = gosd::Selector::new("zoned").with("version", "2");
 
     for round in 0..ROUNDS {
         for case in &mut cases {
@@ -463,6 +468,13 @@ fn main() {
         kinds[0].push(sync_picks(&f.client, HOT));
         kinds[1].push(sync_picks(&f.client, "weighted"));
         kinds[2].push(sync_picks(&f.zoned, "zoned"));
+        kinds[3].push({
+            let start = cpu_now();
+            for _ in 0..PICKS {
+                black_box(f.client.pick(black_box(&selector)).unwrap());
+            }
+            (cpu_now() - start).as_nanos() as f64 / PICKS as f64
+        });
         eprint!("\rround {}/{ROUNDS}", round + 1);
     }
     eprintln!();
@@ -516,9 +528,14 @@ fn main() {
         );
     }
     println!("weights and zones, Client::next_route (sync), 1 thread:");
-    for (k, label) in ["plain (equal weights)", "weighted (1..10)", "zone-filtered"]
-        .iter()
-        .enumerate()
+    for (k, label) in [
+        "plain (equal weights)",
+        "weighted (1..10)",
+        "zone-filtered",
+        "Selector (version=2)",
+    ]
+    .iter()
+    .enumerate()
     {
         let (lo, hi) = range(&kinds[k]);
         let ratio = median(kinds[k].iter().zip(&kinds[0]).map(|(x, p)| x / p).collect());

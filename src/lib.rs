@@ -67,6 +67,7 @@ mod registration;
 mod rotation;
 mod route;
 mod route_future;
+mod selector;
 mod service_index;
 mod service_watch;
 mod shared_memory;
@@ -124,6 +125,7 @@ pub use global::{
 };
 pub use registration::Registration;
 pub use route::Route;
+pub use selector::{Selector, route};
 pub use service_watch::{Change, ServiceWatch};
 pub use shared_memory::shared_memory_registry;
 

@@ -122,6 +122,7 @@ mod tests {
         ServiceRoutes {
             routes: urls.iter().map(|u| Route::new(u)).collect(),
             order: (0..urls.len() as u32).collect(),
+            metas: urls.iter().map(|_| Default::default()).collect(),
             rotation,
         }
     }

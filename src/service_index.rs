@@ -32,6 +32,9 @@ pub(crate) struct ServiceRoutes {
     /// each as often as its weight's share (`weights`); never empty. A
     /// pick takes the next one.
     pub(crate) order: Arc<[u32]>,
+    /// Each route's status and metadata, as `routes`: what a
+    /// [`Selector`](crate::Selector) matches.
+    pub(crate) metas: Arc<[gosd_driver::Meta]>,
     /// Kept by every table version, so a refresh does not restart the
     /// rotation (two providers keep strictly alternating).
     pub(crate) rotation: RotationId,
@@ -178,6 +181,7 @@ mod tests {
         ServiceRoutes {
             routes: vec![Route::new(url)].into(),
             order: vec![0].into(),
+            metas: vec![Default::default()].into(),
             rotation: 0,
         }
     }

@@ -18,6 +18,8 @@ use crate::weights::{smooth_order, weight_of};
 #[derive(Default)]
 pub(crate) struct RouteTable {
     services: ServiceIndex,
+    /// The zone this client's picks prefer.
+    zone: Option<Arc<str>>,
 }
 
 impl RouteTable {
@@ -37,6 +39,11 @@ impl RouteTable {
     /// The services that have at least one route.
     pub(crate) fn services(&self) -> impl Iterator<Item = &str> {
         self.services.iter().map(|(name, _)| &**name)
+    }
+
+    /// The zone this client's picks prefer (`GOSD_ZONE`).
+    pub(crate) fn zone(&self) -> Option<&str> {
+        self.zone.as_deref()
     }
 
     /// The rotation `service` has in this table, if it is in it.
@@ -622,11 +629,13 @@ impl Sources {
                 let metas: Vec<&Meta> = instances.iter().map(|(_, m)| *m).collect();
                 let (order, open) = pick_order(&metas, zone);
                 log_fail_open(failing_open, service, open, instances.len());
+                let metas = metas.into_iter().cloned().collect();
                 let routes = instances.into_iter().map(|(r, _)| r).collect();
                 let order = order.into();
                 let service_routes = ServiceRoutes {
                     routes,
                     order,
+                    metas,
                     rotation,
                 };
                 (Arc::<str>::from(service), service_routes)
@@ -638,6 +647,7 @@ impl Sources {
         let services = shared.chain(rebuilt).collect();
         RouteTable {
             services: ServiceIndex::new(services),
+            zone: self.zone.as_deref().map(Arc::from),
         }
     }
 }
@@ -656,7 +666,7 @@ fn pickable(meta: &Meta) -> bool {
 /// pickable, all are picked from rather than none (Envoy's panic mode):
 /// a registry that marks everyone down is more likely wrong than every
 /// instance.
-fn pick_order(instances: &[&Meta], zone: Option<&str>) -> (Vec<u32>, bool) {
+pub(crate) fn pick_order(instances: &[&Meta], zone: Option<&str>) -> (Vec<u32>, bool) {
     let up: Vec<usize> = (0..instances.len())
         .filter(|&i| pickable(instances[i]))
         .collect();

@@ -339,6 +339,72 @@ async fn a_go_gosd_entry_routes_as_weight_100_up_and_in_no_zone() {
     assert_eq!(go.meta.get("zone"), None);
 }
 
+#[tokio::test]
+async fn a_selector_picks_only_matching_instances_by_weight_and_the_global_one_too() {
+    let server = RedisServer::start();
+    let (_o, _ro) = provider(&server, "sel", "http://old:1", &[("version", "2.0.0")]).await;
+    let (_n1, _r1) = provider(
+        &server,
+        "sel",
+        "http://new-1:1",
+        &[("version", "2.1.0"), ("weight", "1")],
+    )
+    .await;
+    let (_n2, r2) = provider(
+        &server,
+        "sel",
+        "http://new-2:1",
+        &[("version", "2.1.0"), ("weight", "2")],
+    )
+    .await;
+    let c = consumer(&server, None).await;
+    support::routes_become(&c, "sel", "all three", |r| r.len() == 3).await;
+    let v21 = gosd::Selector::new("sel").with("version", "2.1.0");
+    let picked: Vec<String> = (0..300)
+        .map(|_| c.pick(&v21).unwrap().to_string())
+        .collect();
+    let count = |u: &str| picked.iter().filter(|p| *p == u).count();
+    assert_eq!(
+        (count("http://new-1:1"), count("http://new-2:1")),
+        (100, 200)
+    );
+    assert!(
+        c.pick(&gosd::Selector::new("sel").with("version", "9"))
+            .is_none()
+    );
+    // A status change reaches the selector's picks as any other.
+    r2.set_status(Status::Draining).await.unwrap();
+    let mut changes = c.changes();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            changes.borrow_and_update();
+            if (0..6).all(|_| c.pick(&v21).unwrap().as_str() == "http://new-1:1") {
+                return;
+            }
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the draining one leaves the selector's picks");
+    // The global API, on a client of its own in this process.
+    let driver = gosd::RedisDriver::new(gosd::RedisOptions::new().addr(&server.addr()).unwrap());
+    let me = gosd::start_with("sel-global", "http://global:1", driver)
+        .await
+        .unwrap();
+    let route = gosd::route("sel")
+        .with("version", "2.0.0")
+        .pick()
+        .await
+        .unwrap();
+    assert_eq!(route.as_str(), "http://old:1");
+    let none = gosd::route("sel").with("version", "9").pick().await;
+    assert!(
+        matches!(&none, Err(gosd::Error::NoRoute(s)) if s == "sel"),
+        "{none:?}"
+    );
+    me.finish().await.unwrap();
+}
+
 /// A health endpoint on a free local port that answers with `status`.
 async fn health_endpoint(status: Arc<std::sync::atomic::AtomicU16>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -140,6 +140,10 @@ async fn weighted_and_zone_filtered_picks_allocate_nothing() {
                 .unwrap();
         }
     }
+    let selectors: Vec<gosd::Selector> = names
+        .iter()
+        .map(|s| gosd::Selector::new(s).with("zone", "b"))
+        .collect();
     for zone in [None, Some("a")] {
         let mut config = Config::default();
         config.cron = None;
@@ -156,6 +160,18 @@ async fn weighted_and_zone_filtered_picks_allocate_nothing() {
             allocations_in_picks(&client, &names).await,
             0,
             "heap allocations in {PICKS} picks, zone {zone:?}"
+        );
+        for s in &selectors {
+            client.pick(s).unwrap(); // the first pick makes its sequence
+        }
+        let before = allocs();
+        for i in 0..PICKS {
+            std::hint::black_box(client.pick(&selectors[i % selectors.len()]).unwrap());
+        }
+        assert_eq!(
+            allocs() - before,
+            0,
+            "heap allocations in {PICKS} selector picks"
         );
     }
 }

@@ -360,7 +360,30 @@ impl Client {
         self.inner.fresh.table.pick(service)
     }
 
-    /// Every route `service` has now, in rotation order.
+    /// The next route of the instances `selector` matches, with the same
+    /// rules as [`next_route`](Self::next_route): up ones by weight,
+    /// this client's zone first, all matching ones when none is up.
+    /// `None` when none matches. Never waits, never refreshes.
+    pub fn pick(&self, selector: &crate::Selector) -> Option<Route> {
+        self.inner.fresh.table.with(|t| {
+            let s = t.service(selector.service())?;
+            selector.pick_from(s, t.zone())
+        })
+    }
+
+    /// [`pick`](Self::pick), refreshing once when nothing matches.
+    pub(crate) async fn pick_or_refresh(&self, selector: &crate::Selector) -> Result<Route> {
+        if let Some(r) = self.pick(selector) {
+            return Ok(r);
+        }
+        self.get().await?;
+        self.pick(selector)
+            .ok_or_else(|| Error::NoRoute(selector.service().to_owned()))
+    }
+
+    /// Every route `service` has now, sorted by instance name: the
+    /// draining and down ones too (picks skip them; see
+    /// [`instances`](Self::instances) for each one's status).
     pub fn routes(&self, service: &str) -> Vec<Route> {
         self.inner.fresh.table.with(|t| t.routes(service).to_vec())
     }

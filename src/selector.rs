@@ -1,0 +1,171 @@
+//! Picks among the instances of a service whose metadata matches: a
+//! [`Selector`], built once and reused.
+//!
+//! A selector keeps the pick sequence of its matches for the table it last
+//! picked from (the same weights, status and zone rules as a plain pick,
+//! applied to the matching instances only). A pick from the same table is
+//! a cursor step over it, with no allocation; the first pick after the
+//! service's routes changed makes the sequence again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwapOption;
+use gosd_driver::Meta;
+
+use crate::error::Result;
+use crate::route::Route;
+use crate::service_index::ServiceRoutes;
+use crate::table::pick_order;
+
+/// The instances of one service whose metadata has every pair asked for,
+/// e.g. `version=2.1.0`: for canaries and API versions.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), gosd::Error> {
+/// let registry = gosd::MemoryDriver::new();
+/// for (url, version) in [("http://old:1", "2.0.0"), ("http://new:1", "2.1.0")] {
+///     let provider = gosd::Client::builder()
+///         .driver(registry.clone())
+///         .metadata("version", version)
+///         .build()
+///         .await?;
+///     std::mem::forget(provider.register("provider", url).await?);
+/// }
+/// let client = gosd::Client::builder().driver(registry).build().await?;
+/// let v21 = gosd::Selector::new("provider").with("version", "2.1.0");
+/// for _ in 0..3 {
+///     assert_eq!(client.pick(&v21).unwrap().as_str(), "http://new:1");
+/// }
+/// assert!(client.pick(&gosd::Selector::new("provider").with("version", "3")).is_none());
+/// # Ok(()) }
+/// ```
+pub struct Selector {
+    service: Arc<str>,
+    /// Sorted by key, each key once.
+    wanted: Vec<(String, String)>,
+    cursor: AtomicUsize,
+    matches: ArcSwapOption<Matches>,
+}
+
+/// The pick sequence of the matching instances of one table's routes.
+struct Matches {
+    /// The routes it was made from: while the table has the same list (the
+    /// same allocation, kept alive here so it cannot be reused), it holds.
+    source: Arc<[Route]>,
+    /// Indices into `source`.
+    order: Box<[u32]>,
+}
+
+impl Selector {
+    /// Every instance of `service`, until [`with`](Self::with) narrows it.
+    pub fn new(service: &str) -> Self {
+        Self {
+            service: service.into(),
+            wanted: Vec::new(),
+            cursor: AtomicUsize::new(0),
+            matches: ArcSwapOption::empty(),
+        }
+    }
+
+    /// Only the instances whose metadata has `key` = `value` (besides any
+    /// pair asked for before; a key asked for again takes the new value).
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        match self.wanted.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(i) => self.wanted[i].1 = value.to_owned(),
+            Err(i) => self.wanted.insert(i, (key.to_owned(), value.to_owned())),
+        }
+        self.matches.store(None);
+        self
+    }
+
+    /// The service it picks from.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    fn matches(&self, meta: &Meta) -> bool {
+        self.wanted
+            .iter()
+            .all(|(k, v)| meta.get(k) == Some(v.as_str()))
+    }
+
+    /// The next matching route of `s`, for a client in `zone`.
+    #[inline]
+    pub(crate) fn pick_from(&self, s: &ServiceRoutes, zone: Option<&str>) -> Option<Route> {
+        let current = self.matches.load();
+        let n = self.cursor.fetch_add(1, Ordering::Relaxed);
+        match &*current {
+            Some(m) if Arc::ptr_eq(&m.source, &s.routes) => {
+                let i = *m.order.get(n % m.order.len().max(1))?;
+                Some(s.routes[i as usize].clone())
+            }
+            _ => self.remake(s, zone, n),
+        }
+    }
+
+    /// The first pick from a table this selector has not picked from.
+    #[cold]
+    #[inline(never)]
+    fn remake(&self, s: &ServiceRoutes, zone: Option<&str>, n: usize) -> Option<Route> {
+        let matching: Vec<usize> = (0..s.metas.len())
+            .filter(|&i| self.matches(&s.metas[i]))
+            .collect();
+        let metas: Vec<&Meta> = matching.iter().map(|&i| &s.metas[i]).collect();
+        let order: Box<[u32]> = match metas.is_empty() {
+            true => Box::new([]),
+            false => pick_order(&metas, zone)
+                .0
+                .into_iter()
+                .map(|k| matching[k as usize] as u32)
+                .collect(),
+        };
+        let picked = order
+            .get(n % order.len().max(1))
+            .map(|&i| s.routes[i as usize].clone());
+        self.matches.store(Some(Arc::new(Matches {
+            source: s.routes.clone(),
+            order,
+        })));
+        picked
+    }
+
+    /// The next matching route, from the global client (see
+    /// [`gosd::route`](crate::route)); when none matches, one refresh and
+    /// one more look.
+    ///
+    /// # Errors
+    /// [`Error::NotStarted`] before [`gosd::start`](crate::start);
+    /// [`Error::NoRoute`] when no instance matches.
+    pub async fn pick(&self) -> Result<Route> {
+        crate::client()?.pick_or_refresh(self).await
+    }
+}
+
+impl std::fmt::Debug for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Selector")
+            .field("service", &self.service)
+            .field("with", &self.wanted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for Selector {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+            wanted: self.wanted.clone(),
+            cursor: AtomicUsize::new(0),
+            matches: ArcSwapOption::empty(),
+        }
+    }
+}
+
+/// A selector of `service` for the global client:
+/// `gosd::route("provider").with("version", "2.1.0").pick().await`. Build
+/// it once and keep it: a pick through a kept selector allocates nothing.
+pub fn route(service: &str) -> Selector {
+    Selector::new(service)
+}
