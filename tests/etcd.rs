@@ -244,3 +244,62 @@ fn a_frozen_etcd_member_evicts_nobody_on_resume() {
     );
     assert!(fields.contains(&name), "{fields:?}");
 }
+
+/// Status and weights on etcd: a draining provider leaves a watching
+/// consumer's picks (pushed as one put of the entry and its sibling
+/// metadata key) and comes back; weights 1:3 split the picks 1:3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_weights_reach_a_watching_consumer_on_etcd() {
+    let server = EtcdServer::start();
+    let provider = |weight: &'static str| {
+        let config = etcd_config(&server);
+        async move {
+            gosd::Client::builder()
+                .config(config)
+                .metadata("weight", weight)
+                .build()
+                .await
+                .expect("provider")
+        }
+    };
+    let (light, heavy) = (provider("1").await, provider("3").await);
+    let _l = light.register("w", "http://light:1").await.unwrap();
+    let h = heavy.register("w", "http://heavy:1").await.unwrap();
+    let c = client(&server).await;
+    routes_become(&c, "w", "both", |r| r.len() == 2).await;
+    let picks = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| c.next_route("w").unwrap().to_string())
+            .collect()
+    };
+    let split = picks(400);
+    assert_eq!(split.iter().filter(|p| *p == "http://light:1").count(), 100);
+    h.set_status(gosd::Status::Draining).await.unwrap();
+    let mut changes = c.changes();
+    tokio::time::timeout(support::PATIENCE, async {
+        loop {
+            changes.borrow_and_update();
+            if picks(8).iter().all(|p| p == "http://light:1") {
+                return;
+            }
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the draining one leaves the picks");
+    let meta = c
+        .instances()
+        .into_iter()
+        .find(|i| i.name == h.name())
+        .map(|i| i.meta);
+    assert_eq!(
+        meta.as_ref().map(|m| m.status),
+        Some(gosd::Status::Draining)
+    );
+    assert_eq!(meta.as_ref().and_then(|m| m.get("weight")), Some("3"));
+    h.set_status(gosd::Status::Up).await.unwrap();
+    routes_become(&c, "w", "heavy back", |_| {
+        picks(4).iter().any(|p| p == "http://heavy:1")
+    })
+    .await;
+}
