@@ -52,7 +52,7 @@ impl ClientBuilder {
     ///     .build()
     ///     .await
     ///     .unwrap_err();
-    /// assert!(err.to_string().starts_with("invalid metadata \"version=2.1 beta\""), "{err}");
+    /// assert!(err.to_string().starts_with(r#"invalid metadata="version=2.1 beta""#), "{err}");
     /// # }
     /// ```
     pub fn metadata(mut self, key: &str, value: &str) -> Self {
