@@ -154,19 +154,58 @@ struct Signals {
 impl Signals {
     fn new() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
+        if !first_signal() {
+            tracing::debug!(
+                "cannot record the first signal; two at once exit with either's status"
+            );
+        }
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
         })
     }
 
-    /// Waits for the next signal; returns the exit status it calls for.
+    /// Waits for the next signal; returns the exit status the process's
+    /// first signal calls for.
+    ///
+    /// Not the stream that woke: when SIGINT and SIGTERM both arrive before
+    /// this task runs, both streams are ready and `select!` picks one at
+    /// random. The hook in [`first_signal`] saw which came first.
     async fn next(&mut self) -> i32 {
-        tokio::select! {
+        let woke = tokio::select! {
             _ = self.term.recv() => 143,
             _ = self.int.recv() => 130,
+        };
+        match FIRST.load(Ordering::SeqCst) {
+            0 => woke,
+            first => first,
         }
     }
+}
+
+/// The exit status of the process's first SIGINT/SIGTERM; 0 before one.
+#[cfg(unix)]
+static FIRST: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Records the first signal's status in [`FIRST`], from inside the signal
+/// handler, so that the order is the kernel's delivery order. Installed once
+/// per process; `false` when it could not be.
+#[cfg(unix)]
+fn first_signal() -> bool {
+    static INSTALLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *INSTALLED.get_or_init(|| {
+        [(libc::SIGTERM, 143), (libc::SIGINT, 130)]
+            .into_iter()
+            .all(|(signal, status)| {
+                let record = move || {
+                    let _ = FIRST.compare_exchange(0, status, Ordering::SeqCst, Ordering::SeqCst);
+                };
+                // SAFETY: the action only does an atomic compare-exchange,
+                // which is async-signal-safe: no allocation, no lock, no
+                // panic.
+                unsafe { signal_hook_registry::register(signal, record) }.is_ok()
+            })
+    })
 }
 
 #[cfg(not(unix))]

@@ -194,6 +194,10 @@ pub(crate) struct Sources {
     read_whole_at: Option<Instant>,
     /// The rotation numbers of the services in the tables built from here.
     rotations: RotationIds,
+    /// Names this client saw removed, each with when it stops refusing
+    /// them from a read: see [`Self::remembering_removals_for`].
+    removed: FxMap<Box<str>, Instant>,
+    removal_memory: Duration,
     /// This client's zone (`GOSD_ZONE`): its picks prefer instances there.
     zone: Option<Box<str>>,
     /// The services whose picks fail open (none of their instances is
@@ -210,6 +214,24 @@ pub(crate) struct Sources {
 const READ_WHOLE_EVERY: Duration = Duration::from_secs(300);
 
 impl Sources {
+    /// Sources that remember each removal they apply for `memory`, and
+    /// until then do not take that name back from a read of the registry.
+    ///
+    /// A registry restored from an older snapshot (a backup, a replica
+    /// that lagged) still holds instances that deregistered since, and
+    /// their leases run on from the restored clock. This client saw them
+    /// leave: it must not route to them again while their restored lease
+    /// could still be running. A pushed `put` of such a name is taken at
+    /// once, and ends the memory: it is a write made after the removal, by
+    /// an instance that is alive (one whose lease ran out and that
+    /// renewed again, say).
+    pub(crate) fn remembering_removals_for(memory: Duration) -> Self {
+        Self {
+            removal_memory: memory,
+            ..Self::default()
+        }
+    }
+
     /// Makes picks prefer instances whose `zone` is `zone`.
     pub(crate) fn set_zone(&mut self, zone: Option<&str>) {
         self.zone = zone.map(Into::into);
@@ -308,9 +330,11 @@ impl Sources {
         let mut kept = vec![false; old.len()];
         let mut added = Vec::new();
         self.skipped.begin_sweep();
+        self.forget_removals_due(received);
         for e in snapshot.entries {
             match at.get(e.field.as_str()) {
                 Some(&i) if *old[i].route == *e.url && old[i].meta == e.meta => kept[i] = true,
+                _ if self.saw_removed(&e.field) => {}
                 _ => added.extend(self.validate(e)),
             }
         }
@@ -322,6 +346,11 @@ impl Sources {
         self.registry.reserve(old.len() + added.len());
         for (f, kept) in old.into_iter().zip(kept) {
             if !kept {
+                // Gone from a registry that kept its state: removed, as a
+                // pushed removal says. (One that lost it holds them.)
+                if !lost_state {
+                    self.remember_removal(f.name.as_str(), received);
+                }
                 touched.push(f.name.service().into());
                 continue;
             }
@@ -484,12 +513,14 @@ impl Sources {
                 let Some(found) = self.validate(entry) else {
                     return Applied::NeedFetch;
                 };
+                self.removed.remove(field.as_str());
                 self.remove_field(&field);
                 let at = self.registry.partition_point(|f| f.name < found.name);
                 self.registry.insert(at, found);
                 field
             }
             Some(Err(field)) if removed => {
+                self.remember_removal(&field, received);
                 self.remove_field(&field);
                 field
             }
@@ -497,6 +528,34 @@ impl Sources {
         };
         self.version = Some(version);
         Applied::Changed(service_of(&field))
+    }
+
+    fn remember_removal(&mut self, field: &str, now: Instant) {
+        if self.removal_memory.is_zero() {
+            return;
+        }
+        self.forget_removals_due(now);
+        self.removed.insert(field.into(), now + self.removal_memory);
+    }
+
+    /// Drops the removals remembered long enough.
+    fn forget_removals_due(&mut self, now: Instant) {
+        if !self.removed.is_empty() {
+            self.removed.retain(|_, until| *until > now);
+        }
+    }
+
+    /// Whether `field` left while this client watched, lately: a read that
+    /// still holds it comes from a registry that went back in time.
+    fn saw_removed(&self, field: &str) -> bool {
+        let refused = self.removed.contains_key(field);
+        if refused {
+            tracing::debug!(
+                field,
+                "not taking back an instance seen deregistered: the registry went back in time"
+            );
+        }
+        refused
     }
 
     fn remove_field(&mut self, field: &str) {
@@ -1113,6 +1172,55 @@ mod tests {
             ["http://a", "http://b"],
             "p-2 held until it re-registers or the hold ends"
         );
+    }
+
+    #[test]
+    fn a_name_seen_removed_is_not_taken_back_from_a_restored_registry_until_its_memory_ends() {
+        let memory = Duration::from_secs(12);
+        let mut s = Sources::remembering_removals_for(memory);
+        let now = Instant::now();
+        let both = vec![entry("p-1", "http://a"), entry("p-2", "http://b")];
+        s.apply_snapshot(snapshot(1, 7, both.clone()), None, now, HOLD);
+        assert_eq!(
+            s.apply_event(removed(version(1, 8, 1), "p-2"), now),
+            Applied::Changed("p".into())
+        );
+        // Restored from a dump taken before the removal: p-2 is back in it.
+        let restored = snapshot(1, 7, both.clone());
+        s.apply_snapshot(restored, Some(version(1, 8, 1)), now, HOLD);
+        assert_eq!(urls(&mut s, "p"), ["http://a"], "p-2 stays gone");
+        let later = snapshot(1, 9, both.clone());
+        s.apply_snapshot(later, None, now + memory - Duration::from_millis(1), HOLD);
+        assert_eq!(urls(&mut s, "p"), ["http://a"], "still remembered");
+        s.apply_snapshot(snapshot(1, 10, both), None, now + memory, HOLD);
+        assert_eq!(urls(&mut s, "p"), ["http://a", "http://b"], "memory over");
+    }
+
+    #[test]
+    fn a_removal_read_from_the_registry_is_remembered_and_a_pushed_put_ends_the_memory() {
+        let both = vec![entry("p-1", "http://a"), entry("p-2", "http://p-2")];
+        let one = vec![entry("p-1", "http://a")];
+        let now = Instant::now();
+        for put_first in [false, true] {
+            let mut s = Sources::remembering_removals_for(Duration::from_secs(12));
+            s.apply_snapshot(snapshot(1, 7, both.clone()), None, now, HOLD);
+            // p-2's removal seen by a read, not a push.
+            s.apply_snapshot(snapshot(1, 8, one.clone()), None, now, HOLD);
+            if put_first {
+                // p-2 renews after its lease ran out: a live write, pushed.
+                assert_eq!(
+                    s.apply_event(put(version(1, 9, 2), "p-2"), now),
+                    Applied::Changed("p".into())
+                );
+            }
+            let restored = snapshot(1, 7, both.clone());
+            s.apply_snapshot(restored, Some(version(1, 8, 1)), now, HOLD);
+            let want: &[&str] = match put_first {
+                false => &["http://a"],
+                true => &["http://a", "http://p-2"],
+            };
+            assert_eq!(urls(&mut s, "p"), want, "put first: {put_first}");
+        }
     }
 
     #[test]

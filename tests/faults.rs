@@ -650,3 +650,92 @@ fn a_provider_registers_again_soon_after_a_long_outage() {
         back.elapsed()
     );
 }
+
+/// Build item 2: a registry restored from a dump taken before an instance
+/// deregistered holds it again, but a client that saw it leave does not take
+/// it back: no pick of it from the restart until its restored lease ran
+/// out, and the watching process never lists it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_from_an_older_dump_does_not_bring_back_the_deregistered() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().expect("dump dir");
+    let args = vec!["--dir".to_owned(), dir.path().display().to_string()];
+    let mut server = RedisServer::start_with(&args, false);
+    let port = server.port();
+    // A lease long enough to outlive the restart, so the dump's copy of the
+    // deregistered instance is live when the registry comes back.
+    let env = [("GOSD_TTL", "6s"), ("GOSD_HEARTBEAT", "500ms")];
+    let (mut gone, gone_name, gone_url) = Proc::provider(&server, "1", &env);
+    let (_stays, _, stays_url) = Proc::provider(&server, "2", &env);
+    let c = support::client(&server).await;
+    support::routes_become(&c, "provider", "both providers", |r| r.len() == 2).await;
+    let addr = server.addr();
+    let mut watch = Logged::spawn("watch", &["provider"], &[("gosdRedisAddr", &addr)]);
+    while watch
+        .proc
+        .next_line()
+        .is_some_and(|l| watched_count(&l) != 2)
+    {}
+
+    let _: () = redis::cmd("SAVE")
+        .query(&mut server.connection())
+        .expect("SAVE");
+    gone.signal("TERM");
+    assert_eq!(gone.wait(), Some(143));
+    support::routes_become(&c, "provider", "the deregistration", |r| r.len() == 1).await;
+    while watch
+        .proc
+        .next_line()
+        .is_some_and(|l| watched_count(&l) != 1)
+    {}
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (picks, ghost_picks) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let picker = {
+        let (c, stop, picks, ghost_picks) =
+            (c.clone(), stop.clone(), picks.clone(), ghost_picks.clone());
+        let gone_url = gone_url.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(route) = c.next_route("provider") {
+                    picks.fetch_add(1, Ordering::Relaxed);
+                    if route.as_str() == gone_url {
+                        ghost_picks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+
+    let _: Result<(), _> = redis::cmd("SHUTDOWN")
+        .arg("NOSAVE")
+        .query(&mut server.connection());
+    server.stop();
+    let server = RedisServer::start_on_with(port, &args);
+    assert!(
+        registry(&server).iter().any(|(f, _)| *f == gone_name),
+        "the dump brought {gone_name} back into the hash"
+    );
+    wait_until("the restored lease of the deregistered ran out", || {
+        registry(&server).iter().all(|(f, _)| *f != gone_name)
+    });
+    stop.store(true, Ordering::Relaxed);
+    picker.await.expect("picker");
+    eprintln!(
+        "FAULTS: restore from an older dump: {} picks, {} of the deregistered instance",
+        picks.load(Ordering::Relaxed),
+        ghost_picks.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        ghost_picks.load(Ordering::Relaxed),
+        0,
+        "picks of {gone_url}"
+    );
+    assert_eq!(c.routes("provider").len(), 1);
+    assert_eq!(c.routes("provider")[0].as_str(), stays_url);
+    let lines = watch.proc.ready_lines();
+    assert!(lines.iter().all(|l| !l.contains(&gone_url)), "{lines:?}");
+}

@@ -165,6 +165,65 @@ fn sigint_deregisters_then_exits_130() {
     assert!(registry(&server).is_empty());
 }
 
+/// Build item 8 of the faults issue: SIGINT, then SIGTERM as soon as the
+/// kernel delivered the SIGINT, exits 130 every time: the first signal
+/// delivered decides, even when both are pending by the time gosd's
+/// listener runs (it used to pick one at random). Two signals sent so close
+/// together that both are pending when the process next runs carry no
+/// order: the kernel delivers them in its own.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_first_of_two_quick_signals_decides_the_exit_status() {
+    let server = RedisServer::start();
+    for round in 1..=10 {
+        let (mut p, _, _) = Proc::provider(&server, "1", &[]);
+        let pid = i32::try_from(p.child.id()).unwrap();
+        // SAFETY: kill(2) on our own child's pid, not reaped before `wait`.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let sent = Instant::now();
+        while signal_pending(pid, libc::SIGINT) {
+            assert!(sent.elapsed() < support::PATIENCE, "SIGINT never delivered");
+        }
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        assert_eq!(
+            p.wait(),
+            Some(130),
+            "round {round}: not the first signal's status"
+        );
+        assert!(
+            registry(&server).is_empty(),
+            "round {round}: left registered"
+        );
+    }
+}
+
+/// Whether `signal` is still pending for the process or any of its
+/// threads (the kernel's bit masks in /proc), i.e. not yet delivered.
+#[cfg(target_os = "linux")]
+fn signal_pending(pid: i32, signal: i32) -> bool {
+    let bit = 1u64 << (signal - 1);
+    let pending = |status: &str, key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .is_some_and(|mask| mask & bit != 0)
+    };
+    let proc = format!("/proc/{pid}");
+    let shared = std::fs::read_to_string(format!("{proc}/status")).unwrap_or_default();
+    if pending(&shared, "ShdPnd:") {
+        return true;
+    }
+    let Ok(threads) = std::fs::read_dir(format!("{proc}/task")) else {
+        return false;
+    };
+    threads.flatten().any(|t| {
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        pending(&status, "SigPnd:")
+    })
+}
+
 #[test]
 fn drain_deregisters_first_and_exits_after_the_drain() {
     let server = RedisServer::start();

@@ -219,7 +219,12 @@ impl Client {
             tasks: Mutex::default(),
             fresh: Freshness {
                 table: SharedTable::new(),
-                sources: Mutex::default(),
+                // A TTL and a heartbeat: the longest a restored lease of
+                // a deregistered instance runs on (the scripts move a
+                // stalled lease by at most one heartbeat).
+                sources: Mutex::new(Sources::remembering_removals_for(
+                    config.ttl + config.heartbeat,
+                )),
                 refresh_lock: tokio::sync::Mutex::new(()),
                 wake: Arc::default(),
                 fetch_queued: AtomicBool::new(false),

@@ -68,6 +68,13 @@ impl RedisServer {
         panic!("redis-server did not start on any of 5 free ports");
     }
 
+    /// Starts a server on `port` with extra arguments: a restart of one
+    /// that had them (the same `--dir` loads its dump).
+    pub fn start_on_with(port: u16, args: &[String]) -> Self {
+        Self::try_start(port, args, false)
+            .unwrap_or_else(|| panic!("redis-server did not start again on port {port}"))
+    }
+
     fn try_start_on(port: u16) -> Option<Self> {
         Self::try_start(port, &[], false)
     }

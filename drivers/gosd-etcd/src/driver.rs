@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::EtcdOptions;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions, Txn,
     TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
@@ -13,11 +14,11 @@ use gosd_driver::{
     Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Meta, Renewal, Snapshot,
     Version,
 };
-use tokio::sync::OnceCell;
-
-use crate::EtcdOptions;
 
 mod contract;
+mod members;
+
+use members::Members;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -42,9 +43,8 @@ const RACE_RETRIES: usize = 5;
 /// and the lease bookkeeping.
 #[derive(Clone)]
 pub struct EtcdDriver {
-    endpoints: Arc<[String]>,
     keys: Arc<Keys>,
-    client: Arc<OnceCell<Client>>,
+    members: Arc<Members>,
     /// The lease we hold for each name we registered, and its TTL in
     /// seconds: a renewal keeps this lease alive.
     leases: Arc<Mutex<HashMap<String, Lease>>>,
@@ -117,8 +117,15 @@ impl EtcdDriver {
                 changed: format!("{prefix}:changed"),
                 prefix: prefix.to_owned(),
             }),
-            endpoints: options.endpoints().into(),
-            client: Default::default(),
+            members: Arc::new(Members::new(
+                options.endpoints(),
+                ConnectOptions::new()
+                    .with_connect_timeout(TIMEOUT)
+                    .with_timeout(TIMEOUT)
+                    .with_keep_alive(PING_EVERY, TIMEOUT)
+                    .with_keep_alive_while_idle(true),
+                TIMEOUT,
+            )),
             leases: Default::default(),
             seen: Default::default(),
         }
@@ -218,29 +225,24 @@ impl EtcdDriver {
             _ => false,
         };
         if transient {
+            self.members.move_on();
             self.unavailable(e)
         } else {
             self.protocol(e.to_string())
         }
     }
 
+    /// A channel of its own to the member in use.
     async fn connect(&self) -> Result<Client, DriverError> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(TIMEOUT)
-            .with_timeout(TIMEOUT)
-            .with_keep_alive(PING_EVERY, TIMEOUT)
-            .with_keep_alive_while_idle(true);
-        Client::connect(&*self.endpoints, Some(options))
+        self.members
+            .connect_alone()
             .await
             .map_err(|e| self.error(e))
     }
 
-    /// The shared channel, opened on first use.
+    /// The channel to the member in use, opened on first use.
     async fn client(&self) -> Result<Client, DriverError> {
-        self.client
-            .get_or_try_init(|| self.connect())
-            .await
-            .cloned()
+        self.members.client().await.map_err(|e| self.error(e))
     }
 
     async fn txn(&self, c: &mut Client, txn: Txn) -> Result<TxnResponse, DriverError> {

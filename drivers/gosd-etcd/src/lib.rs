@@ -52,10 +52,17 @@
 //!   back past where it was.
 //!
 //! # Connections
-//! - One gRPC channel, opened on first use, so constructing a driver never
-//!   blocks or fails on a down server. Requests and connecting are bounded
-//!   by timeouts (2 s), and HTTP/2 pings detect a dead connection under a
-//!   watch.
+//! - One gRPC channel per member, opened on first use, so constructing a
+//!   driver never blocks or fails on a down server. Requests and connecting
+//!   are bounded by timeouts (2 s), and HTTP/2 pings detect a dead
+//!   connection under a watch.
+//! - The driver talks to one member at a time (the first endpoint, at
+//!   first) and moves to the next after a request fails for a transport
+//!   reason (logged once per move). A member that stops answering without
+//!   closing its connections (frozen, partitioned) so costs one timeout,
+//!   not a share of every heartbeat: with a channel balanced over all
+//!   members, a frozen leader made both providers of the 3-member test
+//!   lose their leases.
 //! - Deregistration opens a channel of its own: it runs at shutdown,
 //!   possibly on a fresh runtime while the one that drove the shared
 //!   channel is blocked.
