@@ -16,6 +16,11 @@
 //! reaped. Lease times are the backend's own clock, reported as time
 //! *remaining*, so clients never compare clocks.
 //!
+//! Each entry may carry a status and metadata ([`Meta`]), written by
+//! [`Driver::register_with`] and [`Driver::renew_with`] beside the
+//! `name → url` mapping (never in it: Go gosd reads that) and removed with
+//! it; an entry without any reads as up with none.
+//!
 //! Every change moves a [`Version`]; [`Driver::fetch`] answers "unchanged"
 //! in one round trip when nothing moved, and [`Driver::watch`] pushes each
 //! change as it happens.
