@@ -16,9 +16,12 @@
 //! each thread's count per instance is within one of every other
 //! instance's, and so the process's within the number of threads.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::route::Route;
+use crate::selector::Selector;
 use crate::service_index::{RotationId, ServiceRoutes};
 
 /// Hands out [`RotationId`]s to a client's services.
@@ -50,6 +53,42 @@ pub(crate) struct Rotations {
     /// Where this thread's rotations start.
     offset: usize,
     by_id: Vec<Rotation>,
+    /// This thread's rotations through [`Selector`]s, by selector id; at
+    /// most [`SELECTED`].
+    selected: HashMap<u64, Selected, BuildHasherDefault<IdHasher>>,
+}
+
+/// How many selectors' rotations a thread keeps per client before it
+/// forgets them all and starts again: a program keeps its selectors (one
+/// per service and filter, say); one that makes a new one per request
+/// makes its sequence per request (an allocation), and this bounds what a
+/// thread holds for those.
+const SELECTED: usize = 1024;
+
+/// Selector ids are a counter: a multiply spreads them enough.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = ((self.0 << 8) | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+struct Selected {
+    /// As [`Rotation::source`].
+    source: Arc<[Route]>,
+    /// Indices into `source` (see [`Selector::order`]).
+    order: Box<[u32]>,
+    next: usize,
 }
 
 struct Rotation {
@@ -71,7 +110,55 @@ impl Rotations {
         Self {
             offset,
             by_id: Vec::new(),
+            selected: HashMap::default(),
         }
+    }
+
+    /// The next route of `service` that `selector` matches, for this
+    /// thread: a cursor step while the routes are the ones its sequence
+    /// was made from.
+    #[inline]
+    pub(crate) fn next_selected(
+        &mut self,
+        service: &ServiceRoutes,
+        selector: &Selector,
+        zone: Option<&str>,
+    ) -> Option<Route> {
+        let current = self
+            .selected
+            .get(&selector.id())
+            .is_some_and(|r| Arc::ptr_eq(&r.source, &service.routes));
+        let r = match current {
+            true => self.selected.get_mut(&selector.id())?,
+            false => self.select(service, selector, zone),
+        };
+        let i = *r.order.get(r.next % r.order.len().max(1))?;
+        r.next = r.next.wrapping_add(1);
+        Some(service.routes[i as usize].clone())
+    }
+
+    /// A thread's first pick through `selector` from these routes.
+    #[cold]
+    #[inline(never)]
+    fn select(
+        &mut self,
+        service: &ServiceRoutes,
+        selector: &Selector,
+        zone: Option<&str>,
+    ) -> &mut Selected {
+        let next = match self.selected.remove(&selector.id()) {
+            Some(old) => old.next,
+            None => self.offset,
+        };
+        if self.selected.len() >= SELECTED {
+            self.selected.clear();
+        }
+        let fresh = Selected {
+            source: service.routes.clone(),
+            order: selector.order(service, zone),
+            next,
+        };
+        self.selected.entry(selector.id()).or_insert(fresh)
     }
 
     /// The next route of `service` for this thread.

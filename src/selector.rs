@@ -1,14 +1,16 @@
 //! Picks among the instances of a service whose metadata matches: a
 //! [`Selector`], built once and reused.
 //!
-//! A selector keeps the pick sequence of its matches for the table it last
-//! picked from (the same weights, status and zone rules as a plain pick,
-//! applied to the matching instances only). A pick from the same table is
-//! a cursor step over it, with no allocation; the first pick after the
-//! service's routes changed makes the sequence again.
+//! Each thread keeps, per selector (by id) and beside its rotations, the
+//! pick sequence of the selector's matches for the routes it last picked
+//! from. The rules are the plain pick's (weights, status, zone), applied
+//! to the matching instances only. A pick from the same routes is a
+//! cursor step, with no allocation; the first pick after the service's
+//! routes changed makes the sequence again. The selector's own copy and
+//! cursor serve a pick that cannot use the thread's cache.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwapOption;
 use gosd_driver::Meta;
@@ -17,6 +19,8 @@ use crate::error::Result;
 use crate::route::Route;
 use crate::service_index::ServiceRoutes;
 use crate::table::pick_order;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The instances of one service whose metadata has every pair asked for,
 /// e.g. `version=2.1.0`: for canaries and API versions.
@@ -42,6 +46,9 @@ use crate::table::pick_order;
 /// # Ok(()) }
 /// ```
 pub struct Selector {
+    /// Tells this selector's sequences in a thread's cache from another's.
+    /// Unique for the process's life, unlike an address.
+    id: u64,
     service: Arc<str>,
     /// Sorted by key, each key once.
     wanted: Vec<(String, String)>,
@@ -62,6 +69,7 @@ impl Selector {
     /// Every instance of `service`, until [`with`](Self::with) narrows it.
     pub fn new(service: &str) -> Self {
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             service: service.into(),
             wanted: Vec::new(),
             cursor: AtomicUsize::new(0),
@@ -76,6 +84,8 @@ impl Selector {
             Ok(i) => self.wanted[i].1 = value.to_owned(),
             Err(i) => self.wanted.insert(i, (key.to_owned(), value.to_owned())),
         }
+        // Sequences cached for the old filter must not serve the new one.
+        self.id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         self.matches.store(None);
         self
     }
@@ -83,6 +93,10 @@ impl Selector {
     /// The service it picks from.
     pub fn service(&self) -> &str {
         &self.service
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     fn matches(&self, meta: &Meta) -> bool {
@@ -109,18 +123,7 @@ impl Selector {
     #[cold]
     #[inline(never)]
     fn remake(&self, s: &ServiceRoutes, zone: Option<&str>, n: usize) -> Option<Route> {
-        let matching: Vec<usize> = (0..s.metas.len())
-            .filter(|&i| self.matches(&s.metas[i]))
-            .collect();
-        let metas: Vec<&Meta> = matching.iter().map(|&i| &s.metas[i]).collect();
-        let order: Box<[u32]> = match metas.is_empty() {
-            true => Box::new([]),
-            false => pick_order(&metas, zone)
-                .0
-                .into_iter()
-                .map(|k| matching[k as usize] as u32)
-                .collect(),
-        };
+        let order = self.order(s, zone);
         let picked = order
             .get(n % order.len().max(1))
             .map(|&i| s.routes[i as usize].clone());
@@ -129,6 +132,24 @@ impl Selector {
             order,
         })));
         picked
+    }
+
+    /// The pick sequence of the instances of `s` this selector matches
+    /// (indices into its routes), for a client in `zone`; empty when none
+    /// matches.
+    pub(crate) fn order(&self, s: &ServiceRoutes, zone: Option<&str>) -> Box<[u32]> {
+        let matching: Vec<usize> = (0..s.metas.len())
+            .filter(|&i| self.matches(&s.metas[i]))
+            .collect();
+        let metas: Vec<&Meta> = matching.iter().map(|&i| &s.metas[i]).collect();
+        match metas.is_empty() {
+            true => Box::new([]),
+            false => pick_order(&metas, zone)
+                .0
+                .into_iter()
+                .map(|k| matching[k as usize] as u32)
+                .collect(),
+        }
     }
 
     /// The next matching route, from the global client (see
@@ -155,6 +176,7 @@ impl std::fmt::Debug for Selector {
 impl Clone for Selector {
     fn clone(&self) -> Self {
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             service: self.service.clone(),
             wanted: self.wanted.clone(),
             cursor: AtomicUsize::new(0),

@@ -119,6 +119,25 @@ impl SharedTable {
         }
     }
 
+    /// The next route of `selector`'s service that it matches, for this
+    /// thread (see [`Rotations::next_selected`]); from the shared table
+    /// with the selector's own cursor when the cache cannot be used.
+    #[inline]
+    pub(crate) fn pick_selected(&self, selector: &crate::Selector) -> Option<Route> {
+        let service = selector.service();
+        let picked = self.cached(|table, rotations| {
+            let s = table.service(service)?;
+            rotations.next_selected(s, selector, table.zone())
+        });
+        match picked {
+            Some(route) => route,
+            None => {
+                let table = self.table.load();
+                selector.pick_from(table.service(service)?, table.zone())
+            }
+        }
+    }
+
     /// A pick while a store is under way (or this thread's cache is gone,
     /// or borrowed): from the shared table, with this thread's rotation
     /// while it has its cache, else with a cursor shared by every thread.

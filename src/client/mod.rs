@@ -370,10 +370,7 @@ impl Client {
     /// this client's zone first, all matching ones when none is up.
     /// `None` when none matches. Never waits, never refreshes.
     pub fn pick(&self, selector: &crate::Selector) -> Option<Route> {
-        self.inner.fresh.table.with(|t| {
-            let s = t.service(selector.service())?;
-            selector.pick_from(s, t.zone())
-        })
+        self.inner.fresh.table.pick_selected(selector)
     }
 
     /// [`pick`](Self::pick), refreshing once when nothing matches.
