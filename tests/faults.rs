@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use support::netns::Netns;
 use support::{PATIENCE, Proc, RedisServer, registry, wait_until};
 
 /// Short leases, so that a freeze of a few seconds is several TTLs.
@@ -738,4 +739,117 @@ async fn a_restore_from_an_older_dump_does_not_bring_back_the_deregistered() {
     assert_eq!(c.routes("provider")[0].as_str(), stays_url);
     let lines = watch.proc.ready_lines();
     assert!(lines.iter().all(|l| !l.contains(&gone_url)), "{lines:?}");
+}
+
+/// The registry as seen from inside `ns`, where it runs: the only view
+/// while the host side is cut off.
+fn registry_inside(ns: &Netns, server: &RedisServer) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "redis-cli", "-h", &ns.inner_ip])
+        .args(["-p", &server.port().to_string(), "HKEYS", "gosd"])
+        .output()
+        .expect("redis-cli is installed with redis-server");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut fields: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// A provider example run inside `ns`, beside Redis; with its name and URL.
+fn provider_inside(ns: &Netns, server: &RedisServer, n: &str) -> (Proc, String, String) {
+    let port = support::free_port();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns.name])
+        .arg(support::example("provider"))
+        .args([&format!(":{port}"), n])
+        .env("gosdRedisAddr", server.addr())
+        .env("GOSD_TTL", "2s")
+        .env("GOSD_HEARTBEAT", "500ms")
+        .env("RUST_LOG", "gosd=info")
+        .stdout(std::process::Stdio::piped());
+    let mut p = Proc::from_child(cmd.spawn().expect("spawn a provider in the namespace"));
+    let line = p.next_line().expect("the inside provider printed nothing");
+    let name = line
+        .strip_prefix("registered as ")
+        .unwrap_or_else(|| panic!("unexpected provider output {line:?}"))
+        .to_owned();
+    (p, name, format!("http://localhost:{port}"))
+}
+
+/// Build item 5: a partition, not a crash. Redis runs in a network
+/// namespace the test makes, with one provider beside it; a provider and a
+/// `watch` process run outside. Every packet between the two sides is
+/// dropped (iptables DROP inside the namespace: no reset, no refusal) for
+/// 3 TTLs, during which the registry reaps the cut-off provider and a third
+/// one registers inside. After the heal, the outside provider registers
+/// again and the watcher's table matches the registry (all three); the
+/// times from the heal are printed. The watcher never shows an empty table.
+#[test]
+fn after_a_partition_heals_the_provider_and_the_watcher_catch_up() {
+    let ns = Netns::create();
+    let server = RedisServer::start_in_netns(&ns.name, &ns.inner_ip);
+    let addr = server.addr();
+    let env = [("GOSD_TTL", "2s"), ("GOSD_HEARTBEAT", "500ms")];
+    let (outside, outside_name) = Logged::provider(&server, "1", &env);
+    let (_beside, beside_name, _) = provider_inside(&ns, &server, "2");
+    let mut watch = Logged::spawn("watch", &["provider"], &[("gosdRedisAddr", &addr)]);
+    while watch
+        .proc
+        .next_line()
+        .is_some_and(|l| watched_count(&l) != 2)
+    {}
+
+    ns.partition();
+    let cut = std::time::Instant::now();
+    wait_until("the registry reaped the cut-off provider", || {
+        registry_inside(&ns, &server) == [beside_name.clone()]
+    });
+    let (_third, third_name, third_url) = provider_inside(&ns, &server, "3");
+    let mut want = vec![
+        beside_name.clone(),
+        outside_name.clone(),
+        third_name.clone(),
+    ];
+    want.sort();
+    // The fault's length is the point: 3 TTLs cut off in all.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(cut.elapsed()));
+    ns.heal();
+    let healed = std::time::Instant::now();
+    wait_until("the cut-off provider registered again", || {
+        registry_inside(&ns, &server) == want
+    });
+    let provider_back = healed.elapsed();
+    let mut lines = Vec::new();
+    loop {
+        let line = watch.proc.next_line().expect("the watcher caught up");
+        let caught_up = watched_count(&line) == 3 && line.contains(&third_url);
+        lines.push(line);
+        if caught_up {
+            break;
+        }
+    }
+    let watcher_back = healed.elapsed();
+    eprintln!(
+        "FAULTS: partition of 6 s (TTL 2 s, heartbeat 500 ms) healed: provider registered again after {provider_back:?}, watcher matched the registry after {watcher_back:?}"
+    );
+    assert!(
+        lines.iter().all(|l| watched_count(l) > 0),
+        "the watcher's table went empty: {lines:?}"
+    );
+    wait_until("the cut-off provider logged its return", || {
+        outside.count("registered again") == 1
+    });
+    assert_eq!(
+        outside.count("a renewal took more than"),
+        0,
+        "{}",
+        outside.text()
+    );
 }

@@ -220,7 +220,6 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
         let Some(inner) = weak.upgrade() else { return };
         let Some(own) = inner.own() else { return };
         let name = own.name.get();
-        let sent = std::time::Instant::now();
         if let Ok(Some(url)) = inner.config.health_check_url() {
             let ok = health::probe(&url, inner.config.heartbeat.min(HEALTH_TIMEOUT)).await;
             let changed =
@@ -236,6 +235,8 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
                 _ => {}
             }
         }
+        // After the health check: its answer is no part of the round trip.
+        let sent = std::time::Instant::now();
         let renewal = {
             let _one_renewal = inner.membership.renewing.lock().await;
             let meta = lock(&own.meta).meta();
@@ -246,7 +247,11 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
             )
             .await
         };
-        warn_if_slow(&mut slow_link_warned, sent.elapsed(), inner.config.ttl);
+        // A renewal that failed (timed out) says the registry is down,
+        // which is logged as such, not that the link is slow.
+        if renewal.is_ok() {
+            warn_if_slow(&mut slow_link_warned, sent.elapsed(), inner.config.ttl);
+        }
         match renewal {
             Ok(Renewal::Renewed) => {
                 failures = 0;

@@ -6,6 +6,7 @@
 // and the benches), so each loads its own copy of `spawned.rs`.
 #[allow(clippy::duplicate_mod)]
 pub mod etcd_server;
+pub mod netns;
 #[allow(clippy::duplicate_mod)]
 pub mod redis_server;
 pub mod sentinel;

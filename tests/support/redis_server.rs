@@ -16,6 +16,8 @@ use spawned::{Log, spawn_until_ready};
 
 pub struct RedisServer {
     child: Child,
+    /// The address it listens on: loopback, or its network namespace's.
+    host: String,
     port: u16,
     tls: bool,
     _dir: tempfile::TempDir,
@@ -79,15 +81,43 @@ impl RedisServer {
         Self::try_start(port, &[], false)
     }
 
+    /// Starts a server inside the network namespace `netns`, listening on
+    /// `host` there (`ip netns exec`, which execs it: the child is the
+    /// server itself).
+    pub fn start_in_netns(netns: &str, host: &str) -> Self {
+        // Its clients come from outside the namespace, not from loopback,
+        // which protected mode refuses when there is no password.
+        let open = ["--protected-mode".to_owned(), "no".to_owned()];
+        Self::try_start_at(Some(netns), host, free_port(), &open, false)
+            .unwrap_or_else(|| panic!("redis-server did not start in network namespace {netns}"))
+    }
+
     fn try_start(port: u16, extra: &[String], tls: bool) -> Option<Self> {
+        Self::try_start_at(None, "127.0.0.1", port, extra, tls)
+    }
+
+    fn try_start_at(
+        netns: Option<&str>,
+        host: &str,
+        port: u16,
+        extra: &[String],
+        tls: bool,
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "redis-server"]);
+                c
+            }
+            None => Command::new("redis-server"),
+        };
         let port_arg = port.to_string();
         match tls {
             true => cmd.args(["--port", "0", "--tls-port", &port_arg]),
             false => cmd.args(["--port", &port_arg]),
         };
-        cmd.args(["--bind", "127.0.0.1"])
+        cmd.args(["--bind", host])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--loglevel", "notice", "--logfile", ""])
             .arg("--dir")
@@ -107,6 +137,7 @@ impl RedisServer {
         )?;
         Some(Self {
             child,
+            host: host.to_owned(),
             port,
             tls,
             _dir: dir,
@@ -122,9 +153,10 @@ impl RedisServer {
         self.port
     }
 
-    /// `127.0.0.1:<port>`, the form `gosdRedisAddr` takes.
+    /// `127.0.0.1:<port>` (or its namespace's address), the form
+    /// `gosdRedisAddr` takes.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// `redis://127.0.0.1:<port>/0`, or `rediss://localhost:<port>/0` for
@@ -132,7 +164,7 @@ impl RedisServer {
     pub fn url(&self) -> String {
         match self.tls {
             true => format!("rediss://localhost:{}/0", self.port),
-            false => format!("redis://127.0.0.1:{}/0", self.port),
+            false => format!("redis://{}:{}/0", self.host, self.port),
         }
     }
 

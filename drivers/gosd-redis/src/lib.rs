@@ -246,12 +246,18 @@ impl RedisDriver {
         Ok((shared.made, manager))
     }
 
-    /// After `e` on connection number `made`: behind Sentinel, a server
-    /// that is gone or read-only may have been replaced by a new primary,
-    /// which only asking the sentinels again finds (redis-rs keeps
-    /// reconnecting to the old address).
+    /// After `e` on connection number `made`, the next call makes a new
+    /// connection:
+    /// - behind Sentinel, a server that is gone or read-only may have been
+    ///   replaced by a new primary, which only asking the sentinels again
+    ///   finds (redis-rs keeps reconnecting to the old address);
+    /// - a command that timed out may sit on a connection whose packets are
+    ///   being dropped (a partition). redis-rs keeps that connection, and
+    ///   after the heal it resumed only at TCP's next retransmission, which
+    ///   backs off to seconds as the partition lasts; a new connection is
+    ///   answered as soon as the path is back.
     fn lost(&self, made: u64, e: &DriverError) {
-        if self.options.sentinel.is_some() && e.is_transient() {
+        if e.is_transient() {
             let mut shared = lock(&self.conn);
             if shared.made == made {
                 shared.manager = None;
