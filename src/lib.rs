@@ -62,6 +62,7 @@ mod config;
 mod error;
 mod global;
 mod naming;
+mod outliers;
 mod random;
 mod registration;
 mod rotation;
@@ -74,6 +75,11 @@ mod signals;
 mod skipped;
 mod snapshot;
 mod table;
+
+/// reqwest middleware; see [`reqwest::Discovery`].
+#[cfg(feature = "reqwest")]
+#[path = "integrations/reqwest.rs"]
+pub mod reqwest;
 
 pub use client::{Client, ClientBuilder, Instance};
 pub use config::{Config, Cron, DriverKind, EtcdTarget, RedisTarget};
@@ -121,6 +127,7 @@ pub use global::{
     add_service_manually, client, connect, delete_service_with_url, finish, get,
     iterate_service_route, shutdown_signal, start, start_with, update_by_cron,
 };
+pub use outliers::Outcome;
 pub use registration::Registration;
 pub use route::Route;
 pub use service_watch::{Change, ServiceWatch};

@@ -144,7 +144,7 @@ impl Touched {
         Touched::Services(vec![name.into()])
     }
 
-    fn services(mut names: Vec<Box<str>>) -> Self {
+    pub(crate) fn services(mut names: Vec<Box<str>>) -> Self {
         names.sort_unstable();
         names.dedup();
         if names.is_empty() {
@@ -183,6 +183,8 @@ pub(crate) struct Sources {
     read_whole_at: Option<Instant>,
     /// The rotation numbers of the services in the tables built from here.
     rotations: RotationIds,
+    /// Routes the outlier detector took out of the picks (`outliers`).
+    ejected: HashSet<Route, Fx>,
 }
 
 /// How long a client goes at most on changes from the registry's record
@@ -531,6 +533,20 @@ impl Sources {
         self.read_whole_next();
     }
 
+    /// Whether `route` goes into its service's pick list.
+    fn pickable(&self, route: &Route) -> bool {
+        !self.ejected.contains(route)
+    }
+
+    /// Takes `route` out of the picks (`true`) or puts it back; whether
+    /// that changed anything. The next build of its services applies it.
+    pub(crate) fn set_ejected(&mut self, route: &Route, ejected: bool) -> bool {
+        match ejected {
+            true => self.ejected.insert(route.clone()),
+            false => self.ejected.remove(route),
+        }
+    }
+
     /// The table after `touched`: those services are rebuilt from these
     /// sources, the others' route lists are shared with `old` by reference.
     /// Rotations carry over from `old`; a service gone from the table gives
@@ -555,9 +571,24 @@ impl Sources {
             .chain(&self.held)
             .map(|f| (f.name.service(), &f.route));
         let manual = self.manual.iter().map(|(s, r)| (&**s, r));
+        // Routes left out of the picks, by service: a service whose every
+        // route is left out keeps them all (fail open).
+        let mut left_out: FxMap<&str, Vec<Route>> = FxMap::default();
         for (service, route) in registry.chain(manual) {
             if touched.includes(service) && seen.insert((service, route.as_str())) {
-                lists.entry(service).or_default().push(route.clone());
+                let list = match self.pickable(route) {
+                    true => lists.entry(service),
+                    false => left_out.entry(service),
+                };
+                list.or_default().push(route.clone());
+            }
+        }
+        for (service, routes) in left_out {
+            if !lists.contains_key(service) {
+                // Logged where it was decided (`outliers`): a build runs
+                // again on every change of the service.
+                tracing::debug!(service, "every instance is ejected; routing to them all");
+                lists.insert(service, routes);
             }
         }
         let shared = old
@@ -638,6 +669,19 @@ mod tests {
 
     fn table_urls(t: &RouteTable, service: &str) -> Vec<String> {
         t.routes(service).iter().map(|r| r.to_string()).collect()
+    }
+
+    #[test]
+    fn an_ejected_route_is_left_out_unless_its_service_has_no_other() {
+        let mut s = Sources::default();
+        let entries = vec![entry("p-1", "http://a"), entry("p-2", "http://b")];
+        s.apply_snapshot(snapshot(1, 1, entries), None, Instant::now(), HOLD);
+        assert!(s.set_ejected(&Route::new("http://a"), true));
+        assert_eq!(urls(&mut s, "p"), ["http://b"]);
+        s.set_ejected(&Route::new("http://b"), true);
+        assert_eq!(urls(&mut s, "p"), ["http://a", "http://b"], "fail open");
+        s.set_ejected(&Route::new("http://a"), false);
+        assert_eq!(urls(&mut s, "p"), ["http://a"]);
     }
 
     #[test]

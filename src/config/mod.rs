@@ -139,6 +139,8 @@ impl fmt::Debug for RedisTarget {
 /// | [`key`](Self::key) | `GOSD_KEY` | `gosd` |
 /// | [`watch`](Self::watch) | `GOSD_WATCH` (`true`/`false`) | `true` |
 /// | [`drain`](Self::drain) | `GOSD_DRAIN` | 0 |
+/// | [`eject_after`](Self::eject_after) | `GOSD_EJECT_AFTER` | 3 |
+/// | [`eject_for`](Self::eject_for) | `GOSD_EJECT_FOR` | 10 s |
 ///
 /// Durations are a bare integer meaning seconds (as in Go gosd) or a
 /// humantime value such as `250ms`, `2s` or `1m 30s`.
@@ -188,6 +190,13 @@ pub struct Config {
     /// After deregistering on a signal or `finish()`, wait this long before
     /// returning or exiting, so requests already routed here can finish.
     pub drain: Duration,
+    /// How many failures in a row, as told to
+    /// [`Client::report`](crate::Client::report), take an instance out of
+    /// this client's picks. At least 1.
+    pub eject_after: u32,
+    /// How long an instance taken out that way gets no picks; 0 never
+    /// takes one out.
+    pub eject_for: Duration,
 }
 
 impl Default for Config {
@@ -206,6 +215,8 @@ impl Default for Config {
             key: "gosd".to_owned(),
             watch: true,
             drain: Duration::ZERO,
+            eject_after: 3,
+            eject_for: Duration::from_secs(10),
         }
     }
 }
@@ -337,6 +348,9 @@ impl Config {
         }
         if self.try_find_service_amount == 0 {
             return bad("GOSD_TRY_FIND_SERVICE_AMOUNT", "0".into(), at_least_1);
+        }
+        if self.eject_after == 0 {
+            return bad("GOSD_EJECT_AFTER", "0".into(), at_least_1);
         }
         if !(MIN_TTL..=MAX_TTL).contains(&self.ttl) {
             return bad(

@@ -236,6 +236,24 @@ pub(super) const SETTINGS: &[Setting] = &[
             Ok(())
         },
     },
+    Setting {
+        key: "eject_after",
+        go: None,
+        upper: "GOSD_EJECT_AFTER",
+        apply: |c, v| {
+            c.eject_after = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "eject_for",
+        go: None,
+        upper: "GOSD_EJECT_FOR",
+        apply: |c, v| {
+            c.eject_for = parse_duration(v)?;
+            Ok(())
+        },
+    },
 ];
 
 /// A count of attempts: a whole number, 1 or more.
