@@ -153,7 +153,11 @@ mod tests {
         assert_eq!(fail(&o, &r, true), Verdict::Eject);
         assert_eq!(fail(&o, &r, true), Verdict::Nothing, "already out");
         o.success(&r);
-        assert_eq!(fail(&o, &r, true), Verdict::Nothing, "a late answer keeps it out");
+        assert_eq!(
+            fail(&o, &r, true),
+            Verdict::Nothing,
+            "a late answer keeps it out"
+        );
         o.restored(&r);
         assert_eq!(fail(&o, &r, true), Verdict::Nothing, "a fresh count");
     }

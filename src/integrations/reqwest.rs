@@ -150,7 +150,9 @@ impl RetryBudget {
     fn withdraw(&self) -> bool {
         let earned = self
             .earned
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| e.checked_sub(1000));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
+                e.checked_sub(1000)
+            });
         if earned.is_ok() {
             return true;
         }
@@ -160,8 +162,8 @@ impl RetryBudget {
         let mut reserve = self.reserve.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let (left, at) = *reserve;
-        let topped = (left + now.duration_since(at).as_secs_f64() * self.per_second)
-            .min(self.per_second);
+        let topped =
+            (left + now.duration_since(at).as_secs_f64() * self.per_second).min(self.per_second);
         let (left, ok) = match topped >= 1.0 {
             true => (topped - 1.0, true),
             false => (topped, false),
@@ -324,7 +326,10 @@ mod tests {
     fn which_hosts_are_services() {
         let host = |u: &str| service_host(&Url::parse(u).unwrap()).map(str::to_owned);
         assert_eq!(host("http://provider/ping").as_deref(), Some("provider"));
-        assert_eq!(host("https://order-api/x?y=1").as_deref(), Some("order-api"));
+        assert_eq!(
+            host("https://order-api/x?y=1").as_deref(),
+            Some("order-api")
+        );
         assert_eq!(host("http://provider:8080/"), None, "a port: a real host");
         assert_eq!(host("http://127.0.0.1/"), None);
         assert_eq!(host("ftp://provider/"), None);
@@ -353,7 +358,10 @@ mod tests {
         assert!(b.withdraw() && b.withdraw());
         assert!(!b.withdraw(), "two retries for ten requests");
         let b = RetryBudget::new(0.0, 2);
-        assert!(b.withdraw() && b.withdraw(), "a second's worth to start with");
+        assert!(
+            b.withdraw() && b.withdraw(),
+            "a second's worth to start with"
+        );
         assert!(!RetryBudget::none().withdraw());
     }
 }
