@@ -76,6 +76,9 @@ mod skipped;
 mod snapshot;
 mod table;
 
+#[path = "integrations/layer.rs"]
+pub mod layer;
+
 /// reqwest middleware; see [`reqwest::Discovery`].
 #[cfg(feature = "reqwest")]
 #[path = "integrations/reqwest.rs"]
