@@ -79,6 +79,11 @@ mod table;
 #[path = "integrations/layer.rs"]
 pub mod layer;
 
+/// tower's `Discover`, fed by the change stream; see [`Client::discover`].
+#[cfg(feature = "tower")]
+#[path = "integrations/tower.rs"]
+pub mod tower;
+
 /// reqwest middleware; see [`reqwest::Discovery`].
 #[cfg(feature = "reqwest")]
 #[path = "integrations/reqwest.rs"]
