@@ -84,6 +84,11 @@ pub mod layer;
 #[path = "integrations/tower.rs"]
 pub mod tower;
 
+/// A tonic `Channel` balanced over a service; see [`tonic::balanced_channel`].
+#[cfg(feature = "tonic")]
+#[path = "integrations/tonic.rs"]
+pub mod tonic;
+
 /// reqwest middleware; see [`reqwest::Discovery`].
 #[cfg(feature = "reqwest")]
 #[path = "integrations/reqwest.rs"]
