@@ -79,17 +79,14 @@ mod table;
 #[path = "integrations/layer.rs"]
 pub mod layer;
 
-/// tower's `Discover`, fed by the change stream; see [`Client::discover`].
 #[cfg(feature = "tower")]
 #[path = "integrations/tower.rs"]
 pub mod tower;
 
-/// A tonic `Channel` balanced over a service; see [`tonic::balanced_channel`].
 #[cfg(feature = "tonic")]
 #[path = "integrations/tonic.rs"]
 pub mod tonic;
 
-/// reqwest middleware; see [`reqwest::Discovery`].
 #[cfg(feature = "reqwest")]
 #[path = "integrations/reqwest.rs"]
 pub mod reqwest;

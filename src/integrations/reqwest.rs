@@ -11,7 +11,8 @@
 //!     .with(gosd::reqwest::Discovery::new(gosd))
 //!     .build();
 //! let response = http.get("http://provider/ping").send().await?;
-//! let picked = response.extensions().get::<gosd::reqwest::Picked>().unwrap();
+//! let picked = response.extensions().get::<gosd::reqwest::Picked>().cloned();
+//! let picked = picked.expect("a request for a service says which instance");
 //! println!("{} answered: {}", picked.route, response.text().await?);
 //! # Ok(()) }
 //! ```

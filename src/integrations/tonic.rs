@@ -1,4 +1,4 @@
-//! A [`tonic::transport::Channel`] that balances over a service's
+//! A [`::tonic::transport::Channel`] that balances over a service's
 //! instances and follows the registry. Feature `tonic`.
 //!
 //! ```no_run
@@ -10,7 +10,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Built on [`Channel::balance_channel`] (tower's p2c over each instance's
+//! Built on [`::tonic::transport::Channel::balance_channel`] (tower's p2c over each instance's
 //! pending requests): a task feeds it from [`Client::watch_service`], so a
 //! new instance is added as soon as the client's table has it, and a
 //! removed one (deregistered, or its lease run out) is dropped at once.

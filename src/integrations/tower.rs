@@ -1,15 +1,24 @@
-//! A service's instances as a [`tower::discover::Discover`], for tower's
+//! A service's instances as a [`::tower::discover::Discover`], for tower's
 //! balancers (`tower::balance::p2c::Balance`) and anything else built on
 //! it. Feature `tower`.
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn f(gosd: gosd::Client) -> Result<(), tower::BoxError> {
 //! use tower::balance::p2c::Balance;
 //! use tower::load::{CompleteOnResponse, PendingRequests};
+//! use tower::{Service, ServiceExt};
 //!
-//! let discover = gosd.discover("provider", |_name, route| {
-//!     PendingRequests::new(MyHttpService::new(route), CompleteOnResponse::default())
+//! let discover = gosd.discover("provider", |_name, route: &gosd::Route| {
+//!     let route = route.clone();
+//!     // Your client for one instance; here one that says where it is.
+//!     let one = tower::service_fn(move |path: &'static str| {
+//!         std::future::ready(Ok::<_, std::convert::Infallible>(format!("{route}{path}")))
+//!     });
+//!     PendingRequests::new(one, CompleteOnResponse::default())
 //! });
 //! let mut balanced = Balance::new(discover);
+//! let url = balanced.ready().await?.call("/ping").await?;
+//! # Ok(()) }
 //! ```
 //!
 //! It is [`Client::watch_service`] with each new instance's service made
@@ -27,8 +36,8 @@ use gosd_driver::InstanceName;
 
 use crate::{Change, Client, Route, ServiceWatch};
 
-/// The instances of one service as a [`tower::discover::Discover`] (a
-/// stream of [`tower::discover::Change`]s keyed by [`InstanceName`]), each
+/// The instances of one service as a [`::tower::discover::Discover`] (a
+/// stream of [`::tower::discover::Change`]s keyed by [`InstanceName`]), each
 /// instance's service made by `F`; from [`Client::discover`]. Ends when the
 /// client is dropped.
 #[must_use = "a Discovered does nothing unless polled"]
