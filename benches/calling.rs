@@ -45,7 +45,12 @@ impl Side {
 
     fn print(&mut self) {
         let (rate, p50) = (self.rate(), self.p50());
-        println!("  {:<28} {:>9.0} req/s  p50 {:>7.1} µs", self.name, rate, p50.as_secs_f64() * 1e6);
+        println!(
+            "  {:<28} {:>9.0} req/s  p50 {:>7.1} µs",
+            self.name,
+            rate,
+            p50.as_secs_f64() * 1e6
+        );
     }
 }
 
@@ -110,10 +115,17 @@ async fn tonic_bench(client: &Client, provider: &Client) {
     );
     let _me = provider.register("grpc", &url).await.unwrap();
     client.get().await.unwrap();
-    let fixed = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+    let fixed = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let balanced = gosd::tonic::balanced_channel(client, "grpc");
     let (fixed, balanced) = (HealthClient::new(fixed), HealthClient::new(balanced));
-    let (mut a, mut b) = (Side::new("fixed endpoint"), Side::new("gosd balanced channel"));
+    let (mut a, mut b) = (
+        Side::new("fixed endpoint"),
+        Side::new("gosd balanced channel"),
+    );
     for _ in 0..ROUNDS {
         timed(&mut a, || {
             let mut c = fixed.clone();
@@ -130,7 +142,10 @@ async fn tonic_bench(client: &Client, provider: &Client) {
         })
         .await;
     }
-    println!("tonic, {} sequential health checks each:", ROUNDS * PER_ROUND);
+    println!(
+        "tonic, {} sequential health checks each:",
+        ROUNDS * PER_ROUND
+    );
     a.print();
     b.print();
     println!("  ratio {:.3} (requests/s)", b.rate() / a.rate());
