@@ -46,7 +46,8 @@ async fn main() -> ExitCode {
     };
     tracing::info!(instance = %me, %url, "serving");
     println!("registered as {me}");
-    let app = support::ping_app(n, gosd::update_by_cron);
+    // Every request gives gosd a chance to refresh on its cron cadence.
+    let app = support::ping_app(n, || {}).layer(gosd::layer::UpdateByCron::global());
     // gosd handles SIGINT/SIGTERM: deregisters, then exits 130/143.
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("provider: {e}");

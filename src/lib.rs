@@ -62,6 +62,7 @@ mod config;
 mod error;
 mod global;
 mod naming;
+mod outliers;
 mod random;
 mod registration;
 mod rotation;
@@ -76,6 +77,21 @@ mod skipped;
 mod snapshot;
 mod table;
 mod weights;
+
+#[path = "integrations/layer.rs"]
+pub mod layer;
+
+#[cfg(feature = "tower")]
+#[path = "integrations/tower.rs"]
+pub mod tower;
+
+#[cfg(feature = "tonic")]
+#[path = "integrations/tonic.rs"]
+pub mod tonic;
+
+#[cfg(feature = "reqwest")]
+#[path = "integrations/reqwest.rs"]
+pub mod reqwest;
 
 pub use client::{Client, ClientBuilder, Instance};
 pub use config::{Config, Cron, DriverKind, EtcdTarget, RedisTarget};
@@ -123,6 +139,7 @@ pub use global::{
     add_service_manually, client, connect, delete_service_with_url, finish, get,
     iterate_service_route, set_status, shutdown_signal, start, start_with, update_by_cron,
 };
+pub use outliers::Outcome;
 pub use registration::Registration;
 pub use route::Route;
 pub use selector::{Selector, route};

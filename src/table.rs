@@ -155,7 +155,7 @@ impl Touched {
         Touched::Services(vec![name.into()])
     }
 
-    fn services(mut names: Vec<Box<str>>) -> Self {
+    pub(crate) fn services(mut names: Vec<Box<str>>) -> Self {
         names.sort_unstable();
         names.dedup();
         if names.is_empty() {
@@ -204,6 +204,8 @@ pub(crate) struct Sources {
     /// pickable, so all are picked from): a state logged once as it
     /// begins and once as it ends.
     failing_open: HashSet<Box<str>, Fx>,
+    /// Routes the outlier detector took out of the picks (`outliers`).
+    ejected: HashSet<Route, Fx>,
 }
 
 /// How long a client goes at most on changes from the registry's record
@@ -634,6 +636,20 @@ impl Sources {
         self.read_whole_next();
     }
 
+    /// Whether `route` goes into its service's pick list.
+    fn not_ejected(&self, route: &Route) -> bool {
+        !self.ejected.contains(route)
+    }
+
+    /// Takes `route` out of the picks (`true`) or puts it back; whether
+    /// that changed anything. The next build of its services applies it.
+    pub(crate) fn set_ejected(&mut self, route: &Route, ejected: bool) -> bool {
+        match ejected {
+            true => self.ejected.insert(route.clone()),
+            false => self.ejected.remove(route),
+        }
+    }
+
     /// The table after `touched`: those services are rebuilt from these
     /// sources, the others' route lists are shared with `old` by reference.
     /// Rotations carry over from `old`; a service gone from the table gives
@@ -660,12 +676,24 @@ impl Sources {
         let none = Meta::default();
         let manual = self.manual.iter().map(|(s, r)| (&**s, r, &none));
         let mut lists: FxMap<&str, Vec<(Route, &Meta)>> = FxMap::default();
+        // Routes the outlier detector left out of the picks, by service: a
+        // service whose every route is left out keeps them all (fail open).
+        let mut left_out: FxMap<&str, Vec<(Route, &Meta)>> = FxMap::default();
         for (service, route, meta) in registry.chain(manual) {
             if touched.includes(service) && seen.insert((service, route.as_str())) {
-                lists
-                    .entry(service)
-                    .or_default()
-                    .push((route.clone(), meta));
+                let list = match self.not_ejected(route) {
+                    true => lists.entry(service),
+                    false => left_out.entry(service),
+                };
+                list.or_default().push((route.clone(), meta));
+            }
+        }
+        for (service, routes) in left_out {
+            if !lists.contains_key(service) {
+                // Logged where it was decided (`outliers`): a build runs
+                // again on every change of the service.
+                tracing::debug!(service, "every instance is ejected; routing to them all");
+                lists.insert(service, routes);
             }
         }
         let shared = old
@@ -828,6 +856,19 @@ mod tests {
 
     fn table_urls(t: &RouteTable, service: &str) -> Vec<String> {
         t.routes(service).iter().map(|r| r.to_string()).collect()
+    }
+
+    #[test]
+    fn an_ejected_route_is_left_out_unless_its_service_has_no_other() {
+        let mut s = Sources::default();
+        let entries = vec![entry("p-1", "http://a"), entry("p-2", "http://b")];
+        s.apply_snapshot(snapshot(1, 1, entries), None, Instant::now(), HOLD);
+        assert!(s.set_ejected(&Route::new("http://a"), true));
+        assert_eq!(urls(&mut s, "p"), ["http://b"]);
+        s.set_ejected(&Route::new("http://b"), true);
+        assert_eq!(urls(&mut s, "p"), ["http://a", "http://b"], "fail open");
+        s.set_ejected(&Route::new("http://a"), false);
+        assert_eq!(urls(&mut s, "p"), ["http://a"]);
     }
 
     #[test]

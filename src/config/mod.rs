@@ -153,6 +153,8 @@ impl fmt::Debug for RedisTarget {
 /// | [`drain`](Self::drain) | `GOSD_DRAIN` | 0 |
 /// | [`health_url`](Self::health_url) | `GOSD_HEALTH_URL` (`http://…`, 2xx is healthy), `GOSD_HEALTH_FAILURES` (≥ 1) | none; 3 |
 /// | [`metadata`](Self::metadata) | `GOSD_META` (`k=v,k2=v2`), `GOSD_ZONE` (key `zone`), `GOSD_WEIGHT` (key `weight`, 1–1000) | none: up, weight 100, no zone |
+/// | [`eject_after`](Self::eject_after) | `GOSD_EJECT_AFTER` | 3 |
+/// | [`eject_for`](Self::eject_for) | `GOSD_EJECT_FOR` | 10 s |
 ///
 /// Durations are a bare integer meaning seconds (as in Go gosd) or a
 /// humantime value such as `250ms`, `2s` or `1m 30s`.
@@ -215,6 +217,13 @@ pub struct Config {
     pub health_url: Option<String>,
     /// Failures in a row of the health check that mark the instance down.
     pub health_failures: u32,
+    /// How many failures in a row, as told to
+    /// [`Client::report`](crate::Client::report), take an instance out of
+    /// this client's picks. At least 1.
+    pub eject_after: u32,
+    /// How long an instance taken out that way gets no picks; 0 never
+    /// takes one out.
+    pub eject_for: Duration,
 }
 
 impl Default for Config {
@@ -236,6 +245,8 @@ impl Default for Config {
             metadata: Meta::default(),
             health_url: None,
             health_failures: 3,
+            eject_after: 3,
+            eject_for: Duration::from_secs(10),
         }
     }
 }
@@ -367,6 +378,9 @@ impl Config {
         }
         if self.try_find_service_amount == 0 {
             return bad("GOSD_TRY_FIND_SERVICE_AMOUNT", "0".into(), at_least_1);
+        }
+        if self.eject_after == 0 {
+            return bad("GOSD_EJECT_AFTER", "0".into(), at_least_1);
         }
         if !(MIN_TTL..=MAX_TTL).contains(&self.ttl) {
             return bad(

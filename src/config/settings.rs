@@ -290,6 +290,24 @@ pub(super) const SETTINGS: &[Setting] = &[
             Ok(())
         },
     },
+    Setting {
+        key: "eject_after",
+        go: None,
+        upper: "GOSD_EJECT_AFTER",
+        apply: |c, v| {
+            c.eject_after = parse_count(v)?;
+            Ok(())
+        },
+    },
+    Setting {
+        key: "eject_for",
+        go: None,
+        upper: "GOSD_EJECT_FOR",
+        apply: |c, v| {
+            c.eject_for = parse_duration(v)?;
+            Ok(())
+        },
+    },
 ];
 
 /// Sets a metadata key that has a variable of its own, unless `GOSD_META`
