@@ -198,10 +198,11 @@ impl ClusterSet {
         setslot(&mut dst, "NODE", &to_id);
         setslot(&mut src, "NODE", &to_id);
         for p in self.primaries() {
-            if p != from && p != to {
-                if let Some(mut c) = self.conn(p) {
-                    setslot(&mut c, "NODE", &to_id);
-                }
+            if p != from
+                && p != to
+                && let Some(mut c) = self.conn(p)
+            {
+                setslot(&mut c, "NODE", &to_id);
             }
         }
         self.wait_until("every node routes the slot to its new primary", || {

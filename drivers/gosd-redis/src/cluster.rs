@@ -97,9 +97,19 @@ impl Nodes {
 /// PING to the primary of `key`'s slot: the node whose connection holds
 /// the subscription.
 pub(crate) fn ping_owner<'a>(conn: &'a mut ClusterConnection, key: &str) -> RedisFuture<'a, Value> {
+    to_owner(conn, redis::cmd("PING"), key)
+}
+
+/// `cmd` (one without keys: PING, INFO, TIME) on the primary of `key`'s
+/// slot, not on a random node or all of them.
+pub(crate) fn to_owner<'a>(
+    conn: &'a mut ClusterConnection,
+    cmd: Cmd,
+    key: &str,
+) -> RedisFuture<'a, Value> {
     let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
     let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-    Box::pin(conn.route_command(redis::cmd("PING"), routing))
+    Box::pin(conn.route_command(cmd, routing))
 }
 
 /// Parses `host:port,host:port,…`; `Err` says what is wrong.

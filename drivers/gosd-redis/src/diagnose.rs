@@ -38,7 +38,16 @@ async fn query<T: FromRedisValue>(
     conn: &mut Conn,
     cmd: &redis::Cmd,
 ) -> Result<T, DriverError> {
-    cmd.query_async(conn).await.map_err(|e| d.error(e))
+    match conn {
+        // Keyless checks are about the gosd slot's primary.
+        Conn::Cluster(c) => {
+            let v = crate::cluster::to_owner(c, cmd.clone(), &d.keys.hash)
+                .await
+                .map_err(|e| d.error(e))?;
+            T::from_redis_value(v).map_err(|e| d.error(e.into()))
+        }
+        Conn::Single(_) => cmd.query_async(conn).await.map_err(|e| d.error(e)),
+    }
 }
 
 /// A command that failed (an ACL that forbids it, a renamed command):
