@@ -1,6 +1,7 @@
 //! The Redis and etcd drivers side by side, in the same run, on the same
-//! machine — Redis plain, over mutual TLS, and behind Sentinel (1 primary,
-//! 1 replica, 3 sentinels), and etcd: propagation (register -> visible in 1 and 100 watching client
+//! machine — Redis plain, over mutual TLS, behind Sentinel (1 primary,
+//! 1 replica, 3 sentinels) and as a Cluster (3 primaries, 3 replicas),
+//! and etcd: propagation (register -> visible in 1 and 100 watching client
 //! tables, p50/p99), registration throughput (1 and 16 registrants at
 //! once), and an unchanged refresh.
 //!
@@ -16,6 +17,8 @@
 // Each server module loads its own copy of `spawned.rs`.
 #[path = "../tests/support/certs.rs"]
 mod certs;
+#[path = "../tests/support/cluster.rs"]
+mod cluster;
 #[allow(clippy::duplicate_mod)]
 #[path = "../tests/support/etcd_server.rs"]
 mod etcd_server;
@@ -103,6 +106,7 @@ fn main() {
     let certs = certs::Certs::new();
     let tls = RedisServer::start_tls(&certs.path(""), "yes");
     let sentinels = SentinelSet::start();
+    let cluster = cluster::ClusterSet::start();
     let etcd = EtcdServer::start();
     rt.block_on(async {
         let mut redis_config = Config::default();
@@ -125,6 +129,9 @@ fn main() {
         let sentinel_options = RedisOptions::new()
             .sentinels(&sentinels.list(), MASTER)
             .unwrap();
+        let mut cluster_config = Config::default();
+        cluster_config.redis.cluster = Some(cluster.list());
+        let cluster_options = RedisOptions::new().cluster(&cluster.list()).unwrap();
         let backends = [
             Backend {
                 label: "redis",
@@ -140,6 +147,11 @@ fn main() {
                 label: "redis-sentinel",
                 config: sentinel_config,
                 driver: Arc::new(RedisDriver::new(sentinel_options)),
+            },
+            Backend {
+                label: "redis-cluster",
+                config: cluster_config,
+                driver: Arc::new(RedisDriver::new(cluster_options)),
             },
             Backend {
                 label: "etcd",

@@ -97,6 +97,11 @@ pub struct RedisTarget {
     pub master: Option<String>,
     /// `GOSD_REDIS_SENTINEL_PASSWORD`: the sentinels' own password, if any.
     pub sentinel_password: Option<String>,
+    /// `GOSD_REDIS_CLUSTER`: `host:port,host:port,…` of some nodes of a
+    /// Redis Cluster (Redis 7+). The password and a URL's credentials and
+    /// scheme (`rediss://` for TLS) apply to every node; its host is not
+    /// used.
+    pub cluster: Option<String>,
 }
 
 impl RedisTarget {
@@ -110,6 +115,7 @@ impl RedisTarget {
             || self.tls_cert.is_some()
             || self.tls_key.is_some()
             || self.sentinels.is_some()
+            || self.cluster.is_some()
     }
 }
 
@@ -129,6 +135,7 @@ impl fmt::Debug for RedisTarget {
                 "sentinel_password",
                 &self.sentinel_password.as_ref().map(|_| "***"),
             )
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -140,7 +147,7 @@ impl fmt::Debug for RedisTarget {
 /// | setting | variables | default |
 /// |---|---|---|
 /// | [`driver`](Self::driver) | `GOSD_DRIVER` (`redis`, `etcd` or `memory`) | `redis` |
-/// | [`redis`](Self::redis) | `GOSD_REDIS_URL`, `gosdRedisAddr`/`GOSD_REDIS_ADDR`, `gosdRedisPassword`/`GOSD_REDIS_PASSWORD`, `gosdRedisDB`/`GOSD_REDIS_DB`; TLS files `GOSD_REDIS_CA`, `GOSD_REDIS_CERT`, `GOSD_REDIS_KEY`; Sentinel `GOSD_REDIS_SENTINELS`, `GOSD_REDIS_MASTER`, `GOSD_REDIS_SENTINEL_PASSWORD` | `localhost:6379`, db 0 |
+/// | [`redis`](Self::redis) | `GOSD_REDIS_URL`, `gosdRedisAddr`/`GOSD_REDIS_ADDR`, `gosdRedisPassword`/`GOSD_REDIS_PASSWORD`, `gosdRedisDB`/`GOSD_REDIS_DB`; TLS files `GOSD_REDIS_CA`, `GOSD_REDIS_CERT`, `GOSD_REDIS_KEY`; Sentinel `GOSD_REDIS_SENTINELS`, `GOSD_REDIS_MASTER`, `GOSD_REDIS_SENTINEL_PASSWORD`; Cluster `GOSD_REDIS_CLUSTER` | `localhost:6379`, db 0 |
 /// | [`etcd`](Self::etcd) | `GOSD_ETCD_ENDPOINTS` (comma-separated), `GOSD_ETCD_PREFIX` | `http://localhost:2379`, `/gosd` |
 /// | [`try_refresh_amount`](Self::try_refresh_amount) | `gosdTryRefreshAmount`/`GOSD_TRY_REFRESH_AMOUNT` | 3 |
 /// | [`try_find_service_amount`](Self::try_find_service_amount) | `gosdTryFindServiceAmount`/`GOSD_TRY_FIND_SERVICE_AMOUNT` | 5 |
@@ -463,6 +470,7 @@ impl Config {
             "sentinels" => "GOSD_REDIS_SENTINELS",
             "master" => "GOSD_REDIS_MASTER",
             "sentinel_password" => "GOSD_REDIS_SENTINEL_PASSWORD",
+            "cluster" => "GOSD_REDIS_CLUSTER",
             _ => "GOSD_REDIS_*",
         };
         let bad = |e| driver_config_error(e, var);
@@ -500,7 +508,41 @@ impl Config {
                 });
             }
         }
-        self.sentinel_options(options)
+        let options = self.sentinel_options(options)?;
+        self.cluster_options(options)
+    }
+
+    /// [`redis_options`](Self::redis_options)' Cluster part: the nodes
+    /// replace an address, and exclude sentinels.
+    #[cfg(feature = "redis")]
+    fn cluster_options(
+        &self,
+        options: gosd_redis::RedisOptions,
+    ) -> Result<gosd_redis::RedisOptions> {
+        let r = &self.redis;
+        let Some(list) = &r.cluster else {
+            return Ok(options);
+        };
+        let refused = |reason: &str| Error::Config {
+            var: "GOSD_REDIS_CLUSTER".to_owned(),
+            value: redact_url(list),
+            reason: reason.to_owned(),
+        };
+        if r.sentinels.is_some() {
+            return Err(refused(
+                "a Redis Cluster and Redis Sentinel (GOSD_REDIS_SENTINELS) exclude each other: set one",
+            ));
+        }
+        if let Some(addr) = &r.addr {
+            return Err(Error::Config {
+                var: "GOSD_REDIS_ADDR".to_owned(),
+                value: redact_url(addr),
+                reason: "the cluster's nodes are in GOSD_REDIS_CLUSTER; unset this".to_owned(),
+            });
+        }
+        options
+            .cluster(list)
+            .map_err(|e| driver_config_error(e, |_| "GOSD_REDIS_CLUSTER"))
     }
 
     /// [`redis_options`](Self::redis_options)' Sentinel part: the

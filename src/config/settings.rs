@@ -152,6 +152,15 @@ pub(super) const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        key: "redis_cluster",
+        go: None,
+        upper: "GOSD_REDIS_CLUSTER",
+        apply: |c, v| {
+            c.redis.cluster = Some(v.trim().to_owned());
+            Ok(())
+        },
+    },
+    Setting {
         key: "try_refresh_amount",
         go: Some("gosdTryRefreshAmount"),
         upper: "GOSD_TRY_REFRESH_AMOUNT",
@@ -334,7 +343,8 @@ fn parse_count(v: &str) -> Result<u32, String> {
 pub(super) fn shown(key: &str, value: &str) -> String {
     match key {
         "redis_password" | "redis_sentinel_password" => "***".to_owned(),
-        "redis_url" | "redis_addr" | "redis_sentinels" | "etcd_endpoints" | "health_url" => {
+        "redis_url" | "redis_addr" | "redis_sentinels" | "redis_cluster" | "etcd_endpoints"
+        | "health_url" => {
             redact_url(value)
         }
         _ => value.to_owned(),

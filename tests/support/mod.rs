@@ -4,6 +4,7 @@
 
 // Each server module is also included alone (by the driver crates' tests
 // and the benches), so each loads its own copy of `spawned.rs`.
+pub mod cluster;
 #[allow(clippy::duplicate_mod)]
 pub mod etcd_server;
 pub mod netns;

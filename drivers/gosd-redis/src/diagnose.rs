@@ -35,10 +35,19 @@ pub(crate) async fn run(d: &RedisDriver) -> Result<Vec<Finding>, DriverError> {
 
 async fn query<T: FromRedisValue>(
     d: &RedisDriver,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     cmd: &redis::Cmd,
 ) -> Result<T, DriverError> {
-    cmd.query_async(conn).await.map_err(|e| d.error(e))
+    match conn {
+        // Keyless checks are about the gosd slot's primary.
+        Conn::Cluster(c) => {
+            let v = crate::cluster::to_owner(c, cmd.clone(), &d.keys.hash)
+                .await
+                .map_err(|e| d.error(e))?;
+            T::from_redis_value(v).map_err(|e| d.error(e.into()))
+        }
+        Conn::Single(_) => cmd.query_async(conn).await.map_err(|e| d.error(e)),
+    }
 }
 
 /// A command that failed (an ACL that forbids it, a renamed command):
@@ -51,7 +60,7 @@ fn not_checked(check: &str, what: &str, e: DriverError) -> Finding {
     )
 }
 
-async fn round_trip(d: &RedisDriver, conn: &mut ConnectionManager) -> Result<Finding, DriverError> {
+async fn round_trip(d: &RedisDriver, conn: &mut Conn) -> Result<Finding, DriverError> {
     let mut times = Vec::with_capacity(PINGS);
     for _ in 0..PINGS {
         let started = std::time::Instant::now();
@@ -81,7 +90,7 @@ async fn round_trip(d: &RedisDriver, conn: &mut ConnectionManager) -> Result<Fin
     })
 }
 
-async fn version(d: &RedisDriver, conn: &mut ConnectionManager) -> Finding {
+async fn version(d: &RedisDriver, conn: &mut Conn) -> Finding {
     const CHECK: &str = "server version";
     let info: String = match query(d, conn, redis::cmd("INFO").arg("server")).await {
         Ok(info) => info,
@@ -127,7 +136,7 @@ async fn version(d: &RedisDriver, conn: &mut ConnectionManager) -> Finding {
     )
 }
 
-async fn key_types(d: &RedisDriver, conn: &mut ConnectionManager) -> Finding {
+async fn key_types(d: &RedisDriver, conn: &mut Conn) -> Finding {
     const CHECK: &str = "key types";
     let k = &d.keys;
     // (key, the type gosd needs, what deleting it does)
@@ -204,7 +213,7 @@ async fn key_types(d: &RedisDriver, conn: &mut ConnectionManager) -> Finding {
     )
 }
 
-async fn clock(d: &RedisDriver, conn: &mut ConnectionManager) -> Finding {
+async fn clock(d: &RedisDriver, conn: &mut Conn) -> Finding {
     const CHECK: &str = "clock skew";
     let asked = SystemTime::now();
     let started = std::time::Instant::now();
@@ -247,7 +256,7 @@ async fn clock(d: &RedisDriver, conn: &mut ConnectionManager) -> Finding {
     }
 }
 
-async fn change_log(d: &RedisDriver, conn: &mut ConnectionManager) -> Finding {
+async fn change_log(d: &RedisDriver, conn: &mut Conn) -> Finding {
     const CHECK: &str = "change log";
     let k = &d.keys;
     let mut read = redis::pipe();

@@ -37,6 +37,12 @@ pub(crate) fn explain(
         Some(s) => crate::sentinel::hint(&e, &s.master),
         None => None,
     }
+    .or_else(|| {
+        options
+            .cluster
+            .as_ref()
+            .and_then(|_| crate::cluster::hint(&e))
+    })
     .or_else(|| hint(&e, options.is_tls()).map(str::to_owned));
     match hint {
         Some(hint) => Box::new(Explained { hint, source: e }),
@@ -102,6 +108,12 @@ pub(crate) fn reply(e: &RedisError, options: &RedisOptions) -> String {
         .sentinel
         .as_ref()
         .and_then(|s| crate::sentinel::hint(e, &s.master))
+        .or_else(|| {
+            options
+                .cluster
+                .as_ref()
+                .and_then(|_| crate::cluster::hint(e))
+        })
     {
         return format!("{hint} ({text})");
     }

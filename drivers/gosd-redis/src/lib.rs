@@ -83,6 +83,11 @@
 //!   name the primary. A command that finds no server (or `READONLY`), and
 //!   a `+switch-master` announcement, make the driver ask them again and
 //!   move the shared connection and the subscription to the new primary.
+//! - A Redis Cluster ([`RedisOptions::cluster`], Redis 7+): every script
+//!   and read goes to the primary of the gosd slot, `MOVED`/`ASK` are
+//!   followed, and events are sharded pub/sub on that slot's shard
+//!   (`SPUBLISH`/`SSUBSCRIBE`); a subscription that the slot's move or its
+//!   primary's failover ends is made again on the new owner.
 
 #![warn(missing_docs)]
 
@@ -93,9 +98,10 @@ use gosd_driver::{
     Driver, DriverError, Entry, Event, EventSink, Fetched, InstanceName, Meta, Renewal, Snapshot,
     Version,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
 
+mod cluster;
 mod diagnose;
 mod hints;
 mod options;
@@ -104,6 +110,7 @@ mod scripts;
 mod sentinel;
 mod tls;
 
+use cluster::Conn;
 pub use options::RedisOptions;
 use replies::*;
 use scripts::*;
@@ -142,7 +149,7 @@ impl std::fmt::Debug for RedisDriver {
 #[derive(Default)]
 struct Shared {
     made: u64,
-    manager: Option<ConnectionManager>,
+    manager: Option<Conn>,
 }
 
 fn lock(m: &std::sync::Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -215,12 +222,22 @@ impl RedisDriver {
 
     /// The shared connection (made on first use, and again after a
     /// failover lost it), with its number for [`lost`](Self::lost).
-    async fn conn(&self) -> Result<(u64, ConnectionManager), DriverError> {
+    async fn conn(&self) -> Result<(u64, Conn), DriverError> {
         {
             let shared = lock(&self.conn);
             if let Some(manager) = &shared.manager {
                 return Ok((shared.made, manager.clone()));
             }
+        }
+        if self.options.cluster.is_some() {
+            let conn = Conn::Cluster(self.cluster_conn(None).await?);
+            let mut shared = lock(&self.conn);
+            if let Some(won) = &shared.manager {
+                return Ok((shared.made, won.clone()));
+            }
+            shared.made += 1;
+            shared.manager = Some(conn.clone());
+            return Ok((shared.made, conn));
         }
         let client = self.client().await.map_err(|e| self.error(e))?;
         let config = ConnectionManagerConfig::new()
@@ -232,8 +249,9 @@ impl RedisDriver {
             .set_number_of_retries(0)
             .set_max_delay(Duration::from_millis(500));
         let primary = client.get_connection_info().addr().to_string();
-        let manager =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| self.error(e))?;
+        let manager = redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| self.error(e))?;
+        let manager = Conn::Single(manager);
         let mut shared = lock(&self.conn);
         if let Some(won) = &shared.manager {
             return Ok((shared.made, won.clone()));
@@ -244,6 +262,22 @@ impl RedisDriver {
         shared.made += 1;
         shared.manager = Some(manager.clone());
         Ok((shared.made, manager))
+    }
+
+    /// A new connection to the cluster (it reads the slots from the first
+    /// node that answers), handing pushes to `push` if given.
+    async fn cluster_conn(
+        &self,
+        push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+    ) -> Result<redis::cluster_async::ClusterConnection, DriverError> {
+        let client = self
+            .options
+            .cluster_client(push)
+            .map_err(|e| self.error(e))?;
+        tokio::time::timeout(TIMEOUT, client.get_async_connection())
+            .await
+            .map_err(|_| self.error(std::io::Error::from(std::io::ErrorKind::TimedOut).into()))?
+            .map_err(|e| self.error(e))
     }
 
     /// After `e` on connection number `made`, the next call makes a new
@@ -269,9 +303,10 @@ impl RedisDriver {
     async fn run<C: redis::aio::ConnectionLike>(
         &self,
         conn: &mut C,
-        script: &Script,
+        script: &Scripts,
         args: &[&[u8]],
     ) -> Result<Value, DriverError> {
+        let script = script.get(self.options.cluster.is_some());
         let mut call = script.key(&self.keys.hash);
         call.key(&self.keys.leases)
             .key(&self.keys.revision)
@@ -286,7 +321,7 @@ impl RedisDriver {
         call.invoke_async(conn).await.map_err(|e| self.error(e))
     }
 
-    async fn call(&self, script: &Script, args: &[&[u8]]) -> Result<Value, DriverError> {
+    async fn call(&self, script: &Scripts, args: &[&[u8]]) -> Result<Value, DriverError> {
         let (made, mut conn) = self.conn().await?;
         let answer = self.run(&mut conn, script, args).await;
         answer.inspect_err(|e| self.lost(made, e))
@@ -304,7 +339,9 @@ impl RedisDriver {
             || e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
             // A server that is loading its data or failing over is down
             // for now; READONLY is a primary demoted under our feet.
-            || matches!(e.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY"));
+            || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+            // A cluster still moving a slot or electing a primary.
+            || matches!(e.code(), Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY" | "MOVED" | "ASK"));
         // The scripts' own verdict on a corrupt key says all there is.
         let named = e.detail().filter(|d| d.starts_with("gosd registry key"));
         if let (Some("WRONGTYPE"), Some(detail)) = (e.code(), named) {
@@ -451,6 +488,17 @@ impl Driver for RedisDriver {
     }
 
     async fn deregister(&self, name: &InstanceName, url: &str) -> Result<bool, DriverError> {
+        if self.options.cluster.is_some() {
+            let mut conn = self.cluster_conn(None).await?;
+            let v = self
+                .run(
+                    &mut conn,
+                    &DEREGISTER,
+                    &[name.as_str().as_bytes(), url.as_bytes()],
+                )
+                .await?;
+            return Ok(self.int("deregister", v)? == 1);
+        }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT));
@@ -519,6 +567,9 @@ impl Driver for RedisDriver {
 
     async fn watch(&self, sink: EventSink) -> Result<(), DriverError> {
         use futures_util::StreamExt;
+        if self.options.cluster.is_some() {
+            return self.watch_shard(sink).await;
+        }
         let timed_out = || self.error(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
         // Behind Sentinel, word of a failover ends the subscription (the
         // caller subscribes again, on the new primary), and a primary that

@@ -9,6 +9,7 @@ use redis::{
     Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisResult,
 };
 
+use crate::cluster::{self, Nodes};
 use crate::sentinel::{self, Sentinels};
 use crate::tls::{self, TlsFiles};
 
@@ -58,6 +59,7 @@ pub struct RedisOptions {
     settings: RedisConnectionInfo,
     tls: TlsFiles,
     pub(crate) sentinel: Option<Sentinels>,
+    pub(crate) cluster: Option<Nodes>,
     pub(crate) key: String,
 }
 
@@ -70,6 +72,7 @@ impl Default for RedisOptions {
             settings: RedisConnectionInfo::default(),
             tls: TlsFiles::default(),
             sentinel: None,
+            cluster: None,
             key: "gosd".to_owned(),
         }
     }
@@ -115,6 +118,9 @@ impl RedisOptions {
         }
         if self.sentinel.is_some() && matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
             return Err(bad(NO_TLS_WITH_SENTINEL.into()));
+        }
+        if self.cluster.is_some() {
+            check_cluster_settings(info.addr(), info.redis_settings().db()).map_err(bad)?;
         }
         self.addr = info.addr().clone();
         self.settings = info.redis_settings().clone();
@@ -216,6 +222,9 @@ impl RedisOptions {
             let reason = NO_TLS_WITH_SENTINEL.to_owned();
             return Err(invalid("sentinels", redact_url(list), reason));
         }
+        if self.cluster.is_some() {
+            return Err(invalid("sentinels", redact_url(list), NOT_BOTH.into()));
+        }
         let master = master.trim();
         if master.is_empty() || master.contains(char::is_whitespace) {
             let reason = "expected the primary's name as the sentinels know it (`sentinel monitor <name> …`), e.g. mymaster".to_owned();
@@ -226,6 +235,41 @@ impl RedisOptions {
             master: master.to_owned(),
             password: None,
         });
+        Ok(self)
+    }
+
+    /// Talks to a Redis Cluster (Redis 7 or newer): `list` is
+    /// `host:port,host:port,…` of some of its nodes (any one that answers
+    /// will do: the driver reads the rest from it). The credentials and
+    /// TLS are those of [`password`](Self::password) or a
+    /// [`url`](Self::url) (`rediss://` for TLS), whose host and port are
+    /// then not used; a cluster has only database 0.
+    ///
+    /// ```
+    /// use gosd_redis::{RedisDriver, RedisOptions};
+    /// let options = RedisOptions::from_url("redis://gosd:secret@unused:6379")?
+    ///     .cluster("10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000")?;
+    /// assert!(!format!("{options:?}").contains("secret"));
+    /// let driver = RedisDriver::new(options);
+    /// assert_eq!(
+    ///     gosd_driver::Driver::backend(&driver),
+    ///     "redis cluster via 10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000"
+    /// );
+    /// # Ok::<_, gosd_driver::DriverError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`DriverError::InvalidConfig`] for `cluster` when the list is empty
+    /// or an entry is not `host:port`, sentinels are set too, the database
+    /// is not 0, or the URL is a Unix socket.
+    pub fn cluster(mut self, list: &str) -> Result<Self, DriverError> {
+        let bad = |reason: String| invalid("cluster", redact_url(list), reason);
+        let addrs = cluster::parse_addrs(list).map_err(bad)?;
+        if self.sentinel.is_some() {
+            return Err(bad(NOT_BOTH.into()));
+        }
+        check_cluster_settings(&self.addr, self.settings.db()).map_err(bad)?;
+        self.cluster = Some(Nodes { addrs });
         Ok(self)
     }
 
@@ -278,6 +322,9 @@ impl RedisOptions {
             let reason = "expected a database number, 0 or more".to_owned();
             return Err(invalid("db", db.to_string(), reason));
         }
+        if self.cluster.is_some() && db != 0 {
+            return Err(invalid("db", db.to_string(), CLUSTER_DB_0.into()));
+        }
         self.settings = self.settings.set_db(db);
         Ok(self)
     }
@@ -299,6 +346,9 @@ impl RedisOptions {
     /// Where the server is, for errors and logs, without credentials:
     /// `redis at host:port/db`.
     pub(crate) fn backend(&self) -> String {
+        if let Some(nodes) = &self.cluster {
+            return format!("redis cluster via {}", nodes.shown());
+        }
         match &self.sentinel {
             Some(s) => format!(
                 "redis primary {} via sentinels {}, db {}",
@@ -324,6 +374,19 @@ impl RedisOptions {
     pub(crate) fn connection_info(&self) -> RedisResult<ConnectionInfo> {
         let info = self.addr.clone().into_connection_info()?;
         Ok(info.set_redis_settings(self.settings.clone()))
+    }
+
+    /// A cluster client for these options (with [`cluster`](Self::cluster)
+    /// set): `push` as in [`Nodes::client`]. Opening one connects nothing.
+    pub(crate) fn cluster_client(
+        &self,
+        push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+    ) -> RedisResult<redis::cluster::ClusterClient> {
+        let nodes = self.cluster.as_ref().ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no cluster nodes"))
+        })?;
+        let certs = (!self.tls.is_empty()).then(|| self.tls.certificates());
+        nodes.client(&self.settings, self.is_tls(), certs, crate::TIMEOUT, push)
     }
 
     /// A redis-rs client for these options: opening one connects nothing.
@@ -359,6 +422,7 @@ impl fmt::Debug for RedisOptions {
             .field("password", &settings.password().map(|_| "***"))
             .field("tls", &self.tls)
             .field("sentinel", &self.sentinel)
+            .field("cluster", &self.cluster)
             .field("key", &self.key)
             .finish()
     }
@@ -369,6 +433,24 @@ const TLS_FILES_NEED_REDISS: &str =
 
 const NO_TLS_WITH_SENTINEL: &str =
     "TLS (rediss://) with Sentinel is not supported yet; use redis:// with GOSD_REDIS_SENTINELS";
+
+const NOT_BOTH: &str = "a Redis Cluster (GOSD_REDIS_CLUSTER) and Redis Sentinel \
+    (GOSD_REDIS_SENTINELS) exclude each other: set one";
+
+const CLUSTER_DB_0: &str = "a Redis Cluster has only database 0 (GOSD_REDIS_CLUSTER is set)";
+
+/// What a cluster cannot have: a database other than 0, a Unix socket.
+fn check_cluster_settings(addr: &ConnectionAddr, db: i64) -> Result<(), String> {
+    if db != 0 {
+        return Err(CLUSTER_DB_0.into());
+    }
+    if matches!(addr, ConnectionAddr::Unix(_)) {
+        return Err(
+            "a Redis Cluster is reached over TCP: the URL must not be a Unix socket".into(),
+        );
+    }
+    Ok(())
+}
 
 fn invalid(setting: &str, value: String, reason: String) -> DriverError {
     DriverError::InvalidConfig {

@@ -3,6 +3,32 @@
 
 use super::*;
 
+/// A script in its two forms: publishing its events with `PUBLISH`, or,
+/// on a Redis Cluster, with `SPUBLISH` on the slot's shard channel (a
+/// plain `PUBLISH` there goes to every node of the cluster).
+pub(crate) struct Scripts {
+    pub(crate) plain: Script,
+    pub(crate) sharded: Script,
+}
+
+impl Scripts {
+    fn new(plain: &str) -> Self {
+        let sharded = plain.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',");
+        Self {
+            plain: Script::new(plain),
+            sharded: Script::new(&sharded),
+        }
+    }
+
+    /// The form for a cluster (`sharded`) or one server.
+    pub(crate) fn get(&self, sharded: bool) -> &Script {
+        match sharded {
+            true => &self.sharded,
+            false => &self.plain,
+        }
+    }
+}
+
 /// Helpers every script starts with, then the reap of expired leases
 /// (`script!(before_reap, body)` runs a part of its own before it). KEYS:
 /// hash, leases, revision, gone, generation, log, clock, meta.
@@ -61,7 +87,7 @@ macro_rules! script {
     };
     (@ $ttl:expr, $before_reap:expr, $body:expr) => {
         LazyLock::new(|| {
-            Script::new(concat!(
+            Scripts::new(concat!(
                 $ttl,
                 r#"
 local wrong
@@ -193,7 +219,7 @@ end
 
 /// ARGV: name, url, ttl_ms, meta. Returns 1 if written, 0 if the name is
 /// taken.
-pub(crate) static REGISTER: LazyLock<Script> = script!(
+pub(crate) static REGISTER: LazyLock<Scripts> = script!(
     leases,
     r#"
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
@@ -214,7 +240,7 @@ return 1
 /// its lease ran out, but before any script reaped it, extends the lease
 /// instead of being reaped and then restored, which would take the entry
 /// out of every watching client's table for a moment.
-pub(crate) static RENEW: LazyLock<Script> = script!(
+pub(crate) static RENEW: LazyLock<Scripts> = script!(
     leases,
     r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -242,7 +268,7 @@ return 2
 
 /// ARGV: name, url. Returns 1 if removed, 0 if it was not ours. The name is
 /// kept in the gone set until its lease would have run out.
-pub(crate) static DEREGISTER: LazyLock<Script> = script!(
+pub(crate) static DEREGISTER: LazyLock<Scripts> = script!(
     writes,
     r#"
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
@@ -263,7 +289,7 @@ return 1
 /// log's messages since the known revision} when the log still has all of
 /// them and the message of the known revision itself, with the known
 /// version; else {"changed"} (the caller then reads the table).
-pub(crate) static FETCH: LazyLock<Script> = script!(
+pub(crate) static FETCH: LazyLock<Scripts> = script!(
     reads,
     r#"
 local rev = redis.call('GET', KEYS[3]) or '0'
@@ -295,7 +321,7 @@ return {'changed'}
 
 /// ARGV: url. Removes lease-less fields with that URL (expired ones were
 /// just reaped); returns how many.
-pub(crate) static REMOVE_STALE: LazyLock<Script> = script!(
+pub(crate) static REMOVE_STALE: LazyLock<Scripts> = script!(
     writes,
     r#"
 local all = redis.call('HGETALL', KEYS[1])
@@ -315,3 +341,15 @@ publish('changed')
 return #stale
 "#
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sharded_form_differs_only_in_its_publish_command() {
+        for s in [&REGISTER, &RENEW, &DEREGISTER, &FETCH, &REMOVE_STALE] {
+            assert_ne!(s.plain.get_hash(), s.sharded.get_hash());
+        }
+    }
+}

@@ -2,6 +2,8 @@
 
 #[path = "../../../tests/support/certs.rs"]
 mod certs;
+#[path = "../../../tests/support/cluster.rs"]
+mod cluster;
 #[path = "../../../tests/support/redis_server.rs"]
 mod redis_server;
 
@@ -78,4 +80,50 @@ async fn redis_driver_passes_the_conformance_suite_over_mutual_tls() {
         certs: Some(certs),
     };
     conformance::run(&harness).await;
+}
+
+/// A Redis Cluster of 3 primaries with a replica each: the scripts and
+/// reads go to the gosd slot's primary, events are sharded pub/sub.
+struct Cluster(cluster::ClusterSet);
+
+impl Harness for Cluster {
+    type Driver = RedisDriver;
+    const LEASES: LeaseReporting = LeaseReporting::Reported;
+
+    fn driver(&self) -> RedisDriver {
+        RedisDriver::new(
+            RedisOptions::new()
+                .cluster(&self.0.list())
+                .expect("options"),
+        )
+    }
+
+    fn unreachable(&self) -> RedisDriver {
+        let list = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
+        RedisDriver::new(RedisOptions::new().cluster(&list).expect("options"))
+    }
+
+    async fn wipe(&self) {
+        self.0.on_primaries(&redis::cmd("FLUSHALL"));
+    }
+
+    async fn write_raw(&self, field: &str, value: &str) {
+        let _: () = redis::cmd("HSET")
+            .arg("gosd")
+            .arg(field)
+            .arg(value)
+            .query(&mut self.0.owner_conn("gosd"))
+            .expect("HSET");
+    }
+}
+
+#[tokio::test]
+async fn redis_driver_passes_the_conformance_suite_on_a_cluster() {
+    let set = cluster::ClusterSet::start();
+    // One slot for all of gosd's keys, the events' shard channel included.
+    let slot = set.slot("gosd");
+    for key in ["{gosd}:leases", "{gosd}:rev", "{gosd}:events", "{gosd}:log"] {
+        assert_eq!(set.slot(key), slot, "{key}");
+    }
+    conformance::run(&Cluster(set)).await;
 }

@@ -1,6 +1,8 @@
 //! `Driver::diagnose` against a real redis-server: healthy, then each of
 //! gosd's keys written with the wrong type.
 
+#[path = "../../../tests/support/cluster.rs"]
+mod cluster;
 #[path = "../../../tests/support/redis_server.rs"]
 mod redis_server;
 
@@ -89,4 +91,30 @@ async fn an_unreachable_server_is_an_error_not_a_finding() {
     let d = driver(&format!("redis://127.0.0.1:{}/0", free_port()));
     let e = d.diagnose().await.unwrap_err();
     assert!(e.is_transient(), "{e}");
+}
+
+/// On a cluster, every check runs on the gosd slot's primary.
+#[tokio::test]
+async fn a_healthy_registry_on_a_cluster_has_no_problem() {
+    let set = cluster::ClusterSet::start();
+    let d = RedisDriver::new(
+        gosd_redis::RedisOptions::new()
+            .cluster(&set.list())
+            .expect("options"),
+    );
+    let name = InstanceName::new("svc", "1").unwrap();
+    assert!(
+        d.register(
+            &name,
+            "http://127.0.0.1:1",
+            std::time::Duration::from_secs(60)
+        )
+        .await
+        .unwrap()
+    );
+    let findings = d.diagnose().await.expect("diagnose");
+    assert_eq!(findings.len(), 5);
+    for f in &findings {
+        assert_eq!(f.severity, Severity::Ok, "{f:?}");
+    }
 }
