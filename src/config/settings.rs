@@ -344,9 +344,7 @@ pub(super) fn shown(key: &str, value: &str) -> String {
     match key {
         "redis_password" | "redis_sentinel_password" => "***".to_owned(),
         "redis_url" | "redis_addr" | "redis_sentinels" | "redis_cluster" | "etcd_endpoints"
-        | "health_url" => {
-            redact_url(value)
-        }
+        | "health_url" => redact_url(value),
         _ => value.to_owned(),
     }
 }
