@@ -157,8 +157,8 @@ impl Selector {
     /// one more look.
     ///
     /// # Errors
-    /// [`Error::NotStarted`] before [`gosd::start`](crate::start);
-    /// [`Error::NoRoute`] when no instance matches.
+    /// [`Error::NotStarted`](crate::Error::NotStarted) before [`gosd::start`](crate::start);
+    /// [`Error::NoRoute`](crate::Error::NoRoute) when no instance matches.
     pub async fn pick(&self) -> Result<Route> {
         crate::client()?.pick_or_refresh(self).await
     }

@@ -65,7 +65,7 @@
 //! - [`RedisOptions`] say where the Redis is (a URL, or an address with a
 //!   password and a database) and which hash holds the registry; they are
 //!   checked as they are set, so [`RedisDriver::new`] cannot fail.
-//! - Commands share one multiplexed connection ([`ConnectionManager`]),
+//! - Commands share one multiplexed connection ([`ConnectionManager`](redis::aio::ConnectionManager)),
 //!   opened on first use, so constructing a driver never blocks or fails on
 //!   a down server.
 //! - A command that fails because the connection dropped returns
