@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::route::Route;
 
@@ -46,13 +47,15 @@ pub(crate) enum Verdict {
 #[derive(Default)]
 struct Failing {
     consecutive: u32,
-    ejected: bool,
+    /// When it was taken out of the picks, while it is out.
+    ejected_at: Option<Instant>,
     kept_logged: bool,
 }
 
 /// Consecutive failures per instance URL.
 pub(crate) struct Outliers {
     eject_after: u32,
+    eject_for: Duration,
     /// Whether `failing` may have entries: a success with nothing failing
     /// takes no lock.
     any: AtomicBool,
@@ -65,9 +68,10 @@ pub(crate) struct Outliers {
 const PRUNE_ABOVE: usize = 256;
 
 impl Outliers {
-    pub(crate) fn new(eject_after: u32) -> Self {
+    pub(crate) fn new(eject_after: u32, eject_for: Duration) -> Self {
         Self {
             eject_after: eject_after.max(1),
+            eject_for,
             any: AtomicBool::new(false),
             failing: Mutex::default(),
         }
@@ -85,7 +89,7 @@ impl Outliers {
             return;
         }
         let mut failing = self.lock();
-        if failing.get(route).is_some_and(|f| !f.ejected) {
+        if failing.get(route).is_some_and(|f| f.ejected_at.is_none()) {
             failing.remove(route);
         }
         self.any.store(!failing.is_empty(), Ordering::Release);
@@ -102,11 +106,11 @@ impl Outliers {
     ) -> Verdict {
         let mut failing = self.lock();
         if failing.len() > PRUNE_ABOVE {
-            failing.retain(|r, f| f.ejected || in_table(r));
+            failing.retain(|r, f| f.ejected_at.is_some() || in_table(r));
         }
         let f = failing.entry(route.clone()).or_default();
         self.any.store(true, Ordering::Release);
-        if f.ejected {
+        if f.ejected_at.is_some() {
             return Verdict::Nothing;
         }
         f.consecutive = f.consecutive.saturating_add(1);
@@ -114,7 +118,7 @@ impl Outliers {
             return Verdict::Nothing;
         }
         if can_eject {
-            f.ejected = true;
+            f.ejected_at = Some(Instant::now());
             f.kept_logged = false;
             Verdict::Eject
         } else if !f.kept_logged {
@@ -123,6 +127,15 @@ impl Outliers {
         } else {
             Verdict::Nothing
         }
+    }
+
+    /// How much longer `route` is out of the picks, if it is ejected.
+    pub(crate) fn ejected_for(&self, route: &Route) -> Option<Duration> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let at = self.lock().get(route)?.ejected_at?;
+        Some(self.eject_for.saturating_sub(at.elapsed()))
     }
 
     /// `route`'s cooldown is over: it starts afresh.
@@ -143,7 +156,7 @@ mod tests {
 
     #[test]
     fn ejects_after_n_failures_in_a_row_and_a_success_resets_the_count() {
-        let o = Outliers::new(3);
+        let o = Outliers::new(3, Duration::from_secs(10));
         let r = Route::new("http://a");
         assert_eq!(fail(&o, &r, true), Verdict::Nothing);
         assert_eq!(fail(&o, &r, true), Verdict::Nothing);
@@ -164,7 +177,7 @@ mod tests {
 
     #[test]
     fn the_last_instance_stays_and_that_is_said_once() {
-        let o = Outliers::new(1);
+        let o = Outliers::new(1, Duration::from_secs(10));
         let r = Route::new("http://a");
         assert_eq!(fail(&o, &r, false), Verdict::KeepLast);
         assert_eq!(fail(&o, &r, false), Verdict::Nothing);
@@ -173,7 +186,7 @@ mod tests {
 
     #[test]
     fn urls_that_left_the_table_are_forgotten() {
-        let o = Outliers::new(100);
+        let o = Outliers::new(100, Duration::from_secs(10));
         for n in 0..=PRUNE_ABOVE {
             fail(&o, &Route::new(&format!("http://gone{n}")), true);
         }

@@ -95,7 +95,7 @@ fn subscribers(server: &RedisServer) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_records_refreshes_pushes_transitions_heartbeats_and_instances() {
+async fn a_client_records_refreshes_pushes_transitions_heartbeats_instances_and_ejections() {
     let recorder = DebuggingRecorder::new();
     let mut recorded = Recorded {
         snapshotter: recorder.snapshotter(),
@@ -207,6 +207,25 @@ async fn a_client_records_refreshes_pushes_transitions_heartbeats_and_instances(
     .await;
     let samples = &recorded.histograms["gosd_heartbeat_round_trip_seconds"];
     assert!(samples.iter().all(|&s| s > 0.0 && s < 60.0), "{samples:?}");
+
+    // An ejection by the outlier detector, of the two manual routes of a
+    // service: the first counts, the last is never ejected.
+    client
+        .add_service_manually("ejecting", "http://127.0.0.1:7")
+        .expect("a manual route");
+    client
+        .add_service_manually("ejecting", "http://127.0.0.1:9")
+        .expect("a manual route");
+    for route in client.routes("ejecting") {
+        for _ in 0..3 {
+            client.report(&route, gosd::Outcome::ConnectFailure);
+        }
+    }
+    assert_eq!(
+        recorded.counter("gosd_ejections_total service=ejecting"),
+        1,
+        "one ejected, the last kept"
+    );
 
     // The registry lost, then restored: one transition each.
     let port = server.port();

@@ -241,7 +241,7 @@ impl Client {
             },
             membership: Membership::default(),
             signals: SignalState::default(),
-            outliers: Outliers::new(config.eject_after),
+            outliers: Outliers::new(config.eject_after, config.eject_for),
             config,
         });
         lock(&inner.fresh.sources).set_zone(inner.config.zone());
@@ -388,7 +388,8 @@ impl Client {
 
     /// Every route `service` has now, sorted by instance name: the
     /// draining and down ones too (picks skip them; see
-    /// [`instances`](Self::instances) for each one's status).
+    /// [`instances`](Self::instances) for each one's status), but not those
+    /// the outlier detector has ejected ([`report`](Self::report)).
     pub fn routes(&self, service: &str) -> Vec<Route> {
         self.inner.fresh.table.with(|t| t.routes(service).to_vec())
     }
@@ -611,6 +612,7 @@ impl Client {
                     "ejected: no picks for {}",
                     humantime::format_duration(cooldown)
                 );
+                services.iter().for_each(|s| telemetry::ejected(s));
                 let touched = Touched::services(services);
                 {
                     let mut sources = lock(&inner.fresh.sources);
@@ -633,6 +635,13 @@ impl Client {
                 });
             }
         }
+    }
+
+    /// How much longer `route` gets no picks from this client, when the
+    /// outlier detector has ejected it ([`report`](Self::report)); `None`
+    /// when it is routed to. For status pages: picks already skip it.
+    pub fn ejected_for(&self, route: &Route) -> Option<Duration> {
+        self.inner.outliers.ejected_for(route)
     }
 
     /// The instance this client registered, if any: `<service>-<id>`.

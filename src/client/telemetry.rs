@@ -60,6 +60,12 @@ pub(super) fn registry_restored() {
     counter!("gosd_registry_transitions_total", "to" => "restored").increment(1);
 }
 
+/// `gosd_ejections_total{service}`: the outlier detector took an instance
+/// of `service` out of this process's picks.
+pub(super) fn ejected(service: &str) {
+    counter!("gosd_ejections_total", "service" => service.to_owned()).increment(1);
+}
+
 /// `gosd_heartbeat_round_trip_seconds`: awaits a lease renewal and
 /// records how long the registry took to answer it (not a failed one).
 pub(super) async fn heartbeat<T, E>(renewal: impl Future<Output = Result<T, E>>) -> Result<T, E> {
