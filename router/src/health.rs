@@ -1,7 +1,10 @@
-//! Passive health checks: what each instance's requests did, and which
-//! instances are ejected for a while after failing repeatedly.
+//! What each instance's requests did: the counters the status page and
+//! the metrics show. Which instances are ejected after failing repeatedly
+//! is the gosd client's outlier detector's to say (`gosd::Client::report`),
+//! so that the router and every other caller in the process share one view.
 //!
-//! The counters are kept for the URLs the route table holds, and only
+//! The counters are kept for the URLs the route table holds (its
+//! instances, ejected ones included, and its manual routes), and only
 //! those: a task woken by each table change (see `Router::new`) rebuilds
 //! the map from the table, keeping the counters of every URL still in it
 //! (an ejected instance that is still registered stays ejected) and
@@ -15,7 +18,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
 use gosd::Route;
@@ -23,20 +25,10 @@ use tokio::sync::watch;
 
 use crate::telemetry::ServiceMetrics;
 
-/// Consecutive failures that eject an instance.
-pub(crate) const EJECT_AFTER: u64 = 3;
-/// How long an ejected instance gets no traffic from this router, by default.
-pub(crate) const COOLDOWN: Duration = Duration::from_secs(10);
-
 /// Counters of one instance, by URL.
 pub(crate) struct Stats {
     pub(crate) requests: AtomicU64,
     pub(crate) errors: AtomicU64,
-    consecutive_failures: AtomicU64,
-    /// Nanoseconds after [`Health::epoch`] until which the instance is
-    /// ejected; 0 when it never was. An atomic rather than a mutex, so that
-    /// checking an instance takes no lock.
-    ejected_until: AtomicU64,
     /// The metric handles of the instance's service.
     pub(crate) metrics: Arc<ServiceMetrics>,
 }
@@ -49,12 +41,21 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// Counts a request the instance answered.
+    pub(crate) fn succeeded(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request the instance did not answer.
+    pub(crate) fn failed(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn of_service(metrics: Arc<ServiceMetrics>) -> Self {
         Self {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            consecutive_failures: AtomicU64::new(0),
-            ejected_until: AtomicU64::new(0),
             metrics,
         }
     }
@@ -78,18 +79,14 @@ pub(crate) struct Health {
     /// The table version (a value of `gosd::Client::changes`) the map
     /// last followed, for whoever waits until it has.
     synced: watch::Sender<u64>,
-    epoch: Instant,
-    cooldown: Duration,
 }
 
 impl Health {
-    pub(crate) fn new(cooldown: Duration) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             by_url: ArcSwap::default(),
             writer: Mutex::default(),
             synced: watch::Sender::new(0),
-            epoch: Instant::now(),
-            cooldown,
         }
     }
 
@@ -148,14 +145,25 @@ impl Health {
         let current = self.by_url.load();
         let mut next = Known::with_capacity(current.len());
         let services = client.services();
+        let mut keep = |service: &str, route: Route| {
+            if next.contains_key(&route) {
+                return;
+            }
+            let stats = match current.get(&route) {
+                Some(s) => s.clone(),
+                None => Arc::new(Stats::of_service(metrics_of(&mut by_service, service))),
+            };
+            next.insert(route, stats);
+        };
         for service in &services {
             for route in client.routes(service) {
-                let stats = match current.get(&route) {
-                    Some(s) => s.clone(),
-                    None => Arc::new(Stats::of_service(metrics_of(&mut by_service, service))),
-                };
-                next.insert(route, stats);
+                keep(service, route);
             }
+        }
+        // The instances ejected from the picks are not in `routes`, and
+        // keep their counters while they are out.
+        for instance in client.instances() {
+            keep(&instance.service, instance.url);
         }
         by_service.retain(|service, _| services.binary_search(service).is_ok());
         let (before, after) = (current.len(), next.len());
@@ -171,47 +179,6 @@ impl Health {
             newer
         });
     }
-
-    pub(crate) fn succeeded(&self, s: &Stats) {
-        s.requests.fetch_add(1, Ordering::Relaxed);
-        s.consecutive_failures.store(0, Ordering::Relaxed);
-    }
-
-    /// Counts a failure of `url`; ejects it after [`EJECT_AFTER`] in a row.
-    pub(crate) fn failed(&self, url: &str, s: &Stats) {
-        s.requests.fetch_add(1, Ordering::Relaxed);
-        s.errors.fetch_add(1, Ordering::Relaxed);
-        let failures = s.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= EJECT_AFTER {
-            s.consecutive_failures.store(0, Ordering::Relaxed);
-            let until = self
-                .nanos(Instant::now())
-                .saturating_add(nanos(self.cooldown));
-            s.ejected_until.store(until, Ordering::Relaxed);
-            s.metrics.ejected();
-            tracing::warn!(url, failures, cooldown = ?self.cooldown, "instance ejected after repeated failures");
-        }
-    }
-
-    pub(crate) fn is_ejected(&self, s: &Stats, now: Instant) -> bool {
-        s.ejected_until.load(Ordering::Relaxed) > self.nanos(now)
-    }
-
-    pub(crate) fn ejected_for(&self, s: &Stats, now: Instant) -> Option<Duration> {
-        let until = s.ejected_until.load(Ordering::Relaxed);
-        let now = self.nanos(now);
-        (until > now).then(|| Duration::from_nanos(until - now))
-    }
-
-    /// `at` as nanoseconds after the epoch.
-    fn nanos(&self, at: Instant) -> u64 {
-        nanos(at.saturating_duration_since(self.epoch))
-    }
-}
-
-/// `d` in nanoseconds; u64 holds 584 years of them, and saturates beyond.
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// `service`'s metric handles, made on first use.
@@ -228,53 +195,4 @@ fn metrics_of(by_service: &mut ByService, service: &str) -> Arc<ServiceMetrics> 
 /// service entry, made again on next use.
 fn lock(m: &Mutex<ByService>) -> MutexGuard<'_, ByService> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn three_failures_in_a_row_eject_for_the_cooldown() {
-        let cooldown = Duration::from_secs(10);
-        let health = Health::new(cooldown);
-        let s = Stats::default();
-        assert!(!health.is_ejected(&s, Instant::now()));
-        health.failed("http://a", &s);
-        health.failed("http://a", &s);
-        health.succeeded(&s);
-        health.failed("http://a", &s);
-        health.failed("http://a", &s);
-        assert!(
-            !health.is_ejected(&s, Instant::now()),
-            "a success resets the run"
-        );
-        let before = Instant::now();
-        health.failed("http://a", &s);
-        let after = Instant::now();
-        // Ejected from the third failure, which came between the two, for
-        // exactly the cooldown.
-        assert!(health.is_ejected(&s, after));
-        assert!(health.is_ejected(&s, before + cooldown - Duration::from_nanos(1)));
-        assert!(!health.is_ejected(&s, after + cooldown));
-        assert!(health.ejected_for(&s, after).is_some_and(|d| d <= cooldown));
-        assert_eq!(health.ejected_for(&s, after + cooldown), None);
-        assert_eq!(
-            (
-                s.requests.load(Ordering::Relaxed),
-                s.errors.load(Ordering::Relaxed)
-            ),
-            (6, 5)
-        );
-    }
-
-    #[test]
-    fn a_cooldown_too_long_to_represent_saturates_instead_of_panicking() {
-        let health = Health::new(Duration::MAX);
-        let s = Stats::default();
-        for _ in 0..EJECT_AFTER {
-            health.failed("http://a", &s);
-        }
-        assert!(health.is_ejected(&s, Instant::now()));
-    }
 }

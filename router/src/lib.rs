@@ -7,8 +7,11 @@
 //! - No instance: 503 with a JSON body naming the service.
 //! - An instance that cannot be reached (connect error or timeout): an
 //!   idempotent request without a body is retried once on another instance;
-//!   then 502 with a JSON body. Three failures in a row eject an instance
-//!   from this router for a cooldown (passive health check).
+//!   then 502 with a JSON body. Every answer and failure is told to the
+//!   gosd client's outlier detector ([`gosd::Client::report`]), which takes
+//!   an instance out of the picks after `GOSD_EJECT_AFTER` failures in a
+//!   row (3) for `GOSD_EJECT_FOR` (10 s), never the last one of a service:
+//!   the router shares that view with every other caller of its client.
 //! - Bodies stream both ways; upstream connections are pooled and kept
 //!   alive; hop-by-hop headers are removed; `X-Forwarded-For`, `-Proto` and
 //!   `-Host` are set.
@@ -48,6 +51,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use gosd::Outcome;
 use health::{Health, Stats};
 pub use telemetry::{MetricsError, install_metrics};
 use tokio::sync::watch;
@@ -68,9 +72,6 @@ pub struct RouterConfig {
     /// `GOSD_ROUTER_TIMEOUT`: how long an instance may take to answer
     /// (connect and response headers). Default 30 s.
     pub timeout: Duration,
-    /// How long an instance that failed three times in a row gets no
-    /// traffic from this router. 10 s.
-    pub eject_cooldown: Duration,
 }
 
 impl Default for RouterConfig {
@@ -79,7 +80,6 @@ impl Default for RouterConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
             strip_prefix: true,
             timeout: Duration::from_secs(30),
-            eject_cooldown: health::COOLDOWN,
         }
     }
 }
@@ -181,7 +181,7 @@ impl Router {
         let router = Self {
             shared: Arc::new(Shared {
                 client,
-                health: Arc::new(Health::new(config.eject_cooldown)),
+                health: Arc::new(Health::new()),
                 closing: watch::Sender::new(false),
                 config,
                 follower: OnceLock::new(),
@@ -389,18 +389,26 @@ impl Router {
             *upstream.uri_mut() = uri;
             *upstream.headers_mut() = headers.take().or_else(|| spare.clone()).unwrap_or_default();
             let started = Instant::now();
-            let failure = match upstream::send(upstream, self.shared.config.timeout).await {
+            let (failure, outcome) = match upstream::send(upstream, self.shared.config.timeout)
+                .await
+            {
                 Ok(mut response) => {
                     stats.metrics.upstream_took(started.elapsed());
                     stats.metrics.answered(response.status());
-                    self.shared.health.succeeded(&stats);
+                    stats.succeeded();
+                    self.shared.client.report(&route, Outcome::Success);
                     proxy::strip_hop_by_hop(response.headers_mut());
                     return response;
                 }
-                Err(Failure::Connect(e)) => format!("could not connect: {e}"),
-                Err(Failure::Timeout) => format!(
-                    "no answer within {}",
-                    humantime::format_duration(self.shared.config.timeout)
+                Err(Failure::Connect(e)) => {
+                    (format!("could not connect: {e}"), Outcome::ConnectFailure)
+                }
+                Err(Failure::Timeout) => (
+                    format!(
+                        "no answer within {}",
+                        humantime::format_duration(self.shared.config.timeout)
+                    ),
+                    Outcome::Timeout,
                 ),
                 Err(Failure::Unusable) => {
                     stats.metrics.answered(StatusCode::BAD_GATEWAY);
@@ -408,14 +416,17 @@ impl Router {
                 }
                 Err(Failure::Upstream(e)) => {
                     stats.metrics.answered(StatusCode::BAD_GATEWAY);
-                    self.shared.health.failed(&route, &stats);
+                    stats.failed();
+                    // The connection broke before an answer.
+                    self.shared.client.report(&route, Outcome::ConnectFailure);
                     return json(
                         StatusCode::BAD_GATEWAY,
                         serde_json::json!({ "error": format!("upstream failed: {e}"), "service": service, "instance": route.as_str() }),
                     );
                 }
             };
-            self.shared.health.failed(&route, &stats);
+            stats.failed();
+            self.shared.client.report(&route, outcome);
             tracing::debug!(service, instance = %route, attempt, failure, "upstream unreachable");
             let other = if retryable && attempt == 1 {
                 self.pick(service, Some(&route))
@@ -438,37 +449,27 @@ impl Router {
         }
     }
 
-    /// The next instance of `service` round-robin, skipping ejected ones
-    /// and `avoid`, with its counters. If every instance is ejected, one is
-    /// used anyway: trying beats refusing.
+    /// The next instance of `service` round-robin, other than `avoid`,
+    /// with its counters. The client's picks already skip the instances
+    /// its outlier detector ejected.
     fn pick(
         &self,
         service: &str,
         avoid: Option<&gosd::Route>,
     ) -> Option<(gosd::Route, Arc<Stats>)> {
         let client = &self.shared.client;
-        let health = &self.shared.health;
-        // One snapshot for every candidate, and no lock.
-        let known = health.known();
-        let now = Instant::now();
-        let mut fallback = None;
-        for _ in 0..16 {
-            let route = client.next_route(service)?;
+        let mut route = client.next_route(service)?;
+        if Some(&route) == avoid {
+            if client.routes(service).len() <= 1 {
+                return None;
+            }
+            route = client.next_route(service)?;
             if Some(&route) == avoid {
-                if client.routes(service).len() <= 1 {
-                    return None;
-                }
-                continue;
+                return None;
             }
-            let ejected = known.get(&route).is_some_and(|s| health.is_ejected(s, now));
-            if !ejected {
-                let stats = health.of(&known, client, service, &route);
-                return Some((route, stats));
-            }
-            fallback.get_or_insert(route);
         }
-        let route = fallback?;
-        let stats = health.of(&known, client, service, &route);
+        let health = &self.shared.health;
+        let stats = health.of(&health.known(), client, service, &route);
         Some((route, stats))
     }
 }
@@ -595,7 +596,6 @@ mod tests {
         assert_eq!(d.addr, SocketAddr::from(([127, 0, 0, 1], 8000)));
         assert!(d.strip_prefix);
         assert_eq!(d.timeout, Duration::from_secs(30));
-        assert_eq!(d.eject_cooldown, Duration::from_secs(10));
         let seconds = RouterConfig::from_vars([("GOSD_ROUTER_TIMEOUT", "7")]).unwrap();
         assert_eq!(
             seconds.timeout,

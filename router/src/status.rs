@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::{Body, Bytes, Frame};
@@ -47,7 +47,6 @@ pub(crate) fn page() -> Response<ProxyBody> {
 /// A failed lease read leaves `lease_ms` null rather than failing the page.
 pub(crate) async fn services(client: &gosd::Client, health: &Health) -> serde_json::Value {
     let leases = client.leases().await.unwrap_or_default();
-    let now = Instant::now();
     let known = health.known();
     let none = Stats::default();
     // Names sort as `a-1` < `a-b-1` < `a-2`: group by service explicitly.
@@ -67,7 +66,7 @@ pub(crate) async fn services(client: &gosd::Client, health: &Health) -> serde_js
                 "lease_ms": leases.get(&instance.name).map(|d| d.as_millis() as u64),
                 "requests": s.requests.load(Ordering::Relaxed),
                 "errors": s.errors.load(Ordering::Relaxed),
-                "ejected_for_ms": health.ejected_for(s, now).map(|d| d.as_millis() as u64),
+                "ejected_for_ms": client.ejected_for(&instance.url).map(|d| d.as_millis() as u64),
             }));
     }
     let services: Vec<serde_json::Value> = services

@@ -7,7 +7,6 @@
 //! | `gosd_router_unrouted_requests_total` | counter | `reason` (`no_instance`, `not_a_service_path`) |
 //! | `gosd_router_upstream_duration_seconds` | histogram | `service` |
 //! | `gosd_router_retries_total` | counter | `service` |
-//! | `gosd_router_ejections_total` | counter | `service` |
 //! | `gosd_router_in_flight_requests` | gauge | |
 //!
 //! Requests are labelled by service only for services the table holds, and
@@ -15,7 +14,9 @@
 //! counters), so a request records through ready handles without a lookup
 //! or an allocation, and request paths made up by a client cannot grow the
 //! number of series. The gosd client's own metrics (`gosd_…`) show on the
-//! same page, as it records through the same facade.
+//! same page, as it records through the same facade; ejections are among
+//! them (`gosd_ejections_total`), since the client's outlier detector
+//! makes them.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -28,7 +29,6 @@ const REQUESTS: &str = "gosd_router_requests_total";
 const UNROUTED: &str = "gosd_router_unrouted_requests_total";
 const UPSTREAM_DURATION: &str = "gosd_router_upstream_duration_seconds";
 const RETRIES: &str = "gosd_router_retries_total";
-const EJECTIONS: &str = "gosd_router_ejections_total";
 const IN_FLIGHT: &str = "gosd_router_in_flight_requests";
 
 /// Seconds, from a loopback hop to the default 30 s timeout.
@@ -94,7 +94,6 @@ fn describe() {
         "Time from sending a request to an instance to its response head."
     );
     metrics::describe_counter!(RETRIES, "Requests sent again to another instance.");
-    metrics::describe_counter!(EJECTIONS, "Instances ejected after repeated failures.");
     metrics::describe_gauge!(IN_FLIGHT, "Requests waiting on an instance now.");
 }
 
@@ -104,7 +103,6 @@ pub(crate) struct ServiceMetrics {
     classes: [Counter; 5],
     upstream: Histogram,
     retries: Counter,
-    ejections: Counter,
 }
 
 impl Default for ServiceMetrics {
@@ -114,7 +112,6 @@ impl Default for ServiceMetrics {
             classes: std::array::from_fn(|_| Counter::noop()),
             upstream: Histogram::noop(),
             retries: Counter::noop(),
-            ejections: Counter::noop(),
         }
     }
 }
@@ -132,7 +129,6 @@ impl ServiceMetrics {
             ],
             upstream: metrics::histogram!(UPSTREAM_DURATION, "service" => service.to_owned()),
             retries: metrics::counter!(RETRIES, "service" => service.to_owned()),
-            ejections: metrics::counter!(EJECTIONS, "service" => service.to_owned()),
         }
     }
 
@@ -148,10 +144,6 @@ impl ServiceMetrics {
 
     pub(crate) fn retried(&self) {
         self.retries.increment(1);
-    }
-
-    pub(crate) fn ejected(&self) {
-        self.ejections.increment(1);
     }
 }
 

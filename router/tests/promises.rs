@@ -210,37 +210,58 @@ async fn a_request_with_a_body_or_a_non_idempotent_method_is_not_retried() {
     }
 }
 
+/// Two dead instances: each GET tries one and is retried on the other, so
+/// both fail once per request. The third request gives the first one tried
+/// its third failure in a row: it is ejected for 10 s. The other, then the
+/// service's last, stays (fail open).
 #[tokio::test]
-async fn by_default_three_failures_in_a_row_eject_an_instance_for_10_s() {
+async fn by_default_three_failures_in_a_row_eject_an_instance_for_10_s_but_never_the_last() {
     let server = RedisServer::start();
-    let dead = dead_url();
-    let _dead = register(&server, "flaky", &dead).await;
+    let dead = [dead_url(), dead_url()];
+    let _dead = [
+        register(&server, "flaky", &dead[0]).await,
+        register(&server, "flaky", &dead[1]).await,
+    ];
     let r = router(&server, RouterConfig::default()).await;
-    routes_become(&r.client, "flaky", "the instance", |routes| {
-        routes.len() == 1
+    routes_become(&r.client, "flaky", "the instances", |routes| {
+        routes.len() == 2
     })
     .await;
-    let instance = async || {
+    let ejected_for = async || {
         let (_, services) = get(r.addr, "/-/services").await;
-        json(&services)["services"][0]["instances"][0].clone()
+        let services = json(&services);
+        let instances = services["services"][0]["instances"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let mut left: Vec<_> = instances
+            .iter()
+            .map(|i| i["ejected_for_ms"].as_u64())
+            .collect();
+        left.sort();
+        (left, services)
     };
     for _ in 0..2 {
         assert_eq!(get(r.addr, "/flaky/x").await.0, StatusCode::BAD_GATEWAY);
     }
-    let after_two = instance().await;
-    assert!(
-        after_two["ejected_for_ms"].is_null(),
-        "ejected after 2: {after_two}"
-    );
+    let (after_two, page) = ejected_for().await;
+    assert_eq!(after_two, [None, None], "ejected after 2: {page}");
     assert_eq!(get(r.addr, "/flaky/x").await.0, StatusCode::BAD_GATEWAY);
-    let after_three = instance().await;
-    let left = after_three["ejected_for_ms"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("not ejected after 3: {after_three}"));
+    let (after_three, page) = ejected_for().await;
+    let [None, Some(left)] = after_three[..] else {
+        panic!("not one ejected and one kept after 3: {page}");
+    };
     // The default cooldown is 10 s: what is left of it, read right after.
     assert!(
         left <= 10_000 && left > 5_000,
-        "ejected for {left} ms, not a 10 s cooldown: {after_three}"
+        "ejected for {left} ms, not a 10 s cooldown: {page}"
+    );
+    // The last one is tried alone now, and still not ejected.
+    assert_eq!(get(r.addr, "/flaky/x").await.0, StatusCode::BAD_GATEWAY);
+    let (after_four, page) = ejected_for().await;
+    assert!(
+        matches!(after_four[..], [None, Some(_)]),
+        "the last one ejected, or the first back early: {page}"
     );
 }
 

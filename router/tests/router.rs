@@ -233,42 +233,76 @@ async fn an_unreachable_instance_is_retried_on_another_then_502() {
     );
 }
 
+/// The instance of `service` at `url` on `/-/services`.
+async fn instance_at(r: &Running, service: &str, url: &str) -> serde_json::Value {
+    let (_, services) = get(r.addr, "/-/services").await;
+    let services = json(&services);
+    let all = services["services"].as_array().unwrap().clone();
+    let service = all.into_iter().find(|s| s["name"] == service).unwrap();
+    let instances = service["instances"].as_array().unwrap().clone();
+    instances.into_iter().find(|i| i["url"] == url).unwrap()
+}
+
+/// A dead instance beside a live one: every request is answered (the dead
+/// one's are retried on the live one), the client's outlier detector
+/// ejects it after 3 failures, and once its cooldown is over it gets
+/// traffic again.
 #[tokio::test]
-async fn a_failing_instance_is_ejected_then_recovers_after_the_cooldown() {
+async fn a_failing_instance_is_retried_around_ejected_then_back_after_the_cooldown() {
     let server = RedisServer::start();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let _flaky = client(&server).await.register("flaky", &url).await.unwrap();
-    let r = router(&server, |c| c.eject_cooldown = Duration::from_millis(300)).await;
-    routes_become(&r.client, "flaky", "the flaky service", |routes| {
-        routes.len() == 1
+    let (_live_url, _live) = registered_echo(&server, "flaky").await;
+    let mut config = support::config(&server);
+    config.eject_for = Duration::from_millis(300);
+    let consumer = gosd::Client::builder()
+        .config(config)
+        .build()
+        .await
+        .unwrap();
+    let r = serve(consumer, |_| {}).await;
+    routes_become(&r.client, "flaky", "both instances", |routes| {
+        routes.len() == 2
     })
     .await;
-    for _ in 0..3 {
-        assert_eq!(get(r.addr, "/flaky/x").await.0, StatusCode::BAD_GATEWAY);
+    // Round-robin brings the dead one up every other request: at most 6
+    // requests give it its 3 failures.
+    let mut sent = 0;
+    while instance_at(&r, "flaky", &url).await["ejected_for_ms"].is_null() {
+        assert!(sent < 6, "not ejected after {sent} requests");
+        let (status, body) = get(r.addr, "/flaky/x").await;
+        assert_eq!(status, StatusCode::OK, "retried on the live one: {body}");
+        sent += 1;
     }
-    let (_, services) = get(r.addr, "/-/services").await;
-    let instance = &json(&services)["services"][0]["instances"][0];
-    assert_eq!(instance["url"], url.as_str());
+    let ejected = instance_at(&r, "flaky", &url).await;
     assert_eq!(
-        (instance["requests"].as_u64(), instance["errors"].as_u64()),
-        (Some(3), Some(3))
+        (ejected["requests"].as_u64(), ejected["errors"].as_u64()),
+        (Some(3), Some(3)),
+        "{ejected}"
     );
-    assert!(
-        instance["ejected_for_ms"].as_u64().is_some(),
-        "ejected: {instance}"
-    );
+    assert!(!r.client.routes("flaky").iter().any(|u| u.as_str() == url));
 
     // The instance comes up; once the cooldown is over it gets traffic again.
     tokio::spawn(echo_upstream(
         TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
     ));
-    tokio::time::sleep(Duration::from_millis(350)).await; // the cooldown is what is tested
-    let (status, body) = get(r.addr, "/flaky/after").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(json(&body)["path"], "/after");
-    let (_, services) = get(r.addr, "/-/services").await;
-    assert!(json(&services)["services"][0]["instances"][0]["ejected_for_ms"].is_null());
+    routes_become(&r.client, "flaky", "the cooldown over", |routes| {
+        routes.len() == 2
+    })
+    .await;
+    for _ in 0..2 {
+        let (status, body) = get(r.addr, "/flaky/after").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(json(&body)["path"], "/after");
+    }
+    let back = instance_at(&r, "flaky", &url).await;
+    assert_eq!(
+        (back["requests"].as_u64(), back["errors"].as_u64()),
+        (Some(4), Some(3)),
+        "answered once, no new failure: {back}"
+    );
+    assert!(back["ejected_for_ms"].is_null(), "{back}");
 }
 
 #[tokio::test]
@@ -501,9 +535,10 @@ async fn counters_stay_bounded_by_the_table_while_10000_urls_come_and_go() {
     );
 }
 
-/// An ejected instance stays ejected while other instances come and go;
-/// once it leaves the table its counters go, and the same URL registered
-/// again starts afresh.
+/// An instance's counters stay while other instances come and go; once it
+/// leaves the table they go, and the same URL registered again starts
+/// afresh. The failing instance is its service's only one, so it is never
+/// ejected (fail open).
 #[tokio::test]
 async fn counters_survive_table_changes_while_registered_and_go_when_the_url_leaves() {
     let server = RedisServer::start();
@@ -513,8 +548,7 @@ async fn counters_survive_table_changes_while_registered_and_go_when_the_url_lea
         .register("flaky", &dead)
         .await
         .unwrap();
-    // Ejection must outlast the test, which is about counters, not time.
-    let r = router(&server, |c| c.eject_cooldown = Duration::from_secs(600)).await;
+    let r = router(&server, |_| {}).await;
     routes_become(&r.client, "flaky", "the flaky service", |routes| {
         routes.len() == 1
     })
@@ -522,16 +556,11 @@ async fn counters_survive_table_changes_while_registered_and_go_when_the_url_lea
     for _ in 0..3 {
         assert_eq!(get(r.addr, "/flaky/x").await.0, StatusCode::BAD_GATEWAY);
     }
-    let flaky_instance = async || {
-        let (_, services) = get(r.addr, "/-/services").await;
-        let services = json(&services);
-        let all = services["services"].as_array().unwrap().clone();
-        let flaky = all.into_iter().find(|s| s["name"] == "flaky").unwrap();
-        flaky["instances"][0].clone()
-    };
+    let flaky_instance = async || instance_at(&r, "flaky", &dead).await;
     let before = flaky_instance().await;
     assert_eq!(before["errors"].as_u64(), Some(3));
-    assert!(before["ejected_for_ms"].as_u64().is_some(), "{before}");
+    // The last instance of its service: failing, but never ejected.
+    assert!(before["ejected_for_ms"].is_null(), "{before}");
 
     // Another instance comes, and the counters follow that table.
     let (_url, other) = registered_echo(&server, "echo").await;
@@ -542,11 +571,7 @@ async fn counters_survive_table_changes_while_registered_and_go_when_the_url_lea
     assert_eq!(tracked_urls(&r).await, 2);
     let after = flaky_instance().await;
     assert_eq!(after["errors"].as_u64(), Some(3), "{after}");
-    assert!(
-        after["ejected_for_ms"].as_u64().is_some(),
-        "still ejected: {after}"
-    );
-    // Ejected: the only instance is tried anyway, and still counted.
+    // Still routed to (fail open), and still counted.
     assert_eq!(get(r.addr, "/flaky/x").await.0, StatusCode::BAD_GATEWAY);
     assert_eq!(flaky_instance().await["errors"].as_u64(), Some(4));
 
