@@ -351,7 +351,7 @@ async fn an_unhealthy_container_is_marked_down_consumers_avoid_it_and_healthy_ma
     first.wait_for(1, &["reconciled", "registered=1"]).await;
     assert_eq!(
         registry(&redis),
-        [steady.clone()],
+        std::slice::from_ref(&steady),
         "health: starting is not serving yet"
     );
 
