@@ -134,6 +134,19 @@ pub mod validate {
     /// A route URL: absolute, with a host, no white space around it.
     /// `Err` is [`Error::InvalidUrl`](crate::Error::InvalidUrl) saying why.
     pub use crate::naming::check_url as route_url;
+
+    /// Adds a metadata pair by `GOSD_META`'s rules: the key, the value
+    /// and the size as [`Meta::insert`](crate::Meta::insert) checks them,
+    /// and a `weight` of 1 to 1000. `Err` says why; nothing changes then.
+    ///
+    /// ```
+    /// let mut meta = gosd::Meta::default();
+    /// gosd::validate::metadata_pair(&mut meta, "zone", "eu-1").unwrap();
+    /// assert!(gosd::validate::metadata_pair(&mut meta, "weight", "0").unwrap_err().contains("1 to 1000"));
+    /// assert!(gosd::validate::metadata_pair(&mut meta, "bad key", "1").is_err());
+    /// assert_eq!(meta.encode(), "up,zone=eu-1");
+    /// ```
+    pub use crate::config::insert_metadata as metadata_pair;
 }
 pub use global::{
     add_service_manually, client, connect, delete_service_with_url, finish, get,

@@ -1,11 +1,11 @@
 //! `gosd ls [SERVICE] [--json]`: the instances a client sees, with their
-//! leases.
+//! leases, status and metadata.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gosd::Client;
+use gosd::{Client, Meta};
 
 use crate::Failure;
 
@@ -15,6 +15,8 @@ struct Row {
     url: String,
     /// `None`: the entry has no lease (Go gosd's, or written by hand).
     lease: Option<Duration>,
+    /// Up with none for an entry without metadata (Go gosd's).
+    meta: Meta,
 }
 
 pub async fn run(service: Option<&str>, json: bool) -> Result<ExitCode, Failure> {
@@ -30,6 +32,7 @@ pub async fn run(service: Option<&str>, json: bool) -> Result<ExitCode, Failure>
         .filter(|i| service.is_none_or(|s| i.service == s))
         .map(|i| Row {
             lease: leases.get(&i.name).copied(),
+            meta: i.meta,
             service: i.service,
             instance: i.name,
             url: i.url.to_string(),
@@ -57,9 +60,20 @@ fn lease_left(lease: Option<Duration>) -> String {
     }
 }
 
+/// The metadata pairs as one word, `k=v,k=v` (sorted by key; keys and
+/// values hold no `,` `=` or space), or `-` when there are none: a column
+/// that is never empty, so that `awk` counts columns alike on every line.
+pub fn pairs(meta: &Meta) -> String {
+    let pairs: Vec<String> = meta.pairs().map(|(k, v)| format!("{k}={v}")).collect();
+    match pairs.is_empty() {
+        true => "-".to_owned(),
+        false => pairs.join(","),
+    }
+}
+
 fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
-    let header = ["SERVICE", "INSTANCE", "URL", "LEASE"];
-    let cells: Vec<[String; 4]> = rows
+    let header = ["SERVICE", "INSTANCE", "URL", "LEASE", "STATUS", "METADATA"].map(String::from);
+    let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
             [
@@ -67,23 +81,23 @@ fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
                 r.instance.clone(),
                 r.url.clone(),
                 lease_left(r.lease),
+                r.meta.status.to_string(),
+                pairs(&r.meta),
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
+    let mut widths = [0; 6];
+    for row in std::iter::once(&header).chain(&cells) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |out: &mut dyn Write, row: [&str; 4]| {
-        let [s, i, u, l] = row;
-        let [ws, wi, wu, _] = widths;
-        writeln!(out, "{s:<ws$}  {i:<wi$}  {u:<wu$}  {l}")
-    };
-    line(out, header)?;
-    for row in &cells {
-        line(out, [&row[0], &row[1], &row[2], &row[3]])?;
+    for row in std::iter::once(&header).chain(&cells) {
+        let mut line = String::new();
+        for (cell, w) in row.iter().zip(widths) {
+            line.push_str(&format!("{cell:<w$}  "));
+        }
+        writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
 }
@@ -97,6 +111,12 @@ fn as_json(rows: &[Row]) -> serde_json::Value {
                 "url": r.url,
                 "lease_ms": r.lease.map(|l| l.as_millis() as u64),
                 "static": r.lease.is_none(),
+                "status": r.meta.status.as_str(),
+                "metadata": r
+                    .meta
+                    .pairs()
+                    .map(|(k, v)| (k.to_owned(), v.into()))
+                    .collect::<serde_json::Map<_, _>>(),
             })
         })
         .collect()

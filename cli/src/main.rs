@@ -28,17 +28,20 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// List instances: service, instance name, URL, lease left ("static"
-    /// for entries without a lease, such as Go gosd's).
+    /// for entries without a lease, such as Go gosd's), status (up,
+    /// draining, down) and metadata (k=v,k=v, or - for none).
     Ls {
         /// Only this service's instances.
         service: Option<String>,
-        /// One JSON array of {service, instance, url, lease_ms, static}.
+        /// One JSON array of {service, instance, url, lease_ms, static,
+        /// status, metadata}.
         #[arg(long)]
         json: bool,
     },
-    /// Print one line per change, live: `<time> insert <instance> <url>`
-    /// or `<time> remove <instance> <url>`, starting with an insert for
-    /// each instance there is.
+    /// Print one line per change, live: `<time> insert <instance> <url>
+    /// <status> <metadata>`, `<time> update …` (the same fields: its status
+    /// or metadata changed) or `<time> remove <instance> <url>`, starting
+    /// with an insert for each instance there is.
     Watch {
         /// Only this service's instances.
         service: Option<String>,

@@ -45,14 +45,24 @@ fn stderr(o: &Output) -> String {
 
 /// A client for `server` that gives up fast.
 async fn client(server: &RedisServer) -> gosd::Client {
+    client_with(server, &[]).await
+}
+
+/// [`client`] with these metadata pairs for what it registers.
+async fn client_with(server: &RedisServer, meta: &[(&str, &str)]) -> gosd::Client {
     let mut config = gosd::Config::default();
     config.redis.addr = Some(server.addr());
     config.cron = None;
-    gosd::Client::builder()
-        .config(config)
-        .build()
-        .await
-        .expect("client")
+    let mut builder = gosd::Client::builder().config(config);
+    for (k, v) in meta {
+        builder = builder.metadata(k, v);
+    }
+    builder.build().await.expect("client")
+}
+
+/// The columns of a `gosd ls` line.
+fn columns(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
 
 /// A TCP port something listens on, for entries that are not ghosts.
@@ -92,7 +102,10 @@ async fn ls_shows_registered_instances_with_leases_and_a_go_entry_as_static() {
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "a header and three instances:\n{text}");
-    assert!(lines[0].starts_with("SERVICE") && lines[0].contains("LEASE"));
+    assert_eq!(
+        columns(lines[0]),
+        ["SERVICE", "INSTANCE", "URL", "LEASE", "STATUS", "METADATA"]
+    );
     let line_of = |name: &str| {
         *lines
             .iter()
@@ -100,20 +113,27 @@ async fn ls_shows_registered_instances_with_leases_and_a_go_entry_as_static() {
             .unwrap_or_else(|| panic!("{name} not listed:\n{text}"))
     };
     let go = line_of(GO_ENTRY);
-    assert!(
-        go.starts_with("provider")
-            && go.contains("http://127.0.0.1:5555")
-            && go.ends_with("static"),
-        "{go}"
+    assert_eq!(
+        columns(go),
+        [
+            "provider",
+            GO_ENTRY,
+            "http://127.0.0.1:5555",
+            "static",
+            "up",
+            "-"
+        ],
+        "a Go entry is up, with no metadata"
     );
-    let rust = line_of(me.name().as_str());
-    assert!(rust.contains("http://127.0.0.1:3333"), "{rust}");
-    let lease = rust.rsplit(' ').next().unwrap();
+    let rust = columns(line_of(me.name().as_str()));
+    assert_eq!(rust[2], "http://127.0.0.1:3333", "{rust:?}");
+    assert_eq!(rust[4..], ["up", "-"], "{rust:?}");
+    let lease = rust[3];
     let secs: f64 = lease
         .strip_suffix('s')
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("lease {lease:?} is not seconds"));
-    assert!(secs > 0.0 && secs <= 10.0, "{rust}");
+    assert!(secs > 0.0 && secs <= 10.0, "{rust:?}");
     // Sorted by service: billing first.
     assert!(lines[1].starts_with("billing"), "{text}");
 
@@ -147,10 +167,50 @@ async fn ls_json_parses_and_says_which_entries_are_static() {
     assert_eq!(go["url"], "http://127.0.0.1:5555");
     assert_eq!(go["static"], true);
     assert!(go["lease_ms"].is_null());
+    assert_eq!(go["status"], "up");
+    assert_eq!(go["metadata"], serde_json::json!({}));
     let rust = row(me.name().as_str());
     assert_eq!(rust["static"], false);
     let ms = rust["lease_ms"].as_u64().expect("lease_ms is a number");
     assert!(ms > 0 && ms <= 10_000, "{rust}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_shows_status_and_metadata_in_the_table_and_the_json() {
+    let server = RedisServer::start();
+    let provider = client_with(&server, &[("version", "2.1.0"), ("zone", "eu-1")]).await;
+    let me = provider
+        .register("provider", "http://127.0.0.1:3333")
+        .await
+        .expect("register");
+    me.set_status(gosd::Status::Draining)
+        .await
+        .expect("set status");
+    let name = me.name().to_string();
+
+    let out = run(&server, &["ls"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&name))
+        .unwrap_or_else(|| panic!("{name} not listed:\n{text}"));
+    assert_eq!(
+        columns(line)[4..],
+        ["draining", "version=2.1.0,zone=eu-1"],
+        "{line}"
+    );
+
+    let out = run(&server, &["ls", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let row = &rows[0];
+    assert_eq!(row["instance"], name.as_str(), "{rows}");
+    assert_eq!(row["status"], "draining");
+    assert_eq!(
+        row["metadata"],
+        serde_json::json!({"version": "2.1.0", "zone": "eu-1"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +392,7 @@ async fn watch_prints_a_line_for_a_registration_and_a_removal() {
 
     let inserted = next_line().await;
     assert!(
-        inserted.ends_with(&format!(" insert {name} http://127.0.0.1:3333")),
+        inserted.ends_with(&format!(" insert {name} http://127.0.0.1:3333 up -")),
         "{inserted}"
     );
     me.finish().await.expect("deregister");
@@ -344,6 +404,49 @@ async fn watch_prints_a_line_for_a_registration_and_a_removal() {
     // The line starts with when it happened.
     let time = removed.split(' ').next().unwrap();
     humantime::parse_rfc3339(time).unwrap_or_else(|e| panic!("{time:?}: {e}"));
+    child.kill().await.expect("kill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_a_line_for_a_status_change_with_the_metadata() {
+    let server = RedisServer::start();
+    let provider = client_with(&server, &[("version", "2")]).await;
+    let me = provider
+        .register("provider", "http://127.0.0.1:3333")
+        .await
+        .expect("register");
+    let name = me.name().to_string();
+    let mut child = gosd(&[("gosdRedisAddr", &server.addr())], &["watch", "provider"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gosd watch");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next_line = async move || {
+        tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("stdout readable")
+            .expect("gosd watch still running")
+    };
+    let url = "http://127.0.0.1:3333";
+    let first = next_line().await;
+    assert!(
+        first.ends_with(&format!(" insert {name} {url} up version=2")),
+        "{first}"
+    );
+
+    me.set_status(gosd::Status::Down).await.expect("set status");
+    let down = next_line().await;
+    assert!(
+        down.ends_with(&format!(" update {name} {url} down version=2")),
+        "{down}"
+    );
+    me.set_status(gosd::Status::Up).await.expect("set status");
+    let up = next_line().await;
+    assert!(
+        up.ends_with(&format!(" update {name} {url} up version=2")),
+        "{up}"
+    );
     child.kill().await.expect("kill");
 }
 
@@ -380,7 +483,10 @@ async fn watch_without_a_service_follows_every_service() {
         .expect("stdout readable")
         .expect("gosd watch still running");
     assert!(
-        next.ends_with(&format!(" insert {} http://127.0.0.1:4444", billing.name())),
+        next.ends_with(&format!(
+            " insert {} http://127.0.0.1:4444 up -",
+            billing.name()
+        )),
         "{next}"
     );
     child.kill().await.expect("kill");

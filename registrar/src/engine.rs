@@ -114,7 +114,7 @@ impl Follower {
                     Some(Err(e)) => return e,
                     None => break,
                 },
-                Some(id) = look_again.recv() => Happening::Serve(id),
+                Some(id) = look_again.recv() => Happening::Look(id),
             };
             if let Happening::Recheck(id) = &happening {
                 for after in RECHECKS {
@@ -135,7 +135,7 @@ impl Follower {
     async fn on(&self, docker: &Docker, happening: Happening) {
         match happening {
             Happening::Ignore => {}
-            Happening::Serve(id) | Happening::Recheck(id) => self.look_at(docker, &id).await,
+            Happening::Look(id) | Happening::Recheck(id) => self.look_at(docker, &id).await,
             Happening::Leave(id) => {
                 if let Some(short) = short_id(&id) {
                     self.leases
@@ -154,7 +154,8 @@ impl Follower {
         }
     }
 
-    /// Registers container `id` if it serves now, releases it if not.
+    /// Holds container `id`'s entry if it serves now (up, or down while
+    /// unhealthy), releases it if not.
     async fn look_at(&self, docker: &Docker, id: &str) {
         let Some(short) = short_id(id) else { return };
         match docker.inspect_container(id, None).await {
@@ -267,6 +268,7 @@ impl Follower {
                 let stale = Target {
                     name,
                     url: entry.url,
+                    meta: entry.meta,
                     container: entry.field.clone(),
                 };
                 self.leases

@@ -7,13 +7,14 @@ use bollard::models::{EventMessage, EventMessageTypeEnum};
 /// What to do after one event.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Happening {
-    /// The container may serve now: look at it, register it if it does.
-    Serve(String),
+    /// The container may serve now, or its health changed: look at it,
+    /// and hold its entry (up, or down while unhealthy) if it serves.
+    Look(String),
     /// Its health changed, status not said (Podman 4): look at it now and
     /// a few times more, since Podman sends the event before it records
     /// the new status.
     Recheck(String),
-    /// The container stops serving: deregister it at once.
+    /// The container stops running: deregister it at once.
     Leave(String),
     /// The container is gone for good: deregister it and forget it.
     Forget(String),
@@ -56,7 +57,7 @@ pub fn classify(event: &EventMessage, prefix: &str) -> Happening {
         None => (action, None),
     };
     match verb {
-        "start" | "unpause" => Happening::Serve(id),
+        "start" | "unpause" => Happening::Look(id),
         "die" | "stop" | "pause" => Happening::Leave(id),
         "kill" => match attributes.get("signal") {
             Some(signal) if SURVIVED_SIGNALS.contains(&signal.as_str()) => Happening::Ignore,
@@ -64,9 +65,9 @@ pub fn classify(event: &EventMessage, prefix: &str) -> Happening {
         },
         "destroy" | "remove" => Happening::Forget(id),
         "health_status" => {
+            // Unhealthy marks it down, healthy up again: the look tells which.
             match detail.or_else(|| attributes.get("health_status").map(String::as_str)) {
-                Some("unhealthy") => Happening::Leave(id),
-                Some("healthy") => Happening::Serve(id),
+                Some("unhealthy" | "healthy") => Happening::Look(id),
                 None => Happening::Recheck(id),
                 Some(_) => Happening::Ignore,
             }
@@ -100,17 +101,17 @@ mod tests {
     #[test]
     fn actions_of_docker_and_podman() {
         let labelled = [("gosd.service", "web")];
-        let serve = Happening::Serve("abc".into());
+        let look = Happening::Look("abc".into());
         let leave = Happening::Leave("abc".into());
         for (action, want) in [
-            ("start", &serve),
-            ("unpause", &serve),
-            ("health_status: healthy", &serve),
+            ("start", &look),
+            ("unpause", &look),
+            ("health_status: healthy", &look),
+            ("health_status: unhealthy", &look),
             ("die", &leave),
             ("stop", &leave),
             ("kill", &leave),
             ("pause", &leave),
-            ("health_status: unhealthy", &leave),
             ("create", &Happening::Ignore),
             ("exec_start: sh -c true", &Happening::Ignore),
             ("health_status: starting", &Happening::Ignore),
@@ -130,7 +131,7 @@ mod tests {
         let podman_health = [("gosd.service", "web"), ("health_status", "healthy")];
         assert_eq!(
             classify(&event("health_status", &podman_health), "gosd"),
-            serve
+            look
         );
         assert_eq!(
             classify(&event("health_status", &labelled), "gosd"),

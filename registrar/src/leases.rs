@@ -1,6 +1,6 @@
-//! The registry side: the entries the registrar holds, written, renewed
-//! every heartbeat and removed through gosd's [`Driver`](gosd::Driver)
-//! contract.
+//! The registry side: the entries the registrar holds, written (with
+//! their metadata and status), renewed every heartbeat and removed
+//! through gosd's [`Driver`](gosd::Driver) contract.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +18,10 @@ pub struct Leases {
     driver: Arc<dyn DynDriver>,
     ttl: Duration,
     held: Mutex<HashMap<String, Target>>,
+    /// Taken while one entry is read from `held` and written: a heartbeat
+    /// renewing what it read before an event changed the entry's status
+    /// would write the old status back.
+    writing: tokio::sync::Mutex<()>,
     /// Whether the last registry call failed: logs state changes only.
     registry_down: AtomicBool,
 }
@@ -32,6 +36,7 @@ impl Leases {
             driver,
             ttl,
             held: Mutex::default(),
+            writing: tokio::sync::Mutex::default(),
             registry_down: AtomicBool::new(false),
         }
     }
@@ -40,26 +45,30 @@ impl Leases {
         &*self.driver
     }
 
-    /// The entries held now.
-    pub fn held(&self) -> HashMap<String, Target> {
-        lock(&self.held).clone()
-    }
-
     /// Holds `target` for container `id` and writes it. If the registry
     /// cannot be reached, the next heartbeat writes it.
     pub async fn hold(&self, id: &str, target: Target) {
+        let _writing = self.writing.lock().await;
         let before = lock(&self.held).insert(id.to_owned(), target.clone());
         match before {
             // Held already: the heartbeat keeps it.
-            Some(old) if old == target => return,
-            Some(old) => self.remove(&old, "its URL changed").await,
-            None => {}
+            Some(old) if old == target => {}
+            // Its status (health) changed: the renewal writes it and
+            // pushes the change.
+            Some(old) if old.name == target.name && old.url == target.url => {
+                self.renew(&target, "status changed").await;
+            }
+            Some(old) => {
+                self.remove(&old, "its URL changed").await;
+                self.ensure(&target).await;
+            }
+            None => self.ensure(&target).await,
         }
-        self.ensure(&target).await;
     }
 
     /// Stops holding container `id`'s entry and removes it at once.
     pub async fn release(&self, id: &str, why: &str) {
+        let _writing = self.writing.lock().await;
         let held = lock(&self.held).remove(id);
         if let Some(target) = held {
             self.remove(&target, why).await;
@@ -69,9 +78,14 @@ impl Leases {
     /// Replaces what is held by `wanted` (a reconciliation): removes what
     /// is no longer wanted, writes what is.
     pub async fn replace_all(&self, wanted: HashMap<String, Target>) {
+        let _writing = self.writing.lock().await;
         let before = std::mem::replace(&mut *lock(&self.held), wanted.clone());
         for (id, old) in before {
-            if wanted.get(&id) != Some(&old) {
+            // Same name and URL: the entry stays, `ensure` writes its status.
+            let kept = wanted
+                .get(&id)
+                .is_some_and(|t| t.name == old.name && t.url == old.url);
+            if !kept {
                 self.remove(&old, "its container no longer serves").await;
             }
         }
@@ -81,23 +95,42 @@ impl Leases {
     }
 
     /// Makes the registry hold `target`: registers it, or renews the entry
-    /// a previous run left, or replaces an entry of the same name with
-    /// another URL (the engine says where the container is now).
-    pub async fn ensure(&self, target: &Target) {
+    /// a previous run left (writing its status and metadata), or replaces
+    /// an entry of the same name with another URL (the engine says where
+    /// the container is now).
+    async fn ensure(&self, target: &Target) {
         let (name, url) = (&target.name, target.url.as_str());
-        let registered = match self.driver.register(name, url, self.ttl).await {
+        let registered = match self
+            .driver
+            .register_with(name, url, &target.meta, self.ttl)
+            .await
+        {
             Ok(r) => self.registry_ok(r),
             Err(e) => return self.registry_failed(&e),
         };
         if registered {
-            tracing::info!(instance = %name, url, container = %target.container, "registered");
+            registered_log(target, "registered");
             return;
         }
-        match self.driver.renew(name, url, self.ttl).await {
+        self.renew(target, "registered (its entry was there; lease renewed)")
+            .await;
+    }
+
+    /// Renews `target`'s entry with its status and metadata (written, and
+    /// pushed, when they differ from the stored ones), then logs `what`;
+    /// writes it again if it is gone or taken.
+    async fn renew(&self, target: &Target, what: &str) {
+        let (name, url) = (&target.name, target.url.as_str());
+        match self
+            .driver
+            .renew_with(name, url, &target.meta, self.ttl)
+            .await
+        {
             Ok(Renewal::Renewed | Renewal::Restored) => {
-                tracing::info!(instance = %name, url, container = %target.container, "registered (its entry was there; lease renewed)");
+                self.registry_ok(());
+                registered_log(target, what);
             }
-            // Deregistered between the two calls: write it again.
+            // Deregistered meanwhile: write it again.
             Ok(Renewal::Gone) => self.write_again(target).await,
             Ok(Renewal::Conflict) => self.replace_stale(target).await,
             Err(e) => self.registry_failed(&e),
@@ -127,12 +160,10 @@ impl Leases {
     async fn write_again(&self, target: &Target) {
         match self
             .driver
-            .register(&target.name, &target.url, self.ttl)
+            .register_with(&target.name, &target.url, &target.meta, self.ttl)
             .await
         {
-            Ok(true) => {
-                tracing::info!(instance = %target.name, url = %target.url, container = %target.container, "registered")
-            }
+            Ok(true) => registered_log(target, "registered"),
             Ok(false) => tracing::warn!(instance = %target.name, url = %target.url,
                 "another writer keeps taking this name; the next heartbeat tries again"),
             Err(e) => self.registry_failed(&e),
@@ -156,12 +187,21 @@ impl Leases {
         }
     }
 
-    /// Renews every held lease once; stops at the first registry failure
-    /// (the others would fail alike).
+    /// Renews every held lease once, with its status and metadata; stops
+    /// at the first registry failure (the others would fail alike).
     pub async fn renew_all(&self) {
-        let held = self.held();
-        for (id, target) in held {
-            let renewal = self.driver.renew(&target.name, &target.url, self.ttl).await;
+        let ids: Vec<String> = lock(&self.held).keys().cloned().collect();
+        for id in ids {
+            // One entry at a time, as held now: an event may change it
+            // between two renewals.
+            let _writing = self.writing.lock().await;
+            let Some(target) = lock(&self.held).get(&id).cloned() else {
+                continue;
+            };
+            let renewal = self
+                .driver
+                .renew_with(&target.name, &target.url, &target.meta, self.ttl)
+                .await;
             match renewal {
                 Ok(Renewal::Renewed) => self.registry_ok(()),
                 Ok(Renewal::Restored) => {
@@ -170,11 +210,8 @@ impl Leases {
                 }
                 Ok(Renewal::Gone | Renewal::Conflict) => {
                     self.registry_ok(());
-                    // Still ours to hold? (An event may have released it meanwhile.)
-                    if lock(&self.held).get(&id) == Some(&target) {
-                        tracing::info!(instance = %target.name, "the entry was removed or taken by another writer; writing it again");
-                        self.ensure(&target).await;
-                    }
+                    tracing::info!(instance = %target.name, "the entry was removed or taken by another writer; writing it again");
+                    self.ensure(&target).await;
                 }
                 Err(e) => return self.registry_failed(&e),
             }
@@ -195,6 +232,18 @@ impl Leases {
             tracing::debug!(error = %e, "registry still unreachable");
         }
     }
+}
+
+/// Logs that `target`'s entry is written, with its status and metadata.
+fn registered_log(target: &Target, what: &str) {
+    let status = target.meta.status;
+    let pairs: Vec<String> = target
+        .meta
+        .pairs()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let metadata = pairs.join(",");
+    tracing::info!(instance = %target.name, url = %target.url, %status, %metadata, container = %target.container, "{what}");
 }
 
 /// Renews every held lease each `heartbeat`, for as long as `leases` lives.

@@ -3,10 +3,11 @@
 //! It follows a container engine (Docker, or Podman's Docker-compatible
 //! service) and registers every running container labelled
 //! `gosd.service=<name>` as `<name>-<first 12 hex of its container id>`,
-//! at a URL built from its labels, so the services themselves need no SDK.
-//! It holds their leases, renewing them every heartbeat while the
-//! container runs; it removes an entry the moment the engine reports its
-//! container stopping. If the registrar dies, its entries expire with
+//! at a URL built from its labels, with its `gosd.meta.<key>` labels as
+//! its metadata, so the services themselves need no SDK. It holds their
+//! leases, renewing them every heartbeat while the container runs; it
+//! marks an entry down while its container fails its health check, and
+//! removes it the moment the engine reports its container stopping. If the registrar dies, its entries expire with
 //! their leases (`GOSD_TTL`).
 //!
 //! ```no_run
@@ -21,13 +22,13 @@
 //! (a short container id) is the registrar's; gosd's own ids
 //! (`20261121190255.46985214`) never have that shape. On start, and after
 //! every reconnection to the engine, the registrar reconciles: it holds
-//! every labelled container that serves, and removes each registrar entry
-//! whose container this engine knows but that does not serve (exited,
-//! paused, unhealthy). An entry of a container the engine does not know at
-//! all is left to its lease: it may be another engine's (one registrar per
-//! engine can share one registry), and if it was this engine's (a
-//! container removed while the registrar was down) nobody renews it, so it
-//! leaves within the TTL.
+//! every labelled container that serves (an unhealthy one marked down),
+//! and removes each registrar entry whose container this engine knows but
+//! that does not serve (exited, paused). An entry of a container the
+//! engine does not know at all is left to its lease: it may be another
+//! engine's (one registrar per engine can share one registry), and if it
+//! was this engine's (a container removed while the registrar was down)
+//! nobody renews it, so it leaves within the TTL.
 
 #![warn(missing_docs)]
 

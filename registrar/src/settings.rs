@@ -39,7 +39,8 @@ pub struct Settings {
     /// instead of the container's own IP and port.
     pub host_ip: Option<IpAddr>,
     /// `GOSD_REGISTRAR_LABEL_PREFIX`: the labels read are `<prefix>.service`,
-    /// `<prefix>.port`, `<prefix>.scheme` and `<prefix>.network`.
+    /// `<prefix>.port`, `<prefix>.scheme`, `<prefix>.network` and
+    /// `<prefix>.meta.<key>`.
     pub label_prefix: String,
     /// gosd's settings: the registry, its TTL and heartbeat.
     pub gosd: gosd::Config,

@@ -1,11 +1,11 @@
-//! What a container's labels and network settings say to register: the
-//! instance name and URL, or why not.
+//! What a container's labels, state and network settings say to register:
+//! the instance name, URL, metadata and status, or why not.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum, PortBinding};
-use gosd::InstanceName;
+use gosd::{InstanceName, Meta, Status};
 
 /// How many hex digits of the container id an instance name carries.
 pub const SHORT_ID: usize = 12;
@@ -17,6 +17,9 @@ pub struct Target {
     pub name: InstanceName,
     /// Where it serves.
     pub url: String,
+    /// Its `<prefix>.meta.<key>` labels, and its status: down while its
+    /// health check fails, else up.
+    pub meta: Meta,
     /// The container's name, for logs.
     pub container: String,
 }
@@ -24,12 +27,12 @@ pub struct Target {
 /// What to do with one container.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Register it.
+    /// Register it (as down, if it is failing its health check).
     Register(Target),
     /// It is not labelled `<prefix>.service`: none of ours.
     Unlabelled,
-    /// It is labelled but not serving now (not running, paused, starting
-    /// or failing its health check).
+    /// It is labelled but not serving now (not running, paused, or its
+    /// health check has not run yet).
     NotServing(&'static str),
     /// Its labels or network settings cannot make an entry: why, naming
     /// the label.
@@ -80,15 +83,38 @@ pub fn decide(c: &ContainerInspectResponse, prefix: &str, host_ip: Option<IpAddr
     if state.and_then(|s| s.paused).unwrap_or(false) {
         return Decision::NotServing("paused");
     }
-    match state.and_then(|s| s.health.as_ref()).and_then(|h| h.status) {
+    // Unhealthy is alive but unfit: it keeps its entry, marked down, so
+    // that consumers skip it (or fail open when every instance is down).
+    let status = match state.and_then(|s| s.health.as_ref()).and_then(|h| h.status) {
         Some(HealthStatusEnum::STARTING) => return Decision::NotServing("health: starting"),
-        Some(HealthStatusEnum::UNHEALTHY) => return Decision::NotServing("health: unhealthy"),
-        _ => {}
-    }
+        Some(HealthStatusEnum::UNHEALTHY) => Status::Down,
+        _ => Status::Up,
+    };
     match target(c, labels, prefix, service, host_ip) {
-        Ok(t) => Decision::Register(t),
+        Ok(mut t) => {
+            t.meta.status = status;
+            Decision::Register(t)
+        }
         Err(reason) => Decision::Bad(reason),
     }
+}
+
+/// The `<prefix>.meta.<key>=<value>` labels as metadata, checked by
+/// `GOSD_META`'s rules; `Err` names the first label (by key) that breaks
+/// them.
+fn metadata(labels: &HashMap<String, String>, prefix: &str) -> Result<Meta, String> {
+    let meta_prefix = format!("{prefix}.meta.");
+    let mut pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(&meta_prefix)?, v.as_str())))
+        .collect();
+    pairs.sort_unstable();
+    let mut meta = Meta::default();
+    for (key, value) in pairs {
+        gosd::validate::metadata_pair(&mut meta, key, value)
+            .map_err(|e| format!("label {meta_prefix}{key}={value:?}: {e}"))?;
+    }
+    Ok(meta)
 }
 
 fn target(
@@ -152,6 +178,7 @@ fn target(
     Ok(Target {
         name,
         url,
+        meta: metadata(labels, prefix)?,
         container: display_name(c),
     })
 }
@@ -378,7 +405,52 @@ mod tests {
     }
 
     #[test]
-    fn only_a_running_healthy_container_serves() {
+    fn meta_labels_are_the_metadata_checked_as_gosd_meta_is() {
+        let c = container(&[
+            ("gosd.service", "web"),
+            ("gosd.port", "8080"),
+            ("gosd.meta.zone", "eu-1"),
+            ("gosd.meta.weight", "300"),
+            ("gosd.meta.version", "2.1.0"),
+            ("gosd.metaversion", "not a meta label"),
+            ("other.meta.team", "not ours"),
+        ]);
+        let Decision::Register(t) = decide(&c, "gosd", None) else {
+            panic!("not registered")
+        };
+        assert_eq!(t.meta.encode(), "up,version=2.1.0,weight=300,zone=eu-1");
+        for (label, value, says) in [
+            ("gosd.meta.weight", "0", "1 to 1000"),
+            ("gosd.meta.weight", "heavy", "1 to 1000"),
+            ("gosd.meta.bad key", "1", "not allowed in a key"),
+            ("gosd.meta.", "1", "a key is 1 to 64"),
+            ("gosd.meta.version", "2.1 beta", "not allowed in a value"),
+        ] {
+            let c = container(&[
+                ("gosd.service", "web"),
+                ("gosd.port", "8080"),
+                (label, value),
+            ]);
+            let reason = bad(decide(&c, "gosd", None));
+            assert!(
+                reason.contains(&format!("label {label}={value:?}")) && reason.contains(says),
+                "{label}={value}: {reason}"
+            );
+        }
+        let many: Vec<(String, String)> = (0..33)
+            .map(|i| (format!("gosd.meta.k{i:02}"), "v".to_owned()))
+            .collect();
+        let mut labels = vec![("gosd.service", "web"), ("gosd.port", "8080")];
+        labels.extend(many.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let reason = bad(decide(&container(&labels), "gosd", None));
+        assert!(
+            reason.contains("gosd.meta.k32") && reason.contains("at most 32 pairs"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn only_a_running_container_past_its_first_health_check_serves() {
         let labels = [("gosd.service", "web"), ("gosd.port", "8080")];
         let with_state = |state: ContainerState| {
             let mut c = container(&labels);
@@ -406,22 +478,23 @@ mod tests {
                 health: health(HealthStatusEnum::STARTING),
                 ..Default::default()
             },
-            ContainerState {
-                running: Some(true),
-                health: health(HealthStatusEnum::UNHEALTHY),
-                ..Default::default()
-            },
         ] {
             assert!(matches!(with_state(state), Decision::NotServing(_)));
         }
-        assert!(matches!(
-            with_state(ContainerState {
+        for (health, status) in [
+            (None, Status::Up),
+            (health(HealthStatusEnum::HEALTHY), Status::Up),
+            (health(HealthStatusEnum::UNHEALTHY), Status::Down),
+        ] {
+            match with_state(ContainerState {
                 running: Some(true),
-                health: health(HealthStatusEnum::HEALTHY),
+                health,
                 ..Default::default()
-            }),
-            Decision::Register(_)
-        ));
+            }) {
+                Decision::Register(t) => assert_eq!(t.meta.status, status),
+                other => panic!("{status}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -6,13 +6,40 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use gosd::Status;
 use gosd_router::{Router, RouterConfig};
 use support::{
-    Engine, LONG_TTL, RedisServer, Registrar, consumer, entry, eventually, http_get, registry,
-    registry_becomes,
+    Engine, LONG_TTL, RedisServer, Registrar, consumer, consumer_in, consumer_sees, entry,
+    eventually, http_get, registry, registry_becomes, stored_meta, stored_meta_becomes,
 };
 
 const PROVIDER: &[(&str, &str)] = &[("gosd.service", "provider"), ("gosd.port", "8080")];
+
+/// [`PROVIDER`]'s labels and these.
+fn provider_with(more: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    PROVIDER.iter().chain(more).copied().collect()
+}
+
+/// `n` picks of the provider service by `consumer`, as URLs.
+fn picks(consumer: &gosd::Client, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            consumer
+                .next_route("provider")
+                .expect("a route")
+                .to_string()
+        })
+        .collect()
+}
+
+/// The status `consumer`'s table has for instance `name`.
+fn status_seen(consumer: &gosd::Client, name: &str) -> Option<Status> {
+    consumer
+        .instances()
+        .into_iter()
+        .find(|i| i.name == name)
+        .map(|i| i.meta.status)
+}
 
 /// [`http_get`] off the runtime's threads.
 async fn get(url: String) -> Option<String> {
@@ -297,9 +324,11 @@ async fn an_engine_restart_is_logged_once_each_way_and_reconciled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_container_with_a_health_check_serves_only_while_healthy() {
+async fn an_unhealthy_container_is_marked_down_consumers_avoid_it_and_healthy_marks_it_up() {
     let engine = Engine::start();
     let redis = RedisServer::start();
+    let steady = engine.serve("steady", PROVIDER, "steady");
+    let steady = entry("provider", &steady, &engine.ip("steady"));
     // Healthy while /www/ok exists. Podman runs health checks from systemd
     // timers, absent here: the test runs each check with `podman healthcheck run`.
     let id = engine.serve_with(
@@ -316,13 +345,25 @@ async fn a_container_with_a_health_check_serves_only_while_healthy() {
         ],
     );
     let checked = entry("provider", &id, &engine.ip("checked"));
-    let registrar = Registrar::start(&engine, &redis, &[("GOSD_TTL", LONG_TTL)]);
-    registrar.wait_for(1, &["reconciled", "registered=0"]).await;
-    assert_eq!(registry(&redis), [], "health: starting is not serving");
+    let mut both = vec![steady.clone(), checked.clone()];
+    both.sort();
+    let mut first = Registrar::start(&engine, &redis, &[("GOSD_TTL", LONG_TTL)]);
+    first.wait_for(1, &["reconciled", "registered=1"]).await;
+    assert_eq!(
+        registry(&redis),
+        std::slice::from_ref(&steady),
+        "health: starting is not serving yet"
+    );
 
     engine.run_podman(&["exec", "checked", "/bin/busybox", "touch", "/www/ok"]);
     engine.run_podman(&["healthcheck", "run", "checked"]);
-    registry_becomes(&redis, std::slice::from_ref(&checked)).await;
+    registry_becomes(&redis, &both).await;
+    assert_eq!(stored_meta(&redis, &checked.0), "", "up, no metadata");
+    let consumer = consumer(&redis).await;
+    consumer_sees(&consumer, "both up", |c| {
+        status_seen(c, &checked.0) == Some(Status::Up) && c.routes("provider").len() == 2
+    })
+    .await;
 
     engine.run_podman(&["exec", "checked", "/bin/busybox", "rm", "/www/ok"]);
     // Exits 1: the check fails, as it should.
@@ -330,11 +371,105 @@ async fn a_container_with_a_health_check_serves_only_while_healthy() {
         .podman()
         .args(["healthcheck", "run", "checked"])
         .output();
-    registry_becomes(&redis, &[]).await;
-    assert!(
-        engine.running("checked"),
-        "it runs, unhealthy: out of the registry all the same"
+    stored_meta_becomes(&redis, &checked.0, "down").await;
+    assert_eq!(registry(&redis), both, "down keeps its entry and lease");
+    consumer_sees(&consumer, "it is down", |c| {
+        status_seen(c, &checked.0) == Some(Status::Down)
+    })
+    .await;
+    assert_eq!(
+        picks(&consumer, 4),
+        vec![steady.1.clone(); 4],
+        "picks avoid the down instance while another is up"
     );
+    assert_eq!(
+        first.count(&["status changed", &checked.0, "status=down"]),
+        1
+    );
+
+    // A reconciliation (a registrar started again) holds it down, not absent.
+    first.kill_9();
+    let second = Registrar::start(&engine, &redis, &[("GOSD_TTL", LONG_TTL)]);
+    second.wait_for(1, &["reconciled", "registered=2"]).await;
+    assert_eq!(registry(&redis), both);
+    assert_eq!(stored_meta(&redis, &checked.0), "down");
+
+    engine.run_podman(&["exec", "checked", "/bin/busybox", "touch", "/www/ok"]);
+    engine.run_podman(&["healthcheck", "run", "checked"]);
+    stored_meta_becomes(&redis, &checked.0, "").await;
+    consumer_sees(&consumer, "it is up again", |c| {
+        status_seen(c, &checked.0) == Some(Status::Up)
+    })
+    .await;
+    let mut picked = picks(&consumer, 4);
+    picked.sort();
+    picked.dedup();
+    let mut urls = vec![steady.1.clone(), checked.1.clone()];
+    urls.sort();
+    assert_eq!(picked, urls, "picked again");
+    assert!(engine.running("checked"));
+    assert_eq!(second.count(&["deregistered"]), 0, "never removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_labels_are_the_instances_metadata_renewals_keep_it_and_a_bad_one_is_warned_once() {
+    let engine = Engine::start();
+    let redis = RedisServer::start();
+    let tagged = engine.serve(
+        "tagged",
+        &provider_with(&[("gosd.meta.version", "2"), ("gosd.meta.zone", "z1")]),
+        "tagged",
+    );
+    let tagged = entry("provider", &tagged, &engine.ip("tagged"));
+    let plain = engine.serve("plain", PROVIDER, "plain");
+    let plain = entry("provider", &plain, &engine.ip("plain"));
+    engine.serve(
+        "badmeta",
+        &provider_with(&[("gosd.meta.weight", "0"), ("gosd.meta.team", "a b")]),
+        "x",
+    );
+    // A short lease: renewals come every 333 ms.
+    let registrar = Registrar::start(&engine, &redis, &[("GOSD_TTL", "1s")]);
+    registry_becomes(&redis, &[tagged.clone(), plain.clone()]).await;
+    registrar.wait_for(1, &["reconciled"]).await;
+    assert_eq!(stored_meta(&redis, &tagged.0), "up,version=2,zone=z1");
+    assert_eq!(stored_meta(&redis, &plain.0), "");
+    let bad = registrar.count(&["WARN", "skipped", "container=badmeta ("]);
+    assert_eq!(bad, 1, "one warning for the container");
+    assert_eq!(
+        registrar.count(&["WARN", "skipped", "container=badmeta (", "label gosd.meta."]),
+        1,
+        "naming the label"
+    );
+
+    // The zone label drives a consumer's zone preference, as GOSD_ZONE does.
+    let consumer = consumer_in(&redis, Some("z1")).await;
+    consumer_sees(&consumer, "both", |c| c.routes("provider").len() == 2).await;
+    let seen = consumer
+        .instances()
+        .into_iter()
+        .find(|i| i.name == tagged.0)
+        .expect("tagged is seen");
+    assert_eq!(
+        (seen.meta.get("version"), seen.meta.get("zone")),
+        (Some("2"), Some("z1"))
+    );
+    assert_eq!(
+        picks(&consumer, 4),
+        vec![tagged.1.clone(); 4],
+        "picks prefer zone z1"
+    );
+
+    // Renewals keep it: the lease's time left goes up again, the metadata stays.
+    let left = || async { consumer.leases().await.expect("leases")[&tagged.0] };
+    let before = left().await;
+    let started = Instant::now();
+    while left().await <= before {
+        assert!(started.elapsed() < support::PATIENCE, "never renewed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(stored_meta(&redis, &tagged.0), "up,version=2,zone=z1");
+    assert_eq!(registrar.count(&["WARN"]), 1, "no other warning");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +511,14 @@ async fn with_a_host_ip_the_published_port_is_registered() {
 async fn a_registry_restarted_empty_gets_the_entries_back_from_the_heartbeat() {
     let engine = Engine::start();
     let mut redis = RedisServer::start();
-    let entries = two_providers(&engine);
+    let [one, two] = two_providers(&engine);
+    let tagged = engine.serve(
+        "tagged",
+        &provider_with(&[("gosd.meta.version", "2")]),
+        "tagged",
+    );
+    let tagged = entry("provider", &tagged, &engine.ip("tagged"));
+    let entries = [one, two, tagged.clone()];
     let registrar = Registrar::start(&engine, &redis, &[("GOSD_TTL", "2s")]);
     registry_becomes(&redis, &entries).await;
 
@@ -388,6 +530,11 @@ async fn a_registry_restarted_empty_gets_the_entries_back_from_the_heartbeat() {
 
     let redis = RedisServer::start_on(port); // empty: persistence is off
     registry_becomes(&redis, &entries).await;
+    assert_eq!(
+        stored_meta(&redis, &tagged.0),
+        "up,version=2",
+        "written again with its metadata"
+    );
     registrar.wait_for(1, &["registry restored"]).await;
     assert_eq!(registrar.count(&["registry lost"]), 1);
     assert_eq!(registrar.count(&["registry restored"]), 1);

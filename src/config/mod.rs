@@ -29,7 +29,7 @@ fn parse_weight(v: &str) -> Result<u32, String> {
         .ok_or_else(|| WEIGHT_RANGE.to_owned())
 }
 
-pub use settings::{parse_bool, parse_duration};
+pub use settings::{insert_metadata, parse_bool, parse_duration};
 
 use settings::{SETTINGS, shown};
 

@@ -246,12 +246,7 @@ pub(super) const SETTINGS: &[Setting] = &[
                 let (k, val) = pair
                     .split_once('=')
                     .ok_or_else(|| format!("{pair:?} is not key=value"))?;
-                let (k, val) = (k.trim(), val.trim());
-                if k == "weight" {
-                    parse_weight(val).map_err(|r| format!("weight={val}: {r}"))?;
-                }
-                c.metadata
-                    .insert(k, val)
+                insert_metadata(&mut c.metadata, k.trim(), val.trim())
                     .map_err(|r| format!("{pair:?}: {r}"))?;
             }
             Ok(())
@@ -328,6 +323,20 @@ fn set_once(c: &mut Config, key: &str, v: &str) -> Result<(), String> {
         )),
         _ => c.metadata.insert(key, v),
     }
+}
+
+/// Adds one metadata pair by `GOSD_META`'s rules: [`Meta::insert`]'s
+/// (the key, the value, at most 32 pairs and 4 KiB) and, since picks read
+/// it, a `weight` of 1 to 1000. `Err` says why, naming neither the pair
+/// nor where it came from: the caller does.
+///
+/// Public as [`crate::validate::metadata_pair`], for tools that write the
+/// metadata of others (gosd-registrar's labels).
+pub fn insert_metadata(meta: &mut Meta, key: &str, value: &str) -> Result<(), String> {
+    if key == "weight" {
+        parse_weight(value)?;
+    }
+    meta.insert(key, value)
 }
 
 /// A count of attempts: a whole number, 1 or more.

@@ -35,6 +35,54 @@ pub fn registry(redis: &RedisServer) -> Vec<(String, String)> {
     all
 }
 
+/// `HGET {gosd}:meta <field>`: the entry's stored status and metadata
+/// (`up,zone=z1`), `""` for one that is up with none.
+pub fn stored_meta(redis: &RedisServer, field: &str) -> String {
+    let stored: Option<String> = redis::cmd("HGET")
+        .arg("{gosd}:meta")
+        .arg(field)
+        .query(&mut redis.connection())
+        .expect("HGET");
+    stored.unwrap_or_default()
+}
+
+/// Waits until `field`'s stored metadata is `want`.
+pub async fn stored_meta_becomes(redis: &RedisServer, field: &str, want: &str) {
+    let started = Instant::now();
+    loop {
+        let now = stored_meta(redis, field);
+        if now == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{field}'s metadata is {now:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits on `consumer`'s table changes until `done` holds.
+pub async fn consumer_sees(
+    consumer: &gosd::Client,
+    what: &str,
+    mut done: impl FnMut(&gosd::Client) -> bool,
+) {
+    let mut changes = consumer.changes();
+    let wait = async {
+        loop {
+            changes.borrow_and_update();
+            if done(consumer) {
+                return;
+            }
+            changes.changed().await.expect("the consumer is alive");
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
+}
+
 /// Waits until the registry is exactly `want` (sorted by field).
 pub async fn registry_becomes(redis: &RedisServer, want: &[(String, String)]) -> Duration {
     let mut want = want.to_vec();
@@ -153,7 +201,15 @@ impl Drop for Registrar {
 
 /// A gosd consumer of `redis`, refreshing on lease expiry and push only.
 pub async fn consumer(redis: &RedisServer) -> gosd::Client {
+    consumer_in(redis, None).await
+}
+
+/// [`consumer`], in `zone` if given (`GOSD_ZONE`): its picks prefer it.
+pub async fn consumer_in(redis: &RedisServer, zone: Option<&str>) -> gosd::Client {
     let mut c = gosd::Config::default();
+    if let Some(zone) = zone {
+        c.metadata.insert("zone", zone).expect("a valid zone");
+    }
     c.redis.addr = Some(redis.addr());
     c.cron = None;
     c.try_refresh_amount = 2;
