@@ -8,6 +8,8 @@
 //! ```
 //! Exits non-zero if any call failed.
 
+mod support;
+
 use std::process::ExitCode;
 
 use tonic_health::pb::HealthCheckRequest;
@@ -15,12 +17,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    support::init_logging();
     let mut args = std::env::args().skip(1);
     let n: usize = match args.next().map(|a| a.parse()) {
         None => 10,

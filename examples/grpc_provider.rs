@@ -11,6 +11,8 @@
 //! request gives gosd a chance to refresh (`gosd::layer::UpdateByCron`).
 //! On SIGINT/SIGTERM it deregisters, then exits with status 130/143.
 
+mod support;
+
 use std::process::ExitCode;
 
 use tonic::codegen::http;
@@ -19,12 +21,7 @@ use tonic::transport::server::TcpIncoming;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    support::init_logging();
     let mut args = std::env::args().skip(1);
     let (Some(listen), Some(n)) = (args.next(), args.next()) else {
         eprintln!(
