@@ -445,6 +445,74 @@ async fn a_failing_health_check_takes_the_instance_out_of_the_picks_until_it_pas
     assert_eq!(status_of(&c), Some(Status::Draining));
 }
 
+/// The builder's health check, switched by the test: `false`, then a
+/// panic, marks the instance down and out of a consumer's picks while
+/// another is up; healthy again, it is back each time. The panic leaves
+/// the heartbeat running, and each failure is logged once.
+#[tokio::test]
+async fn a_health_check_closure_takes_the_instance_out_of_the_picks_until_it_passes() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    const HEALTHY: u8 = 0;
+    const SAYS_NO: u8 = 1;
+    const PANICS: u8 = 2;
+    log();
+    let server = RedisServer::start();
+    let mode = Arc::new(AtomicU8::new(HEALTHY));
+    let mut checked = fast_config(&server);
+    checked.health_failures = 2;
+    let switch = mode.clone();
+    let pc = Client::builder()
+        .config(checked)
+        .health_check(move || {
+            let mode = switch.load(Ordering::SeqCst);
+            async move {
+                match mode {
+                    HEALTHY => true,
+                    SAYS_NO => false,
+                    _ => panic!("the closure's check broke"),
+                }
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let checked_me = pc.register("hc", "http://checked:1").await.unwrap();
+    let (_other, _ro) = provider(&server, "hc", "http://other:1", &[]).await;
+    let c = consumer(&server, None).await;
+    let both = || only(&["http://checked:1", "http://other:1"]);
+    picks_become(&c, "hc", 4, "both", both()).await;
+    for (failing, says) in [
+        (SAYS_NO, "the builder's health_check: answered false"),
+        (
+            PANICS,
+            "the builder's health_check: panicked: the closure's check broke",
+        ),
+    ] {
+        mode.store(failing, Ordering::SeqCst);
+        picks_become(
+            &c,
+            "hc",
+            4,
+            "the failing one out",
+            only(&["http://other:1"]),
+        )
+        .await;
+        let status = c
+            .instances()
+            .into_iter()
+            .find(|i| i.name == checked_me.name())
+            .map(|i| i.meta.status);
+        assert_eq!(status, Some(Status::Down));
+        mode.store(HEALTHY, Ordering::SeqCst);
+        picks_become(&c, "hc", 4, "back in", both()).await;
+        let logged = String::from_utf8_lossy(&log().0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(says))
+            .count();
+        assert_eq!(logged, 1, "logged once as it went down: {says}");
+    }
+}
+
 /// The next change of `watch`, which must come.
 async fn next_change(watch: &mut gosd::ServiceWatch) -> gosd::Change {
     tokio::time::timeout(PATIENCE, watch.next())

@@ -35,6 +35,7 @@ mod telemetry;
 
 pub use builder::ClientBuilder;
 use freshness::maintain;
+pub use health::IntoHealth;
 use membership::heartbeat;
 
 /// How long deregistration may take at shutdown before gosd gives up and
@@ -161,6 +162,9 @@ struct Membership {
     /// One renewal at a time: a status change and a heartbeat that read
     /// the metadata before it must not land in the other order.
     renewing: tokio::sync::Mutex<()>,
+    /// The builder's health check, if it was given one (set once, before
+    /// any registration).
+    health_check: std::sync::OnceLock<health::Check>,
 }
 
 #[derive(Clone)]
@@ -206,6 +210,7 @@ impl Client {
             driver: None,
             handle_signals: false,
             metadata: Vec::new(),
+            health_check: None,
         }
     }
 
