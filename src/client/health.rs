@@ -213,10 +213,7 @@ mod tests {
                 boxed(|| async { panic!("checked a bad state") as bool }),
                 "panicked: checked a bad state",
             ),
-            (
-                boxed(|| std::future::pending::<bool>()),
-                "no answer within 50ms",
-            ),
+            (boxed(std::future::pending::<bool>), "no answer within 50ms"),
         ];
         for (check, says) in cases {
             let answer = run(None, Some(&check), SOON).await;
