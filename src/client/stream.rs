@@ -43,10 +43,13 @@ impl Client {
     /// }
     /// let client = gosd::Client::builder().driver(registry).build().await?;
     /// let mut v21 = client.watch_selected(&gosd::Selector::new("provider").with("version", "2.1.0"));
-    /// for canary in ["http://canary-1:80", "http://canary-2:80"] {
+    /// let mut first = Vec::new();
+    /// for _ in 0..2 {
     ///     let Some(Change::Insert(_, route)) = v21.next().await else { panic!() };
-    ///     assert_eq!(route.as_str(), canary);
+    ///     first.push(route.to_string()); // in the order of the instances' names
     /// }
+    /// first.sort();
+    /// assert_eq!(first, ["http://canary-1:80", "http://canary-2:80"]);
     /// canaries[0].1.set_status(Status::Draining).await?;
     /// client.get().await?;
     /// let Some(Change::Remove(name)) = v21.next().await else { panic!() };
