@@ -3,8 +3,10 @@
 //! ```text
 //! cargo run --example watch -- provider
 //! ```
-//! Follows `Client::watch_service`, gosd's stream of instance changes.
-//! Prints the current list, then one line per change, as
+//! Follows `Client::watch_service`, gosd's stream of instance changes
+//! (the instances that take new requests: one set draining or down leaves
+//! it while another is up). Prints the current list, then one line per
+//! change, as
 //! `<unix_ms> <count> <url>,<url>,…` with the URLs sorted. Start and stop
 //! providers in other terminals to see how fast changes arrive.
 //!

@@ -63,6 +63,7 @@ mod error;
 mod global;
 mod naming;
 mod outliers;
+mod pickable;
 mod random;
 mod registration;
 mod rotation;
@@ -93,7 +94,7 @@ pub mod tonic;
 #[path = "integrations/reqwest.rs"]
 pub mod reqwest;
 
-pub use client::{Client, ClientBuilder, Instance};
+pub use client::{Client, ClientBuilder, Instance, IntoHealth};
 pub use config::{Config, Cron, DriverKind, EtcdTarget, RedisTarget};
 pub use error::{Error, Result};
 

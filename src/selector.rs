@@ -99,7 +99,7 @@ impl Selector {
         self.id
     }
 
-    fn matches(&self, meta: &Meta) -> bool {
+    pub(crate) fn matches(&self, meta: &Meta) -> bool {
         self.wanted
             .iter()
             .all(|(k, v)| meta.get(k) == Some(v.as_str()))

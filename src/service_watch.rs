@@ -2,6 +2,8 @@
 //! the shape of tower's `discover::Change` (and so of tonic's
 //! `balance_channel`): first an [`Change::Insert`] for every instance there
 //! is, then each insert and removal as the client's table takes it in.
+//! Which instances are in is the caller's (`ReadInstances`): one service's
+//! that take new requests, or every registered one.
 //!
 //! It is computed from the client's table, not from the registry's events:
 //! every state it reports is one the table held, so it never shows an
@@ -25,10 +27,12 @@ use crate::route::Route;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Change {
-    /// A new instance, or a known one now at another URL (which replaces
-    /// the old one, as tower's `Change::Insert` with a known key does).
+    /// A new instance, one that takes new requests again, or a known one
+    /// now at another URL (which replaces the old one, as tower's
+    /// `Change::Insert` with a known key does).
     Insert(InstanceName, Route),
-    /// The instance is gone from the registry.
+    /// The instance is gone from the registry, or (in a service's stream)
+    /// takes no new requests: draining or down while another is up.
     Remove(InstanceName),
 }
 

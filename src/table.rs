@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gosd_driver::{Entry, Event, InstanceName, Meta, Snapshot, Status, Version};
+use gosd_driver::{Entry, Event, InstanceName, Meta, Snapshot, Version};
 
 use crate::naming::{check_url, parse_field};
+use crate::pickable::taking_requests;
 use crate::rotation::RotationIds;
 use crate::route::Route;
 use crate::service_index::{RotationId, ServiceIndex, ServiceRoutes, fx_bytes, fx_word};
@@ -443,11 +444,12 @@ impl Sources {
         all
     }
 
-    /// The instances of `service` from the registry (and held ones).
-    pub(crate) fn instances_of(&self, service: &str) -> Vec<(InstanceName, Route)> {
+    /// The instances of `service` from the registry (and held ones), each
+    /// with its status and metadata.
+    pub(crate) fn instances_of(&self, service: &str) -> Vec<(InstanceName, Route, Meta)> {
         of_service(&self.registry, service)
             .chain(self.held.iter().filter(|f| f.name.service() == service))
-            .map(|f| (f.name.clone(), f.route.clone()))
+            .map(|f| (f.name.clone(), f.route.clone(), f.meta.clone()))
             .collect()
     }
 
@@ -739,30 +741,13 @@ impl Sources {
     }
 }
 
-/// Whether a pick may return an instance, when its service has any that
-/// it may: the one place that decides it. An instance that is draining or
-/// down is not picked.
-fn pickable(meta: &Meta) -> bool {
-    meta.status == Status::Up
-}
-
 /// A service's pick sequence (see `weights`), over these instances (the
 /// service's routes, in order), for a client in `zone`, and whether it
-/// fails open. The pickable instances are picked from; a client with a
-/// zone picks from those of its zone while it has any. When none is
-/// pickable, all are picked from rather than none (Envoy's panic mode):
-/// a registry that marks everyone down is more likely wrong than every
-/// instance.
+/// fails open. The instances that take requests (`pickable`) are picked
+/// from; a client with a zone picks from those of its zone while it has
+/// any.
 pub(crate) fn pick_order(instances: &[&Meta], zone: Option<&str>) -> (Vec<u32>, bool) {
-    let up: Vec<usize> = (0..instances.len())
-        .filter(|&i| pickable(instances[i]))
-        .collect();
-    let fail_open = up.is_empty();
-    let mut candidates = if fail_open {
-        (0..instances.len()).collect()
-    } else {
-        up
-    };
+    let (mut candidates, fail_open) = taking_requests(instances);
     if let Some(zone) = zone {
         let local: Vec<usize> = candidates
             .iter()
@@ -804,6 +789,7 @@ fn log_fail_open(failing: &mut HashSet<Box<str>, Fx>, service: &str, open: bool,
 mod tests {
     use super::*;
     use gosd_driver::Entry;
+    use gosd_driver::Status;
     use std::sync::Arc;
     use std::time::Duration;
 

@@ -7,10 +7,11 @@ mod support;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use gosd::{Client, Config, Registration, Status};
-use support::{PATIENCE, RedisServer, config, eventually, registry};
+use support::{
+    PATIENCE, RedisServer, config, eventually, fast_config, only, picks, picks_become, registry,
+};
 
 #[derive(Clone, Default)]
 struct Log(Arc<Mutex<Vec<u8>>>);
@@ -47,14 +48,6 @@ fn log_lines(needle: &str, service: &str) -> usize {
         .count()
 }
 
-/// A client whose heartbeat is quick, so a lease renewal is seen soon.
-fn fast(server: &RedisServer) -> Config {
-    let mut c = config(server);
-    c.ttl = Duration::from_millis(600);
-    c.heartbeat = Duration::from_millis(100);
-    c
-}
-
 /// A provider of `service` at `url` with these metadata pairs.
 async fn provider(
     server: &RedisServer,
@@ -62,7 +55,7 @@ async fn provider(
     url: &str,
     meta: &[(&str, &str)],
 ) -> (Client, Registration) {
-    let mut b = Client::builder().config(fast(server));
+    let mut b = Client::builder().config(fast_config(server));
     for (k, v) in meta {
         b = b.metadata(k, v);
     }
@@ -78,41 +71,6 @@ async fn consumer(server: &RedisServer, zone: Option<&str>) -> Client {
         c.metadata.insert("zone", zone).unwrap();
     }
     Client::builder().config(c).build().await.expect("consumer")
-}
-
-fn picks(c: &Client, service: &str, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|_| c.next_route(service).expect("a route").to_string())
-        .collect()
-}
-
-/// Waits on the client's change notifications until `n` picks of
-/// `service` satisfy `done`.
-async fn picks_become(
-    c: &Client,
-    service: &str,
-    n: usize,
-    what: &str,
-    done: impl Fn(&[String]) -> bool,
-) {
-    let mut changes = c.changes();
-    let wait = async {
-        loop {
-            changes.borrow_and_update();
-            if !c.routes(service).is_empty() && done(&picks(c, service, n)) {
-                return;
-            }
-            changes.changed().await.expect("client alive");
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
-}
-
-fn only(urls: &[&str]) -> impl Fn(&[String]) -> bool {
-    let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
-    move |picked| picked.iter().all(|p| urls.contains(p)) && urls.iter().all(|u| picked.contains(u))
 }
 
 #[tokio::test]
@@ -431,7 +389,7 @@ async fn health_endpoint(status: Arc<std::sync::atomic::AtomicU16>) -> String {
 async fn a_failing_health_check_takes_the_instance_out_of_the_picks_until_it_passes() {
     let server = RedisServer::start();
     let status = Arc::new(std::sync::atomic::AtomicU16::new(200));
-    let mut checked = fast(&server);
+    let mut checked = fast_config(&server);
     checked.health_url = Some(health_endpoint(status.clone()).await);
     checked.health_failures = 2;
     let pc = Client::builder().config(checked).build().await.unwrap();
@@ -485,6 +443,143 @@ async fn a_failing_health_check_takes_the_instance_out_of_the_picks_until_it_pas
     eventually("a heartbeat after the check", || renewed(&server) > before).await;
     c.get().await.unwrap();
     assert_eq!(status_of(&c), Some(Status::Draining));
+}
+
+/// The builder's health check, switched by the test: `false`, then a
+/// panic, marks the instance down and out of a consumer's picks while
+/// another is up; healthy again, it is back each time. The panic leaves
+/// the heartbeat running, and each failure is logged once.
+#[tokio::test]
+async fn a_health_check_closure_takes_the_instance_out_of_the_picks_until_it_passes() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    const HEALTHY: u8 = 0;
+    const SAYS_NO: u8 = 1;
+    const PANICS: u8 = 2;
+    log();
+    let server = RedisServer::start();
+    let mode = Arc::new(AtomicU8::new(HEALTHY));
+    let mut checked = fast_config(&server);
+    checked.health_failures = 2;
+    let switch = mode.clone();
+    let pc = Client::builder()
+        .config(checked)
+        .health_check(move || {
+            let mode = switch.load(Ordering::SeqCst);
+            async move {
+                match mode {
+                    HEALTHY => true,
+                    SAYS_NO => false,
+                    _ => panic!("the closure's check broke"),
+                }
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let checked_me = pc.register("hc", "http://checked:1").await.unwrap();
+    let (_other, _ro) = provider(&server, "hc", "http://other:1", &[]).await;
+    let c = consumer(&server, None).await;
+    let both = || only(&["http://checked:1", "http://other:1"]);
+    picks_become(&c, "hc", 4, "both", both()).await;
+    for (failing, says) in [
+        (SAYS_NO, "the builder's health_check: answered false"),
+        (
+            PANICS,
+            "the builder's health_check: panicked: the closure's check broke",
+        ),
+    ] {
+        mode.store(failing, Ordering::SeqCst);
+        picks_become(
+            &c,
+            "hc",
+            4,
+            "the failing one out",
+            only(&["http://other:1"]),
+        )
+        .await;
+        let status = c
+            .instances()
+            .into_iter()
+            .find(|i| i.name == checked_me.name())
+            .map(|i| i.meta.status);
+        assert_eq!(status, Some(Status::Down));
+        mode.store(HEALTHY, Ordering::SeqCst);
+        picks_become(&c, "hc", 4, "back in", both()).await;
+        let logged = String::from_utf8_lossy(&log().0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(says))
+            .count();
+        assert_eq!(logged, 1, "logged once as it went down: {says}");
+    }
+}
+
+/// The next change of `watch`, which must come.
+async fn next_change(watch: &mut gosd::ServiceWatch) -> gosd::Change {
+    tokio::time::timeout(PATIENCE, watch.next())
+        .await
+        .expect("a change within PATIENCE")
+        .expect("the client is alive")
+}
+
+/// `watch_service` (what tower's and tonic's balancers are fed) follows
+/// the picks' rule: a provider set draining leaves it while another is up,
+/// and comes back when up; with none up, every one is in (fail open).
+/// `watch_all_services`, for status pages, keeps every instance.
+#[tokio::test]
+async fn the_change_stream_leaves_out_what_picks_leave_out() {
+    use gosd::Change;
+    let server = RedisServer::start();
+    let (_pa, a) = provider(&server, "st", "http://a:1", &[]).await;
+    let (_pb, b) = provider(&server, "st", "http://b:1", &[]).await;
+    let c = consumer(&server, None).await;
+    support::routes_become(&c, "st", "both", |r| r.len() == 2).await;
+    let mut service = c.watch_service("st");
+    let mut all = c.watch_all_services();
+    for watch in [&mut service, &mut all] {
+        let mut first = Vec::new();
+        for _ in 0..2 {
+            match next_change(watch).await {
+                Change::Insert(_, route) => first.push(route.to_string()),
+                other => panic!("{other:?}"),
+            }
+        }
+        first.sort();
+        assert_eq!(first, ["http://a:1", "http://b:1"]);
+    }
+    let (a_name, b_name) = (a.name(), b.name());
+    let removed = |name: &str| {
+        let name = name.to_owned();
+        move |change: &Change| matches!(change, Change::Remove(n) if n.as_str() == name)
+    };
+    let inserted = |name: &str, url: &str| {
+        let (name, url) = (name.to_owned(), url.to_owned());
+        move |change: &Change| matches!(change, Change::Insert(n, r) if n.as_str() == name && r.as_str() == url)
+    };
+    a.set_status(Status::Draining).await.unwrap();
+    let change = next_change(&mut service).await;
+    assert!(removed(&a_name)(&change), "a draining leaves: {change:?}");
+    b.set_status(Status::Down).await.unwrap();
+    let change = next_change(&mut service).await;
+    assert!(
+        inserted(&a_name, "http://a:1")(&change),
+        "none up: all in, a back: {change:?}"
+    );
+    a.set_status(Status::Up).await.unwrap();
+    let change = next_change(&mut service).await;
+    assert!(
+        removed(&b_name)(&change),
+        "a up: b, down, leaves: {change:?}"
+    );
+    b.set_status(Status::Up).await.unwrap();
+    let change = next_change(&mut service).await;
+    assert!(inserted(&b_name, "http://b:1")(&change), "b up: {change:?}");
+    // Every status change came and went without a change in the stream of
+    // every instance: its next change is the next instance.
+    let (_pc, third) = provider(&server, "st", "http://c:1", &[]).await;
+    for watch in [&mut service, &mut all] {
+        let change = next_change(watch).await;
+        assert!(inserted(&third.name(), "http://c:1")(&change), "{change:?}");
+    }
 }
 
 #[test]

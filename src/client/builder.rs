@@ -23,6 +23,7 @@ pub struct ClientBuilder {
     pub(super) driver: Option<Arc<dyn DynDriver>>,
     pub(super) handle_signals: bool,
     pub(super) metadata: Vec<(String, String)>,
+    pub(super) health_check: Option<super::health::Check>,
 }
 
 impl ClientBuilder {
@@ -60,6 +61,58 @@ impl ClientBuilder {
         self
     }
 
+    /// Asks `check` on every heartbeat whether this instance is healthy:
+    /// [`Config::health_failures`] failures in a row (`GOSD_HEALTH_FAILURES`,
+    /// 3) mark it down, so that consumers stop picking it; one success
+    /// marks it up again. A status set by hand other than up stands. It
+    /// answers `bool` (`true` is healthy) or a `Result` (`Ok` is healthy;
+    /// the error is logged when the failures mark the instance down), see
+    /// [`IntoHealth`](crate::IntoHealth).
+    ///
+    /// A check that panics fails, and the heartbeat goes on. One that takes
+    /// longer than half the heartbeat (at most 2 s, and less when the TTL
+    /// leaves less to spare) fails, and is aborted: the lease is renewed
+    /// after the check, and must not wait on it. It runs on a task of its
+    /// own, so it must not block its thread. With [`Config::health_url`]
+    /// set too, both are asked, at once, and both must pass. Called again,
+    /// the last check given is the one.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), gosd::Error> {
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// // Say, whether the database answers: a flag kept by the app here.
+    /// let database_up = Arc::new(AtomicBool::new(true));
+    /// let flag = database_up.clone();
+    /// let client = gosd::Client::builder()
+    ///     .driver(gosd::MemoryDriver::new())
+    ///     .health_check(move || {
+    ///         let flag = flag.clone();
+    ///         async move { flag.load(Ordering::Relaxed) }
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// let me = client.register("provider", "http://10.0.0.7:3333").await?;
+    /// // A check that says why: `Ok` is healthy, an `Err` is logged.
+    /// let other = gosd::Client::builder()
+    ///     .driver(gosd::MemoryDriver::new())
+    ///     .health_check(|| async {
+    ///         tokio::net::TcpStream::connect("127.0.0.1:5432").await.map(drop)
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn health_check<F, Fut>(mut self, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output: super::health::IntoHealth> + Send + 'static,
+    {
+        self.health_check = Some(super::health::boxed(check));
+        self
+    }
+
     /// On SIGINT/SIGTERM, deregister and exit the process with status 130
     /// or 143 (unless the app called [`Client::shutdown_signal`]). Off by
     /// default for a `Client`; [`gosd::start`](crate::start) turns it on.
@@ -94,6 +147,10 @@ impl ClientBuilder {
             None => driver_for(&config)?,
         };
         let client = Client::with_parts(config, driver, runtime);
+        if let Some(check) = self.health_check {
+            // A new client: nothing has set it.
+            let _ = client.inner.membership.health_check.set(check);
+        }
         client.inner.refresh().await?;
         client.inner.spawn(maintain(Arc::downgrade(&client.inner)));
         if client.inner.config.watch {

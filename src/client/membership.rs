@@ -4,9 +4,6 @@
 
 use super::{Published, health, telemetry};
 
-/// The longest a health check may take (less when the heartbeat is shorter).
-const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
 impl Published {
     /// Counts a health check; `Some(unhealthy)` when the verdict changed.
     fn record(
@@ -220,17 +217,19 @@ pub(super) async fn heartbeat(weak: Weak<Inner>) {
         let Some(inner) = weak.upgrade() else { return };
         let Some(own) = inner.own() else { return };
         let name = own.name.get();
-        if let Ok(Some(url)) = inner.config.health_check_url() {
-            let ok = health::probe(&url, inner.config.heartbeat.min(HEALTH_TIMEOUT)).await;
-            let changed =
-                lock(&own.meta).record(ok.is_ok(), inner.config.health_failures, &mut verdict);
-            match (changed, ok) {
+        let url = inner.config.health_check_url().ok().flatten();
+        let check = inner.membership.health_check.get();
+        let timeout = health::timeout(inner.config.heartbeat, inner.config.ttl);
+        if let Some(answer) = health::run(url.as_ref(), check, timeout).await {
+            let failures = inner.config.health_failures;
+            let changed = lock(&own.meta).record(answer.is_ok(), failures, &mut verdict);
+            match (changed, answer) {
                 (Some(true), Err(why)) => tracing::warn!(
-                    instance = %own.name, health_url = %url, failures = inner.config.health_failures, error = %why,
+                    instance = %own.name, failures, error = %why,
                     "the health check failed; marking this instance down"
                 ),
                 (Some(false), _) => tracing::info!(
-                    instance = %own.name, health_url = %url, "the health check passes again; marking this instance up"
+                    instance = %own.name, "the health check passes again; marking this instance up"
                 ),
                 _ => {}
             }

@@ -30,10 +30,12 @@ mod builder;
 mod freshness;
 mod health;
 mod membership;
+mod stream;
 mod telemetry;
 
 pub use builder::ClientBuilder;
 use freshness::maintain;
+pub use health::IntoHealth;
 use membership::heartbeat;
 
 /// How long deregistration may take at shutdown before gosd gives up and
@@ -160,6 +162,9 @@ struct Membership {
     /// One renewal at a time: a status change and a heartbeat that read
     /// the metadata before it must not land in the other order.
     renewing: tokio::sync::Mutex<()>,
+    /// The builder's health check, if it was given one (set once, before
+    /// any registration).
+    health_check: std::sync::OnceLock<health::Check>,
 }
 
 #[derive(Clone)]
@@ -205,6 +210,7 @@ impl Client {
             driver: None,
             handle_signals: false,
             metadata: Vec::new(),
+            health_check: None,
         }
     }
 
@@ -507,18 +513,19 @@ impl Client {
         self.inner.fresh.changes.subscribe()
     }
 
-    /// The instances of `service` as a stream of [`Change`](crate::Change)s:
-    /// an [`Insert`](crate::Change::Insert) for each one there is now, then one
-    /// change per instance as this client's table takes changes in. For
-    /// load balancers such as tower's `Discover`; see [`ServiceWatch`].
+    /// The instances of `service` that take new requests as a stream of
+    /// [`Change`](crate::Change)s: an [`Insert`](crate::Change::Insert) for
+    /// each one there is now, then one change per instance as this
+    /// client's table takes changes in. For load balancers such as tower's
+    /// `Discover`; see [`ServiceWatch`].
+    ///
+    /// It follows the picks' rule: an instance set draining or down while
+    /// another instance of the service is up is removed, and inserted
+    /// again once it is up (or once none is: fail open). See
+    /// [`watch_selected`](Self::watch_selected), which this is with a
+    /// selector that matches every instance.
     pub fn watch_service(&self, service: &str) -> ServiceWatch {
-        let inner = Arc::downgrade(&self.inner);
-        let service = service.to_owned();
-        let read = Box::new(move || {
-            let inner = inner.upgrade()?;
-            Some(lock(&inner.fresh.sources).instances_of(&service))
-        });
-        ServiceWatch::new(read, self.inner.fresh.changes.subscribe())
+        self.watch_selected(&crate::Selector::new(service))
     }
 
     /// Every instance of every service as one stream of
@@ -527,7 +534,9 @@ impl Client {
     /// there is now, then one change per instance as the table takes them
     /// in. [`InstanceName::service`](crate::InstanceName::service) tells
     /// which service a change is of. For status pages and registry-wide
-    /// tools; a balancer wants one service's.
+    /// tools, it has every instance, whatever its status (see
+    /// [`instances`](Self::instances) for each one's); a balancer wants
+    /// one service's, which has only those that take new requests.
     pub fn watch_all_services(&self) -> ServiceWatch {
         let inner = Arc::downgrade(&self.inner);
         let read = Box::new(move || {

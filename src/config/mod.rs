@@ -220,7 +220,9 @@ pub struct Config {
     /// heartbeat: a 2xx answer is healthy. After
     /// [`health_failures`](Self::health_failures) failures in a row the
     /// instance is marked down (consumers stop picking it); one success
-    /// marks it up again. A status set by hand other than up stands.
+    /// marks it up again. A status set by hand other than up stands. With
+    /// a check given to [`ClientBuilder::health_check`](crate::ClientBuilder::health_check)
+    /// too, both are asked and both must pass.
     pub health_url: Option<String>,
     /// Failures in a row of the health check that mark the instance down.
     pub health_failures: u32,

@@ -13,7 +13,8 @@
 //! Built on [`::tonic::transport::Channel::balance_channel`] (tower's p2c over each instance's
 //! pending requests): a task feeds it from [`Client::watch_service`], so a
 //! new instance is added as soon as the client's table has it, and a
-//! removed one (deregistered, or its lease run out) is dropped at once.
+//! removed one (deregistered, its lease run out, or set draining or down
+//! while another is up) is dropped at once.
 //! The task ends with the last clone of the channel, at the next change.
 //!
 //! There are no retries here: a request that an instance fails is that

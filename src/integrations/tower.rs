@@ -25,7 +25,11 @@
 //! by your function: every instance there is now, then each one as it
 //! registers or moves to another URL, and a removal as its deregistration
 //! (or lease expiry) reaches the client's table. The balancer drops a
-//! removed instance at once.
+//! removed instance at once. An instance set draining or down (while
+//! another is up) is removed too, and inserted again when it is up: the
+//! balancer sends it no new requests, and those it already sent finish.
+//! [`Client::discover_selected`] does the same for the instances a
+//! [`Selector`](crate::Selector) matches.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -57,6 +61,18 @@ impl Client {
     {
         Discovered {
             watch: self.watch_service(service),
+            make,
+        }
+    }
+
+    /// [`discover`](Self::discover) over the instances `selector` matches
+    /// (a version, say), by the rules of [`Client::watch_selected`].
+    pub fn discover_selected<S, F>(&self, selector: &crate::Selector, make: F) -> Discovered<F>
+    where
+        F: FnMut(&InstanceName, &Route) -> S,
+    {
+        Discovered {
+            watch: self.watch_selected(selector),
             make,
         }
     }

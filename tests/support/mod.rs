@@ -267,6 +267,50 @@ pub async fn routes_become(
     started.elapsed()
 }
 
+/// A client whose heartbeat is quick, so a lease renewal is seen soon.
+pub fn fast_config(server: &RedisServer) -> gosd::Config {
+    let mut c = config(server);
+    c.ttl = Duration::from_millis(600);
+    c.heartbeat = Duration::from_millis(100);
+    c
+}
+
+pub fn picks(c: &gosd::Client, service: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| c.next_route(service).expect("a route").to_string())
+        .collect()
+}
+
+/// Waits on the client's change notifications until `n` picks of
+/// `service` satisfy `done`.
+pub async fn picks_become(
+    c: &gosd::Client,
+    service: &str,
+    n: usize,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) {
+    let mut changes = c.changes();
+    let wait = async {
+        loop {
+            changes.borrow_and_update();
+            if !c.routes(service).is_empty() && done(&picks(c, service, n)) {
+                return;
+            }
+            changes.changed().await.expect("client alive");
+        }
+    };
+    tokio::time::timeout(PATIENCE, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for: {what}"));
+}
+
+/// Whether picks hold these URLs, each at least once, and no other.
+pub fn only(urls: &[&str]) -> impl Fn(&[String]) -> bool {
+    let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+    move |picked| picked.iter().all(|p| urls.contains(p)) && urls.iter().all(|u| picked.contains(u))
+}
+
 /// Redis's MONITOR feed, to count the commands clients send.
 pub struct Monitor {
     feed: redis::Connection,
