@@ -173,7 +173,7 @@ pub fn add_service_manually(service: &str, url: &str) -> Result<()> {
 /// Sets this process's instance's status; see [`Registration::set_status`].
 ///
 /// [`Registration::set_status`]: crate::Registration::set_status
-pub async fn set_status(status: crate::Status) -> Result<()> {
+pub async fn set_status(status: gosd_driver::Status) -> Result<()> {
     client()?.set_status(status).await
 }
 

@@ -21,6 +21,7 @@ use crate::outliers::{Outcome, Outliers, Verdict};
 use crate::registration::{CurrentName, Deregister, Registration};
 use crate::route::Route;
 use crate::route_future::{Pick, RouteFuture, SlowPath};
+use crate::selector::Selector;
 use crate::service_watch::ServiceWatch;
 use crate::signals::{OnSignal, SignalState};
 use crate::snapshot::SharedTable;
@@ -372,12 +373,12 @@ impl Client {
     /// rules as [`next_route`](Self::next_route): up ones by weight,
     /// this client's zone first, all matching ones when none is up.
     /// `None` when none matches. Never waits, never refreshes.
-    pub fn pick(&self, selector: &crate::Selector) -> Option<Route> {
+    pub fn pick(&self, selector: &Selector) -> Option<Route> {
         self.inner.fresh.table.pick_selected(selector)
     }
 
     /// [`pick`](Self::pick), refreshing once when nothing matches.
-    pub(crate) async fn pick_or_refresh(&self, selector: &crate::Selector) -> Result<Route> {
+    pub(crate) async fn pick_or_refresh(&self, selector: &Selector) -> Result<Route> {
         if let Some(r) = self.pick(selector) {
             return Ok(r);
         }
