@@ -63,6 +63,7 @@ mod error;
 mod global;
 mod naming;
 mod outliers;
+mod pick_order;
 mod random;
 mod registration;
 mod rotation;

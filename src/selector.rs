@@ -16,9 +16,9 @@ use arc_swap::ArcSwapOption;
 use gosd_driver::Meta;
 
 use crate::error::Result;
+use crate::pick_order::pick_order;
 use crate::route::Route;
 use crate::service_index::ServiceRoutes;
-use crate::table::pick_order;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
