@@ -17,20 +17,21 @@ use crate::backoff::backoff;
 use crate::config::{Config, DriverKind};
 use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url, new_instance_name};
-use crate::outliers::{Outcome, Outliers, Verdict};
+use crate::outliers::Outliers;
 use crate::registration::{CurrentName, Deregister, Registration};
 use crate::route::Route;
 use crate::route_future::{Pick, RouteFuture, SlowPath};
 use crate::selector::Selector;
-use crate::service_watch::ServiceWatch;
 use crate::signals::{OnSignal, SignalState};
 use crate::snapshot::SharedTable;
 use crate::table::{Applied, RouteTable, Sources, Touched};
 
 mod builder;
+mod changes;
 mod freshness;
 mod health;
 mod membership;
+mod report;
 mod telemetry;
 
 pub use builder::ClientBuilder;
@@ -488,152 +489,6 @@ impl Client {
         let shutdown = self.inner.signals.hand_exit_to_app();
         crate::signals::install(&self.inner, &self.inner.runtime);
         shutdown.await;
-    }
-
-    /// Notified each time the route table changes; the value counts table
-    /// versions. For watching routes change without polling:
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), gosd::Error> {
-    /// # let client = gosd::Client::builder().driver(gosd::MemoryDriver::new()).build().await?;
-    /// let mut changes = client.changes();
-    /// client.add_service_manually("legacy", "http://legacy:80")?;
-    /// changes.changed().await.expect("the client is alive");
-    /// assert_eq!(client.routes("legacy").len(), 1);
-    /// # Ok(()) }
-    /// ```
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.inner.fresh.changes.subscribe()
-    }
-
-    /// The instances of `service` as a stream of [`Change`](crate::Change)s:
-    /// an [`Insert`](crate::Change::Insert) for each one there is now, then one
-    /// change per instance as this client's table takes changes in. For
-    /// load balancers such as tower's `Discover`; see [`ServiceWatch`].
-    pub fn watch_service(&self, service: &str) -> ServiceWatch {
-        let inner = Arc::downgrade(&self.inner);
-        let service = service.to_owned();
-        let read = Box::new(move || {
-            let inner = inner.upgrade()?;
-            Some(lock(&inner.fresh.sources).instances_of(&service))
-        });
-        ServiceWatch::new(read, self.inner.fresh.changes.subscribe())
-    }
-
-    /// Every instance of every service as one stream of
-    /// [`Change`](crate::Change)s, as [`watch_service`](Self::watch_service)
-    /// gives for one: an [`Insert`](crate::Change::Insert) for each instance
-    /// there is now, then one change per instance as the table takes them
-    /// in. [`InstanceName::service`](crate::InstanceName::service) tells
-    /// which service a change is of. For status pages and registry-wide
-    /// tools; a balancer wants one service's.
-    pub fn watch_all_services(&self) -> ServiceWatch {
-        let inner = Arc::downgrade(&self.inner);
-        let read = Box::new(move || {
-            let inner = inner.upgrade()?;
-            Some(lock(&inner.fresh.sources).instances())
-        });
-        ServiceWatch::new(read, self.inner.fresh.changes.subscribe())
-    }
-
-    /// Tells the outlier detector what a request to `route` (a route this
-    /// client picked) did. After [`Config::eject_after`] failures in a row
-    /// the instance gets no picks from this client (from any caller in the
-    /// process that uses it) for [`Config::eject_for`]; then it is back.
-    /// The last pickable instance of a service is never taken out: better
-    /// a request that may fail than none that can succeed (logged once).
-    ///
-    /// Picks do not look at the detector: an ejection rebuilds the route
-    /// lists, and picks stay lock- and allocation-free. A success while
-    /// nothing fails costs one atomic load.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), gosd::Error> {
-    /// use gosd::Outcome;
-    /// let client = gosd::Client::builder().driver(gosd::MemoryDriver::new()).build().await?;
-    /// client.add_service_manually("api", "http://10.0.0.1:80")?;
-    /// client.add_service_manually("api", "http://10.0.0.2:80")?;
-    /// let dead = client.next_route("api").unwrap();
-    /// for _ in 0..3 {
-    ///     client.report(&dead, Outcome::ConnectFailure);
-    /// }
-    /// assert!(!client.routes("api").contains(&dead), "ejected for 10 s");
-    /// let last = client.next_route("api").unwrap();
-    /// for _ in 0..3 {
-    ///     client.report(&last, Outcome::Timeout);
-    /// }
-    /// assert_eq!(client.routes("api"), [last], "the last one stays");
-    /// # Ok(()) }
-    /// ```
-    pub fn report(&self, route: &Route, outcome: Outcome) {
-        let inner = &self.inner;
-        if outcome == Outcome::Success {
-            inner.outliers.success(route);
-            return;
-        }
-        // The services whose pick lists hold `route`, and whether each
-        // keeps another route without it.
-        let (services, can_eject) = inner.fresh.table.with(|t| {
-            let mut services = Vec::new();
-            let mut can_eject = !inner.config.eject_for.is_zero();
-            for service in t.services() {
-                let routes = t.routes(service);
-                if routes.contains(route) {
-                    can_eject &= routes.len() > 1;
-                    services.push(Box::<str>::from(service));
-                }
-            }
-            (services, can_eject)
-        });
-        if services.is_empty() {
-            return; // not (or no longer) routed to: nothing to take out
-        }
-        let in_table = |r: &Route| {
-            inner
-                .fresh
-                .table
-                .with(|t| t.services().any(|s| t.routes(s).contains(r)))
-        };
-        match inner.outliers.failure(route, can_eject, in_table) {
-            Verdict::Nothing => {}
-            Verdict::KeepLast => tracing::warn!(
-                url = %route,
-                ?outcome,
-                "failing, but the last instance of its service: still routed to (fail open)"
-            ),
-            Verdict::Eject => {
-                let cooldown = inner.config.eject_for;
-                tracing::warn!(
-                    url = %route,
-                    ?outcome,
-                    failures = inner.config.eject_after,
-                    "ejected: no picks for {}",
-                    humantime::format_duration(cooldown)
-                );
-                let touched = Touched::services(services);
-                {
-                    let mut sources = lock(&inner.fresh.sources);
-                    sources.set_ejected(route, true);
-                    inner.rebuild(&mut sources, &touched);
-                }
-                let weak = Arc::downgrade(inner);
-                let route = route.clone();
-                // Not kept in `tasks`, which would grow with each ejection:
-                // it holds the client weakly, so it ends with it.
-                inner.runtime.spawn(async move {
-                    tokio::time::sleep(cooldown).await;
-                    let Some(inner) = weak.upgrade() else { return };
-                    let mut sources = lock(&inner.fresh.sources);
-                    sources.set_ejected(&route, false);
-                    inner.rebuild(&mut sources, &touched);
-                    drop(sources);
-                    inner.outliers.restored(&route);
-                    tracing::info!(url = %route, "ejection over: routed to again");
-                });
-            }
-        }
     }
 
     /// The instance this client registered, if any: `<service>-<id>`.
