@@ -63,7 +63,7 @@ const ROUNDS: usize = 15;
 /// Workers of the multi-thread runtime: the machine's two cores.
 const WORKERS: usize = 2;
 
-/// gosd's hasher for its route table (`src/table.rs`, `src/service_index.rs`):
+/// gosd's hasher for its route table (`src/table/mod.rs`, `src/service_index.rs`):
 /// FxHash, a word at a time. Copied so that the baselines hash as gosd does.
 #[derive(Clone, Copy, Default)]
 struct Fx;

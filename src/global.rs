@@ -13,6 +13,7 @@ use crate::naming::{check_service, check_url};
 use crate::registration::Registration;
 use crate::route::Route;
 use crate::route_future::{PickSource, RouteFuture};
+use crate::selector::Selector;
 use crate::signals::SignalListener;
 
 static GLOBAL: OnceLock<Client> = OnceLock::new();
@@ -160,6 +161,28 @@ pub fn iterate_service_route(service: &str) -> impl Future<Output = Result<Route
     RouteFuture::new(Global, service)
 }
 
+/// A selector of `service` for the global client:
+/// `gosd::route("provider").with("version", "2.1.0").pick().await`. Build
+/// it once and keep it: a pick through a kept selector allocates nothing.
+pub fn route(service: &str) -> Selector {
+    Selector::new(service)
+}
+
+// Here, not in `selector`: what a selector matches knows nothing of
+// clients; picking through the global one is this module's job.
+impl Selector {
+    /// The next matching route, from the global client (see
+    /// [`gosd::route`](crate::route)); when none matches, one refresh and
+    /// one more look.
+    ///
+    /// # Errors
+    /// [`Error::NotStarted`] before [`gosd::start`](crate::start);
+    /// [`Error::NoRoute`] when no instance matches.
+    pub async fn pick(&self) -> Result<Route> {
+        client()?.pick_or_refresh(self).await
+    }
+}
+
 /// Stops routing to `url`; see [`Client::delete_service_with_url`].
 pub async fn delete_service_with_url(url: &str) -> Result<()> {
     client()?.delete_service_with_url(url).await
@@ -173,7 +196,7 @@ pub fn add_service_manually(service: &str, url: &str) -> Result<()> {
 /// Sets this process's instance's status; see [`Registration::set_status`].
 ///
 /// [`Registration::set_status`]: crate::Registration::set_status
-pub async fn set_status(status: crate::Status) -> Result<()> {
+pub async fn set_status(status: gosd_driver::Status) -> Result<()> {
     client()?.set_status(status).await
 }
 

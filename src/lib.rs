@@ -63,7 +63,7 @@ mod error;
 mod global;
 mod naming;
 mod outliers;
-mod pickable;
+mod pick_order;
 mod random;
 mod registration;
 mod rotation;
@@ -151,12 +151,12 @@ pub mod validate {
 }
 pub use global::{
     add_service_manually, client, connect, delete_service_with_url, finish, get,
-    iterate_service_route, set_status, shutdown_signal, start, start_with, update_by_cron,
+    iterate_service_route, route, set_status, shutdown_signal, start, start_with, update_by_cron,
 };
 pub use outliers::Outcome;
 pub use registration::Registration;
 pub use route::Route;
-pub use selector::{Selector, route};
+pub use selector::Selector;
 pub use service_watch::{Change, ServiceWatch};
 pub use shared_memory::shared_memory_registry;
 

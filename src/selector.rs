@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use arc_swap::ArcSwapOption;
 use gosd_driver::Meta;
 
-use crate::error::Result;
+use crate::pick_order::pick_order;
 use crate::route::Route;
 use crate::service_index::ServiceRoutes;
-use crate::table::pick_order;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -151,17 +150,6 @@ impl Selector {
                 .collect(),
         }
     }
-
-    /// The next matching route, from the global client (see
-    /// [`gosd::route`](crate::route)); when none matches, one refresh and
-    /// one more look.
-    ///
-    /// # Errors
-    /// [`Error::NotStarted`](crate::Error::NotStarted) before [`gosd::start`](crate::start);
-    /// [`Error::NoRoute`](crate::Error::NoRoute) when no instance matches.
-    pub async fn pick(&self) -> Result<Route> {
-        crate::client()?.pick_or_refresh(self).await
-    }
 }
 
 impl std::fmt::Debug for Selector {
@@ -183,11 +171,4 @@ impl Clone for Selector {
             matches: ArcSwapOption::empty(),
         }
     }
-}
-
-/// A selector of `service` for the global client:
-/// `gosd::route("provider").with("version", "2.1.0").pick().await`. Build
-/// it once and keep it: a pick through a kept selector allocates nothing.
-pub fn route(service: &str) -> Selector {
-    Selector::new(service)
 }

@@ -18,6 +18,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use crate::rotation::Rotations;
 use crate::route::Route;
+use crate::selector::Selector;
 use crate::table::RouteTable;
 
 /// One client's route table, with a per-thread cache in front of it.
@@ -123,7 +124,7 @@ impl SharedTable {
     /// thread (see [`Rotations::next_selected`]); from the shared table
     /// with the selector's own cursor when the cache cannot be used.
     #[inline]
-    pub(crate) fn pick_selected(&self, selector: &crate::Selector) -> Option<Route> {
+    pub(crate) fn pick_selected(&self, selector: &Selector) -> Option<Route> {
         let service = selector.service();
         let picked = self.cached(|table, rotations| {
             let s = table.service(service)?;

@@ -17,19 +17,21 @@ use crate::backoff::backoff;
 use crate::config::{Config, DriverKind};
 use crate::error::{Error, Result};
 use crate::naming::{check_service, check_url, new_instance_name};
-use crate::outliers::{Outcome, Outliers, Verdict};
+use crate::outliers::Outliers;
 use crate::registration::{CurrentName, Deregister, Registration};
 use crate::route::Route;
 use crate::route_future::{Pick, RouteFuture, SlowPath};
-use crate::service_watch::ServiceWatch;
+use crate::selector::Selector;
 use crate::signals::{OnSignal, SignalState};
 use crate::snapshot::SharedTable;
 use crate::table::{Applied, RouteTable, Sources, Touched};
 
 mod builder;
+mod changes;
 mod freshness;
 mod health;
 mod membership;
+mod report;
 mod stream;
 mod telemetry;
 
@@ -378,12 +380,12 @@ impl Client {
     /// rules as [`next_route`](Self::next_route): up ones by weight,
     /// this client's zone first, all matching ones when none is up.
     /// `None` when none matches. Never waits, never refreshes.
-    pub fn pick(&self, selector: &crate::Selector) -> Option<Route> {
+    pub fn pick(&self, selector: &Selector) -> Option<Route> {
         self.inner.fresh.table.pick_selected(selector)
     }
 
     /// [`pick`](Self::pick), refreshing once when nothing matches.
-    pub(crate) async fn pick_or_refresh(&self, selector: &crate::Selector) -> Result<Route> {
+    pub(crate) async fn pick_or_refresh(&self, selector: &Selector) -> Result<Route> {
         if let Some(r) = self.pick(selector) {
             return Ok(r);
         }
@@ -494,163 +496,6 @@ impl Client {
         let shutdown = self.inner.signals.hand_exit_to_app();
         crate::signals::install(&self.inner, &self.inner.runtime);
         shutdown.await;
-    }
-
-    /// Notified each time the route table changes; the value counts table
-    /// versions. For watching routes change without polling:
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), gosd::Error> {
-    /// # let client = gosd::Client::builder().driver(gosd::MemoryDriver::new()).build().await?;
-    /// let mut changes = client.changes();
-    /// client.add_service_manually("legacy", "http://legacy:80")?;
-    /// changes.changed().await.expect("the client is alive");
-    /// assert_eq!(client.routes("legacy").len(), 1);
-    /// # Ok(()) }
-    /// ```
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.inner.fresh.changes.subscribe()
-    }
-
-    /// The instances of `service` that take new requests as a stream of
-    /// [`Change`](crate::Change)s: an [`Insert`](crate::Change::Insert) for
-    /// each one there is now, then one change per instance as this
-    /// client's table takes changes in. For load balancers such as tower's
-    /// `Discover`; see [`ServiceWatch`].
-    ///
-    /// It follows the picks' rule: an instance set draining or down while
-    /// another instance of the service is up is removed, and inserted
-    /// again once it is up (or once none is: fail open). See
-    /// [`watch_selected`](Self::watch_selected), which this is with a
-    /// selector that matches every instance.
-    pub fn watch_service(&self, service: &str) -> ServiceWatch {
-        self.watch_selected(&crate::Selector::new(service))
-    }
-
-    /// Every instance of every service as one stream of
-    /// [`Change`](crate::Change)s, as [`watch_service`](Self::watch_service)
-    /// gives for one: an [`Insert`](crate::Change::Insert) for each instance
-    /// there is now, then one change per instance as the table takes them
-    /// in. [`InstanceName::service`](crate::InstanceName::service) tells
-    /// which service a change is of. For status pages and registry-wide
-    /// tools, it has every instance, whatever its status (see
-    /// [`instances`](Self::instances) for each one's); a balancer wants
-    /// one service's, which has only those that take new requests.
-    pub fn watch_all_services(&self) -> ServiceWatch {
-        let inner = Arc::downgrade(&self.inner);
-        let read = Box::new(move || {
-            let inner = inner.upgrade()?;
-            Some(lock(&inner.fresh.sources).instances())
-        });
-        ServiceWatch::new(read, self.inner.fresh.changes.subscribe())
-    }
-
-    /// Tells the outlier detector what a request to `route` (a route this
-    /// client picked) did. After [`Config::eject_after`] failures in a row
-    /// the instance gets no picks from this client (from any caller in the
-    /// process that uses it) for [`Config::eject_for`]; then it is back.
-    /// The last pickable instance of a service is never taken out: better
-    /// a request that may fail than none that can succeed (logged once).
-    ///
-    /// Picks do not look at the detector: an ejection rebuilds the route
-    /// lists, and picks stay lock- and allocation-free. A success while
-    /// nothing fails costs one atomic load.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), gosd::Error> {
-    /// use gosd::Outcome;
-    /// let client = gosd::Client::builder().driver(gosd::MemoryDriver::new()).build().await?;
-    /// client.add_service_manually("api", "http://10.0.0.1:80")?;
-    /// client.add_service_manually("api", "http://10.0.0.2:80")?;
-    /// let dead = client.next_route("api").unwrap();
-    /// for _ in 0..3 {
-    ///     client.report(&dead, Outcome::ConnectFailure);
-    /// }
-    /// assert!(!client.routes("api").contains(&dead), "ejected for 10 s");
-    /// let last = client.next_route("api").unwrap();
-    /// for _ in 0..3 {
-    ///     client.report(&last, Outcome::Timeout);
-    /// }
-    /// assert_eq!(client.routes("api"), [last], "the last one stays");
-    /// # Ok(()) }
-    /// ```
-    pub fn report(&self, route: &Route, outcome: Outcome) {
-        let inner = &self.inner;
-        if outcome == Outcome::Success {
-            inner.outliers.success(route);
-            return;
-        }
-        // The services whose pick lists hold `route`, and whether each
-        // keeps another route without it.
-        let (services, can_eject) = inner.fresh.table.with(|t| {
-            let mut services = Vec::new();
-            let mut can_eject = !inner.config.eject_for.is_zero();
-            for service in t.services() {
-                let routes = t.routes(service);
-                if routes.contains(route) {
-                    can_eject &= routes.len() > 1;
-                    services.push(Box::<str>::from(service));
-                }
-            }
-            (services, can_eject)
-        });
-        if services.is_empty() {
-            return; // not (or no longer) routed to: nothing to take out
-        }
-        let in_table = |r: &Route| {
-            inner
-                .fresh
-                .table
-                .with(|t| t.services().any(|s| t.routes(s).contains(r)))
-        };
-        match inner.outliers.failure(route, can_eject, in_table) {
-            Verdict::Nothing => {}
-            Verdict::KeepLast => tracing::warn!(
-                url = %route,
-                ?outcome,
-                "failing, but the last instance of its service: still routed to (fail open)"
-            ),
-            Verdict::Eject => {
-                let cooldown = inner.config.eject_for;
-                tracing::warn!(
-                    url = %route,
-                    ?outcome,
-                    failures = inner.config.eject_after,
-                    "ejected: no picks for {}",
-                    humantime::format_duration(cooldown)
-                );
-                services.iter().for_each(|s| telemetry::ejected(s));
-                let touched = Touched::services(services);
-                {
-                    let mut sources = lock(&inner.fresh.sources);
-                    sources.set_ejected(route, true);
-                    inner.rebuild(&mut sources, &touched);
-                }
-                let weak = Arc::downgrade(inner);
-                let route = route.clone();
-                // Not kept in `tasks`, which would grow with each ejection:
-                // it holds the client weakly, so it ends with it.
-                inner.runtime.spawn(async move {
-                    tokio::time::sleep(cooldown).await;
-                    let Some(inner) = weak.upgrade() else { return };
-                    let mut sources = lock(&inner.fresh.sources);
-                    sources.set_ejected(&route, false);
-                    inner.rebuild(&mut sources, &touched);
-                    drop(sources);
-                    inner.outliers.restored(&route);
-                    tracing::info!(url = %route, "ejection over: routed to again");
-                });
-            }
-        }
-    }
-
-    /// How much longer `route` gets no picks from this client, when the
-    /// outlier detector has ejected it ([`report`](Self::report)); `None`
-    /// when it is routed to. For status pages: picks already skip it.
-    pub fn ejected_for(&self, route: &Route) -> Option<Duration> {
-        self.inner.outliers.ejected_for(route)
     }
 
     /// The instance this client registered, if any: `<service>-<id>`.

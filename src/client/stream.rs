@@ -7,7 +7,7 @@ use std::sync::Arc;
 use gosd_driver::Meta;
 
 use super::{Client, lock};
-use crate::pickable::taking_requests;
+use crate::pick_order::taking_requests;
 use crate::service_watch::ServiceWatch;
 
 impl Client {

@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::Client;
+use crate::client::Client;
 
 /// A [`Layer`] calling `update_by_cron()` on each request; see the
 /// [module](self).
@@ -77,7 +77,7 @@ where
     fn call(&mut self, request: R) -> S::Future {
         match &self.client {
             Some(client) => client.update_by_cron(),
-            None => crate::update_by_cron(),
+            None => crate::global::update_by_cron(),
         }
         self.inner.call(request)
     }

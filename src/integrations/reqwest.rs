@@ -55,7 +55,10 @@ use ::reqwest::{Method, Request, Response, Url};
 use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 
-use crate::{Client, Error, Outcome, Route};
+use crate::client::Client;
+use crate::error::Error;
+use crate::outliers::Outcome;
+use crate::route::Route;
 
 /// At most this many instances per request.
 const MAX_ATTEMPTS: usize = 3;

@@ -24,7 +24,9 @@
 use tonic::transport::channel::Change as TowerChange;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{Change, Client, Route};
+use crate::client::Client;
+use crate::route::Route;
+use crate::service_watch::Change;
 
 /// How many changes may wait for the channel's balancer to take them in.
 const QUEUED_CHANGES: usize = 64;

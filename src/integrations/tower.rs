@@ -38,7 +38,9 @@ use std::task::{Context, Poll, ready};
 use futures_core::Stream;
 use gosd_driver::InstanceName;
 
-use crate::{Change, Client, Route, ServiceWatch};
+use crate::client::Client;
+use crate::route::Route;
+use crate::service_watch::{Change, ServiceWatch};
 
 /// The instances of one service as a [`::tower::discover::Discover`] (a
 /// stream of [`::tower::discover::Change`]s keyed by [`InstanceName`]), each

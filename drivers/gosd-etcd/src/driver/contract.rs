@@ -1,6 +1,7 @@
-//! The [`Driver`] contract for etcd, over the connection, lease and read
-//! helpers of the parent module.
+//! The [`Driver`] contract for etcd, over the connection and read helpers
+//! of the parent module and the lease ones of `leases`.
 
+use super::leases::lease_seconds;
 use super::*;
 
 impl Driver for EtcdDriver {

@@ -1,19 +1,21 @@
 //! The route table: an immutable snapshot that readers load without a lock,
-//! and that refreshes replace whole.
+//! and that refreshes replace whole; and its [`Sources`], what tables are
+//! built from. Taking in what the registry says is `apply`'s job, making a
+//! table from the sources `build`'s.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gosd_driver::{Entry, Event, InstanceName, Meta, Snapshot, Version};
+use gosd_driver::{InstanceName, Meta, Version};
 
-use crate::naming::{check_url, parse_field};
-use crate::pickable::taking_requests;
 use crate::rotation::RotationIds;
 use crate::route::Route;
 use crate::service_index::{RotationId, ServiceIndex, ServiceRoutes, fx_bytes, fx_word};
 use crate::skipped::Skipped;
-use crate::weights::{smooth_order, weight_of};
+
+mod apply;
+mod build;
 
 /// One immutable version of the routes.
 #[derive(Default)]
@@ -268,158 +270,6 @@ impl Sources {
             .min()
     }
 
-    /// What a fetch that found nothing changed says: when the earliest
-    /// lease runs out. Touches the routes only if a hold ran out.
-    pub(crate) fn unchanged(
-        &mut self,
-        next_expiry: Option<Duration>,
-        received: Instant,
-    ) -> Touched {
-        self.next_check = next_expiry.map(|left| received + left);
-        self.end_hold_if_due(received)
-    }
-
-    /// Takes a whole snapshot received at `received`, in answer to a fetch
-    /// that `sent` the version we knew then; skips (and warns once about)
-    /// entries that are not `<service>-<id>` → URL. Returns the services
-    /// whose routes changed.
-    ///
-    /// If the registry lost its state — a new generation, or the same one
-    /// gone back to an older revision (a failover to a lagging replica, a
-    /// restore) — the entries we had and it lacks are **held** until they
-    /// are back or `hold_for` passes: a registry that forgot everyone must
-    /// not empty every client's table while providers register again.
-    pub(crate) fn apply_snapshot(
-        &mut self,
-        snapshot: Snapshot,
-        sent: Option<Version>,
-        received: Instant,
-        hold_for: Duration,
-    ) -> Touched {
-        let new = snapshot.version;
-        let next_check = snapshot.next_expiry.map(|left| received + left);
-        let mut lost_state = false;
-        if let Some(known) = self.version {
-            let same_generation = known.generation == new.generation;
-            let went_back = same_generation && sent.is_some_and(|s| new.revision < s.revision);
-            if same_generation && new.revision < known.revision && !went_back {
-                // Pushed changes overtook this read: what we have is newer.
-                self.next_check = next_check.or(self.next_check);
-                return self.end_hold_if_due(received);
-            }
-            lost_state = !same_generation || went_back;
-        }
-        let first_load = self.version.is_none();
-        let was_holding = !self.held.is_empty();
-        let old = std::mem::take(&mut self.registry);
-        if lost_state && !old.is_empty() {
-            tracing::warn!(
-                held = old.len(),
-                "the registry lost its state; keeping the last known routes until they register again (at most {})",
-                humantime::format_duration(hold_for)
-            );
-            self.held.extend(old.iter().cloned());
-            self.hold_until = Some(received + hold_for);
-        }
-        // Diff against what we had, rather than rebuild: an entry we already
-        // validated is kept as it is (parsing every URL again, then sorting
-        // the whole registry, was most of the cost of a large refresh), and
-        // the diff names the services the table must rebuild.
-        let at: FxMap<&str, usize> = old
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.name.as_str(), i))
-            .collect();
-        let mut kept = vec![false; old.len()];
-        let mut added = Vec::new();
-        self.skipped.begin_sweep();
-        self.forget_removals_due(received);
-        for e in snapshot.entries {
-            match at.get(e.field.as_str()) {
-                Some(&i) if *old[i].route == *e.url && old[i].meta == e.meta => kept[i] = true,
-                _ if self.saw_removed(&e.field) => {}
-                _ => added.extend(self.validate(e)),
-            }
-        }
-        drop(at);
-        self.skipped.end_sweep();
-        added.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        let mut touched: Vec<Box<str>> = added.iter().map(|f| f.name.service().into()).collect();
-        let mut added = added.into_iter().peekable();
-        self.registry.reserve(old.len() + added.len());
-        for (f, kept) in old.into_iter().zip(kept) {
-            if !kept {
-                // Gone from a registry that kept its state: removed, as a
-                // pushed removal says. (One that lost it holds them.)
-                if !lost_state {
-                    self.remember_removal(f.name.as_str(), received);
-                }
-                touched.push(f.name.service().into());
-                continue;
-            }
-            while let Some(a) = added.next_if(|a| a.name < f.name) {
-                self.registry.push(a);
-            }
-            self.registry.push(f);
-        }
-        self.registry.extend(added);
-        self.version = Some(new);
-        self.next_check = next_check;
-        self.read_whole_at = Some(received);
-        let registry = &self.registry;
-        self.held
-            .retain(|h| registry.binary_search_by(|f| f.name.cmp(&h.name)).is_err());
-        let hold_ended = self.end_hold_if_due(received);
-        if first_load || was_holding || !self.held.is_empty() || hold_ended != Touched::Nothing {
-            return Touched::All;
-        }
-        Touched::services(touched)
-    }
-
-    /// Applies the changes a fetch brought (the driver's record of what
-    /// happened since the version we sent), as pushed events are applied.
-    /// `Err` when they do not take us to `version` — they do not follow on
-    /// from what we have, one of them needs a read (many entries reaped at
-    /// once), or a writer that keeps no record (Go gosd) wrote since — and
-    /// the registry must be read whole. Either way, with the services
-    /// the applied ones touched.
-    pub(crate) fn apply_changes(
-        &mut self,
-        events: Vec<Event>,
-        version: Version,
-        next_expiry: Option<Duration>,
-        received: Instant,
-    ) -> Result<Touched, Touched> {
-        let mut touched = Vec::new();
-        let mut followed = true;
-        for event in events {
-            match self.apply_event(event, received) {
-                Applied::Changed(service) => touched.push(service.into_boxed_str()),
-                Applied::Nothing => {}
-                Applied::NeedFetch => {
-                    followed = false;
-                    break;
-                }
-            }
-        }
-        // At `version`, or past it: pushed events may have overtaken us.
-        let caught_up = self.version.is_some_and(|v| {
-            v == version || (v.generation == version.generation && v.revision > version.revision)
-        });
-        let touched = match self.end_hold_if_due(received) {
-            Touched::All => Touched::All,
-            _ => Touched::services(touched),
-        };
-        if followed && caught_up {
-            // The leases in `Put` events counted from when they were written;
-            // this one is the registry's now.
-            self.next_check = next_expiry.map(|left| received + left);
-            Ok(touched)
-        } else {
-            Err(touched)
-        }
-    }
-
     /// Every instance from the registry (and held ones), sorted by name.
     pub(crate) fn instances(&self) -> Vec<(InstanceName, Route)> {
         let mut all: Vec<(InstanceName, Route)> = self
@@ -458,167 +308,6 @@ impl Sources {
         self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
     }
 
-    /// Applies one pushed change if it is the very next one we expect.
-    pub(crate) fn apply_event(&mut self, event: Event, received: Instant) -> Applied {
-        let (version, since, change) = match event {
-            Event::Subscribed => {
-                // Changes made while we were not subscribed are in the
-                // record, but so may be a failover's other history.
-                self.read_whole_next();
-                return Applied::NeedFetch;
-            }
-            Event::Changed { version } => (version, version.revision, None),
-            Event::Put {
-                version,
-                since,
-                entry,
-                lease,
-            } => (version, since, Some(Ok((entry, lease)))),
-            Event::Removed {
-                version,
-                since,
-                field,
-            } => (version, since, Some(Err(field))),
-        };
-        let Some(known) = self.version else {
-            return Applied::NeedFetch;
-        };
-        if version.generation == known.generation && version.revision <= known.revision {
-            return Applied::Nothing;
-        }
-        // The very next change (nothing happened between our revision and
-        // this one, as the driver vouches with `since`), and exactly one
-        // entry more or fewer: a writer that moves no revision (Go gosd)
-        // shows up as a count that does not add up, and then only a fetch
-        // tells what happened.
-        let next = version.generation == known.generation && since <= known.revision;
-        let added = next && version.entries == known.entries + 1;
-        let removed = next && version.entries + 1 == known.entries;
-        // A put of an entry we have (its status or metadata changed) adds
-        // none.
-        let replaced = |entry: &Entry| {
-            next && version.entries == known.entries
-                && self
-                    .registry
-                    .binary_search_by(|f| f.name.as_str().cmp(&entry.field))
-                    .is_ok()
-        };
-        let field = match change {
-            Some(Ok((entry, lease))) if added || replaced(&entry) => {
-                let field = entry.field.clone();
-                if let Some(lease) = lease {
-                    let at = received + lease;
-                    self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
-                }
-                // Not applied, and our version stays: a put that fails
-                // validation (forged on the channel, or a writer's bug)
-                // must neither replace a good entry nor claim the
-                // revision of the real change, which would then be lost.
-                let Some(found) = self.validate(entry) else {
-                    return Applied::NeedFetch;
-                };
-                self.removed.remove(field.as_str());
-                self.remove_field(&field);
-                let at = self.registry.partition_point(|f| f.name < found.name);
-                self.registry.insert(at, found);
-                field
-            }
-            Some(Err(field)) if removed => {
-                self.remember_removal(&field, received);
-                self.remove_field(&field);
-                field
-            }
-            _ => return Applied::NeedFetch,
-        };
-        self.version = Some(version);
-        Applied::Changed(service_of(&field))
-    }
-
-    fn remember_removal(&mut self, field: &str, now: Instant) {
-        if self.removal_memory.is_zero() {
-            return;
-        }
-        self.forget_removals_due(now);
-        self.removed.insert(field.into(), now + self.removal_memory);
-    }
-
-    /// Drops the removals remembered long enough.
-    fn forget_removals_due(&mut self, now: Instant) {
-        if !self.removed.is_empty() {
-            self.removed.retain(|_, until| *until > now);
-        }
-    }
-
-    /// Whether `field` left while this client watched, lately: a read that
-    /// still holds it comes from a registry that went back in time.
-    fn saw_removed(&self, field: &str) -> bool {
-        let refused = self.removed.contains_key(field);
-        if refused {
-            tracing::debug!(
-                field,
-                "not taking back an instance seen deregistered: the registry went back in time"
-            );
-        }
-        refused
-    }
-
-    fn remove_field(&mut self, field: &str) {
-        self.skipped.forget(field);
-        // Sorted by name: a search, not a scan of the whole registry on
-        // every pushed change.
-        if let Ok(at) = self
-            .registry
-            .binary_search_by(|f| f.name.as_str().cmp(field))
-        {
-            self.registry.remove(at);
-        }
-        self.held.retain(|f| f.name.as_str() != field);
-        if self.held.is_empty() {
-            self.hold_until = None;
-        }
-    }
-
-    /// Ends a hold whose time is up, or whose entries are all back.
-    fn end_hold_if_due(&mut self, now: Instant) -> Touched {
-        let Some(until) = self.hold_until else {
-            return Touched::Nothing;
-        };
-        if self.held.is_empty() {
-            self.hold_until = None;
-            tracing::info!("the registry is repopulated");
-            return Touched::Nothing;
-        }
-        if now < until {
-            return Touched::Nothing;
-        }
-        tracing::info!(
-            dropped = self.held.len(),
-            "instances that did not register again are dropped"
-        );
-        self.held.clear();
-        self.hold_until = None;
-        Touched::All
-    }
-
-    fn validate(&mut self, e: Entry) -> Option<Found> {
-        let name = match parse_field(&e.field) {
-            Ok(name) => name,
-            Err(why) => {
-                self.skipped.warn_once(e.field, e.url, &why);
-                return None;
-            }
-        };
-        if let Err(err) = check_url(&e.url) {
-            self.skipped.warn_once(e.field, e.url, &err.to_string());
-            return None;
-        }
-        Some(Found {
-            name,
-            route: Route::new(&e.url),
-            meta: e.meta,
-        })
-    }
-
     pub(crate) fn add_manual(&mut self, service: &str, route: Route) {
         if !self
             .manual
@@ -638,11 +327,6 @@ impl Sources {
         self.read_whole_next();
     }
 
-    /// Whether `route` goes into its service's pick list.
-    fn not_ejected(&self, route: &Route) -> bool {
-        !self.ejected.contains(route)
-    }
-
     /// Takes `route` out of the picks (`true`) or puts it back; whether
     /// that changed anything. The next build of its services applies it.
     pub(crate) fn set_ejected(&mut self, route: &Route, ejected: bool) -> bool {
@@ -651,145 +335,12 @@ impl Sources {
             false => self.ejected.remove(route),
         }
     }
-
-    /// The table after `touched`: those services are rebuilt from these
-    /// sources, the others' route lists are shared with `old` by reference.
-    /// Rotations carry over from `old`; a service gone from the table gives
-    /// its rotation number back.
-    pub(crate) fn build(&mut self, old: &RouteTable, touched: &Touched) -> RouteTable {
-        // The same URL twice in a service (say, a stale Go entry and ours)
-        // must not get twice the traffic.
-        let mut seen: HashSet<(&str, &str), Fx> = HashSet::default();
-        // For a few services, only their entries: a pushed change then
-        // costs its service, not a scan of the whole registry.
-        let (every, few) = match touched {
-            Touched::Services(names) => (&[][..], &names[..]),
-            _ => (&self.registry[..], &[][..]),
-        };
-        let few = few
-            .iter()
-            .flat_map(|service| of_service(&self.registry, service));
-        let registry = every
-            .iter()
-            .chain(few)
-            .chain(&self.held)
-            .map(|f| (f.name.service(), &f.route, &f.meta));
-        // Manual routes are up, of the default weight, in no zone.
-        let none = Meta::default();
-        let manual = self.manual.iter().map(|(s, r)| (&**s, r, &none));
-        let mut lists: FxMap<&str, Vec<(Route, &Meta)>> = FxMap::default();
-        // Routes the outlier detector left out of the picks, by service: a
-        // service whose every route is left out keeps them all (fail open).
-        let mut left_out: FxMap<&str, Vec<(Route, &Meta)>> = FxMap::default();
-        for (service, route, meta) in registry.chain(manual) {
-            if touched.includes(service) && seen.insert((service, route.as_str())) {
-                let list = match self.not_ejected(route) {
-                    true => lists.entry(service),
-                    false => left_out.entry(service),
-                };
-                list.or_default().push((route.clone(), meta));
-            }
-        }
-        for (service, routes) in left_out {
-            if !lists.contains_key(service) {
-                // Logged where it was decided (`outliers`): a build runs
-                // again on every change of the service.
-                tracing::debug!(service, "every instance is ejected; routing to them all");
-                lists.insert(service, routes);
-            }
-        }
-        let shared = old
-            .services
-            .iter()
-            .filter(|(name, _)| !touched.includes(name))
-            .map(|(name, s)| (name.clone(), s.clone()));
-        let rotations = &mut self.rotations;
-        for (name, s) in old.services.iter() {
-            if touched.includes(name) && !lists.contains_key(&**name) {
-                rotations.give_back(s.rotation);
-            }
-        }
-        let zone = self.zone.as_deref();
-        let failing_open = &mut self.failing_open;
-        let rebuilt: Vec<_> = lists
-            .into_iter()
-            .map(|(service, instances)| {
-                let rotation = old.rotation(service).unwrap_or_else(|| rotations.take());
-                let metas: Vec<&Meta> = instances.iter().map(|(_, m)| *m).collect();
-                let (order, open) = pick_order(&metas, zone);
-                log_fail_open(failing_open, service, open, instances.len());
-                let metas = metas.into_iter().cloned().collect();
-                let routes = instances.into_iter().map(|(r, _)| r).collect();
-                let order = order.into();
-                let service_routes = ServiceRoutes {
-                    routes,
-                    order,
-                    metas,
-                    rotation,
-                };
-                (Arc::<str>::from(service), service_routes)
-            })
-            .collect();
-        // A service that left the table no longer fails open.
-        failing_open
-            .retain(|name| !touched.includes(name) || rebuilt.iter().any(|(n, _)| **n == **name));
-        let services = shared.chain(rebuilt).collect();
-        RouteTable {
-            services: ServiceIndex::new(services),
-            zone: self.zone.as_deref().map(Arc::from),
-        }
-    }
-}
-
-/// A service's pick sequence (see `weights`), over these instances (the
-/// service's routes, in order), for a client in `zone`, and whether it
-/// fails open. The instances that take requests (`pickable`) are picked
-/// from; a client with a zone picks from those of its zone while it has
-/// any.
-pub(crate) fn pick_order(instances: &[&Meta], zone: Option<&str>) -> (Vec<u32>, bool) {
-    let (mut candidates, fail_open) = taking_requests(instances);
-    if let Some(zone) = zone {
-        let local: Vec<usize> = candidates
-            .iter()
-            .copied()
-            .filter(|&i| instances[i].get("zone") == Some(zone))
-            .collect();
-        if !local.is_empty() {
-            candidates = local;
-        }
-    }
-    let weights: Vec<u32> = candidates
-        .iter()
-        .map(|&i| weight_of(instances[i]))
-        .collect();
-    let order = smooth_order(&weights)
-        .into_iter()
-        .map(|k| candidates[k as usize] as u32)
-        .collect();
-    (order, fail_open)
-}
-
-/// Logs a service's picks beginning or ceasing to fail open, once each.
-fn log_fail_open(failing: &mut HashSet<Box<str>, Fx>, service: &str, open: bool, instances: usize) {
-    if open && failing.insert(service.into()) {
-        tracing::warn!(
-            service,
-            instances,
-            "no instance of this service is up (all are draining or down): picking from all of them until one is"
-        );
-    } else if !open && failing.remove(service) {
-        tracing::info!(
-            service,
-            "an instance of this service is up again: picking only from those up"
-        );
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gosd_driver::Entry;
-    use gosd_driver::Status;
+    use gosd_driver::{Entry, Event, Snapshot, Status};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -1027,39 +578,6 @@ mod tests {
         assert_eq!(touched, Touched::service("p"));
         let t = s.build(&RouteTable::default(), &Touched::All);
         assert_eq!(pick_urls(&t, "p"), ["http://p-2"]);
-    }
-
-    #[test]
-    fn picks_prefer_up_then_the_zone_and_fail_open() {
-        let up_a = meta(Status::Up, &[("zone", "a"), ("weight", "300")]);
-        let up_b = meta(Status::Up, &[("zone", "b")]);
-        let down_a = meta(Status::Down, &[("zone", "a")]);
-        let draining = meta(Status::Draining, &[]);
-        let plain = Meta::default();
-        assert_eq!(
-            pick_order(&[&plain, &plain, &plain], None),
-            (vec![0, 1, 2], false)
-        );
-        assert_eq!(pick_order(&[&up_a, &up_b], None), (vec![0, 0, 1, 0], false));
-        assert_eq!(pick_order(&[&up_a, &up_b], Some("a")), (vec![0], false));
-        assert_eq!(
-            pick_order(&[&up_a, &up_b], Some("c")),
-            (vec![0, 0, 1, 0], false)
-        );
-        assert_eq!(
-            pick_order(&[&down_a, &up_b], Some("a")),
-            (vec![1], false),
-            "zone a is down"
-        );
-        assert_eq!(
-            pick_order(&[&down_a, &draining], None),
-            (vec![0, 1], true),
-            "fail open"
-        );
-        assert_eq!(
-            pick_order(&[&down_a, &draining], Some("a")),
-            (vec![0], true)
-        );
     }
 
     #[test]
