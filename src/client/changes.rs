@@ -39,7 +39,7 @@ impl Client {
     /// [`watch_selected`](Self::watch_selected), which this is with a
     /// selector that matches every instance.
     pub fn watch_service(&self, service: &str) -> ServiceWatch {
-        self.watch_selected(&crate::Selector::new(service))
+        self.watch_selected(&crate::selector::Selector::new(service))
     }
 
     /// Every instance of every service as one stream of

@@ -56,7 +56,7 @@ impl Client {
     /// assert_eq!(name.as_str(), canaries[0].1.name());
     /// # Ok(()) }
     /// ```
-    pub fn watch_selected(&self, selector: &crate::Selector) -> ServiceWatch {
+    pub fn watch_selected(&self, selector: &crate::selector::Selector) -> ServiceWatch {
         let inner = Arc::downgrade(&self.inner);
         let selector = selector.clone();
         let read = Box::new(move || {
