@@ -113,13 +113,18 @@ impl State {
     /// now instead, and likewise for tombstones. So the renewals held up
     /// behind the stall land before their leases are reaped; a crashed
     /// instance stays at most one heartbeat longer, once. `renewing` is the
-    /// name and TTL of a renewal, whose interval since the last one is a
-    /// heartbeat seen.
+    /// name and TTL of a renewal, whose interval since the last one (a
+    /// quarter of the TTL at the least) is a heartbeat seen.
     fn excuse_stall(&mut self, now: Instant, renewing: Option<(&str, Duration)>) {
         let observed = renewing.and_then(|(name, ttl)| {
             let lease = self.entries.get(name)?.expires?;
             let renewed = lease.checked_sub(ttl)?;
-            Some(now.saturating_duration_since(renewed)).filter(|d| !d.is_zero())
+            // A quarter of the TTL at the least, as in the Redis scripts:
+            // renewals a moment apart (a retry, or those a stall held up)
+            // are not a heartbeat.
+            Some(now.saturating_duration_since(renewed))
+                .filter(|d| !d.is_zero())
+                .map(|d| d.max(ttl / 4))
         });
         let stalled = self
             .clock

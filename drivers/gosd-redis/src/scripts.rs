@@ -60,7 +60,9 @@ impl Scripts {
 /// instance that crashed during such a gap stays at most one heartbeat
 /// longer, once (the moved lease has one heartbeat left, not more, so it is
 /// never moved again). Instances whose heartbeat is more than half their
-/// TTL are not covered (the default is a third). Until a renewal has been
+/// TTL are not covered (the default is a third). A heartbeat is taken to
+/// be a quarter of the TTL at the least, so that renewals a moment apart
+/// (a retry, or those a stall queued up) do not shrink it. Until a renewal has been
 /// seen, no gap is excused.
 ///
 /// A reap of up to 32 leases (a few crashed instances) is one `del` change
@@ -192,7 +194,10 @@ end
 local observed
 if ttl then
   local lease = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[1]))
-  if lease then observed = now - (lease - ttl) end
+  -- A quarter of the TTL at the least: two renewals a moment apart (a
+  -- retry, or the burst a stall queued up) are not a heartbeat, and taken
+  -- for one they would cut the next stall's grace to nothing.
+  if lease then observed = math.max(now - (lease - ttl), math.floor(ttl / 4)) end
 end
 local stalled = last ~= nil and beat ~= nil and now - last > beat
 if stalled then
