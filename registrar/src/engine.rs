@@ -235,12 +235,14 @@ impl Follower {
             }
         }
         self.remove_leftovers(&known, &wanted).await;
+        let registered = wanted.len();
+        self.leases.replace_all(wanted).await;
+        // Once the registry holds what was decided: the line says it is done.
         tracing::info!(
             containers = known.len(),
-            registered = wanted.len(),
+            registered,
             "reconciled with the engine"
         );
-        self.leases.replace_all(wanted).await;
         Ok(())
     }
 
