@@ -7,8 +7,8 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use redis_server::{RedisServer, free_port};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 
 /// A hang guard for things that take milliseconds, not a timing claim.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -361,21 +361,29 @@ async fn doctor_fails_on_an_unreachable_redis_naming_it() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_prints_a_line_for_a_registration_and_a_removal() {
-    let server = RedisServer::start();
+/// `gosd watch provider` against `server`, and its output's lines.
+fn watch_provider(server: &RedisServer) -> (Child, Lines<BufReader<ChildStdout>>) {
     let mut child = gosd(&[("gosdRedisAddr", &server.addr())], &["watch", "provider"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("gosd watch");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut next_line = async move || {
-        tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("a line in time")
-            .expect("stdout readable")
-            .expect("gosd watch still running")
-    };
+    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    (child, lines)
+}
+
+/// The next line `gosd watch` prints.
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
+    tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("a line in time")
+        .expect("stdout readable")
+        .expect("gosd watch still running")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_a_line_for_a_registration_and_a_removal() {
+    let server = RedisServer::start();
+    let (mut child, mut lines) = watch_provider(&server);
 
     let provider = client(&server).await;
     let me = provider
@@ -390,13 +398,13 @@ async fn watch_prints_a_line_for_a_registration_and_a_removal() {
         .await
         .expect("register");
 
-    let inserted = next_line().await;
+    let inserted = next_line(&mut lines).await;
     assert!(
         inserted.ends_with(&format!(" insert {name} http://127.0.0.1:3333 up -")),
         "{inserted}"
     );
     me.finish().await.expect("deregister");
-    let removed = next_line().await;
+    let removed = next_line(&mut lines).await;
     assert!(
         removed.ends_with(&format!(" remove {name} http://127.0.0.1:3333")),
         "{removed}"
@@ -416,33 +424,22 @@ async fn watch_prints_a_line_for_a_status_change_with_the_metadata() {
         .await
         .expect("register");
     let name = me.name().to_string();
-    let mut child = gosd(&[("gosdRedisAddr", &server.addr())], &["watch", "provider"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("gosd watch");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut next_line = async move || {
-        tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("a line in time")
-            .expect("stdout readable")
-            .expect("gosd watch still running")
-    };
+    let (mut child, mut lines) = watch_provider(&server);
     let url = "http://127.0.0.1:3333";
-    let first = next_line().await;
+    let first = next_line(&mut lines).await;
     assert!(
         first.ends_with(&format!(" insert {name} {url} up version=2")),
         "{first}"
     );
 
     me.set_status(gosd::Status::Down).await.expect("set status");
-    let down = next_line().await;
+    let down = next_line(&mut lines).await;
     assert!(
         down.ends_with(&format!(" update {name} {url} down version=2")),
         "{down}"
     );
     me.set_status(gosd::Status::Up).await.expect("set status");
-    let up = next_line().await;
+    let up = next_line(&mut lines).await;
     assert!(
         up.ends_with(&format!(" update {name} {url} up version=2")),
         "{up}"
